@@ -1,0 +1,75 @@
+// swift-tools-version:6.0
+//
+// connectplugin: a plugin runtime on Connect RPC, exported as a C ABI (libconnectplugin.so) with a
+// Swift core. System libraries only: libnghttp2, OpenSSL 3, zlib.
+//
+// Layers (each depends only on the ones above it):
+//   C shims (CConnectPlugin*)  →  ConnectPluginHTTP (event loop, sockets, HTTP/1.1, HTTP/2)
+//   →  ConnectPluginRPC (Connect protocol, codes, errors, compression, router, client)
+//   →  ConnectPlugin (the public Swift API)  →  ConnectPluginCABI (@_cdecl exports, libconnectplugin.so)
+import PackageDescription
+
+let packageDirectory = Context.packageDirectory
+let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "connectplugin",
+    products: [
+        // The Swift API. Free of unsafe flags so that other packages can depend on it.
+        .library(name: "ConnectPlugin", targets: ["ConnectPlugin"]),
+        // libconnectplugin.so: exports exactly the functions of include/connectplugin.h.
+        .library(name: "connectplugin", type: .dynamic, targets: ["ConnectPluginCABI"]),
+        .executable(name: "kv-server-swift", targets: ["KVServerSwift"]),
+        .executable(name: "kv-client-swift", targets: ["KVClientSwift"]),
+    ],
+    targets: [
+        // ---- C shims: the only place C headers are imported.
+        .target(name: "CConnectPluginPosix"),
+        .target(name: "CConnectPluginNGHTTP2", linkerSettings: [.linkedLibrary("nghttp2")]),
+        .target(name: "CConnectPluginZlib", linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "CConnectPluginOpenSSL", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        // The public C header as a module, so the exports are checked against it at compile time.
+        .target(name: "CConnectPluginABI"),
+
+        // ---- Swift layers.
+        .target(
+            name: "ConnectPluginHTTP",
+            dependencies: ["CConnectPluginPosix", "CConnectPluginNGHTTP2"],
+            swiftSettings: swift5
+        ),
+        .target(
+            name: "ConnectPluginRPC",
+            dependencies: ["ConnectPluginHTTP", "CConnectPluginZlib"],
+            swiftSettings: swift5
+        ),
+        .target(
+            name: "ConnectPlugin",
+            dependencies: ["ConnectPluginRPC"],
+            swiftSettings: swift5
+        ),
+        .target(
+            name: "ConnectPluginCABI",
+            dependencies: ["ConnectPlugin", "CConnectPluginABI"],
+            swiftSettings: swift5,
+            linkerSettings: [
+                .unsafeFlags([
+                    "-Xlinker", "--version-script=\(packageDirectory)/Sources/ConnectPluginCABI/exports.map",
+                    "-Xlinker", "-z", "-Xlinker", "defs", "-use-ld=lld",
+                ])
+            ]
+        ),
+
+        // ---- Examples (the key-value store), built by `make examples`.
+        .executableTarget(
+            name: "KVServerSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVServer",
+            swiftSettings: swift5),
+        .executableTarget(
+            name: "KVClientSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVClient",
+            swiftSettings: swift5),
+
+        // ---- Tests.
+        .testTarget(name: "ConnectPluginHTTPTests", dependencies: ["ConnectPluginHTTP"], swiftSettings: swift5),
+        .testTarget(name: "ConnectPluginRPCTests", dependencies: ["ConnectPluginRPC"], swiftSettings: swift5),
+        .testTarget(name: "ConnectPluginTests", dependencies: ["ConnectPlugin"], swiftSettings: swift5),
+    ]
+)

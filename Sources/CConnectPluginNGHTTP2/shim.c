@@ -1,0 +1,1 @@
+#include "CConnectPluginNGHTTP2.h"

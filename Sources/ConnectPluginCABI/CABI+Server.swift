@@ -1,0 +1,256 @@
+// C ABI: server options, server, and the call handle handlers receive.
+import CConnectPluginABI
+import ConnectPlugin
+import ConnectPluginHTTP
+
+final class ServerOptionsBox { var options = RPCServer.Options() }
+
+/// A registered user_data and its finalizer, called exactly once.
+final class UserData {
+    let pointer: UnsafeMutableRawPointer?
+    let free: connectplugin_free_func?
+    private var freed = false
+    private let lock = Lock()
+    init(_ p: UnsafeMutableRawPointer?, _ f: connectplugin_free_func?) {
+        pointer = p
+        free = f
+    }
+    func finalize() {
+        let run: Bool = lock.withLock {
+            if freed { return false }
+            freed = true
+            return true
+        }
+        if run, let f = free { f(pointer) }
+    }
+}
+
+final class ServerBox {
+    let server: RPCServer
+    private let lock = Lock()
+    private var addressCache: [CBytes] = []
+    private var userData: [UserData] = []
+
+    init(_ s: RPCServer) { server = s }
+
+    func refreshAddresses() { lock.withLock { addressCache = server.addresses.map { CBytes($0) } } }
+    func address(_ i: Int) -> UnsafePointer<CChar>? {
+        lock.withLock { i >= 0 && i < addressCache.count ? addressCache[i].cString : nil }
+    }
+    var addressCount: Int { lock.withLock { addressCache.count } }
+    func keep(_ u: UserData) { lock.withLock { userData.append(u) } }
+    func finalizeAll() {
+        let all = lock.withLock { () -> [UserData] in
+            let a = userData
+            userData = []
+            return a
+        }
+        for u in all { u.finalize() }
+    }
+}
+
+/// What a handler gets as `connectplugin_call *`; valid while the handler runs.
+final class CallBox {
+    let call: UnaryCall
+    let procedure: CBytes
+    let codec: CBytes
+    let request: CBytes
+    let headers: MetadataBox
+    init(_ c: UnaryCall) {
+        call = c
+        procedure = CBytes(c.procedure)
+        codec = CBytes(c.codec)
+        request = CBytes(c.request)
+        headers = MetadataBox(c.requestHeaders)
+    }
+}
+
+@_cdecl("connectplugin_server_options_new")
+public func connectplugin_server_options_new() -> OpaquePointer? { box(ServerOptionsBox()) }
+
+@_cdecl("connectplugin_server_options_set_max_message_bytes")
+public func connectplugin_server_options_set_max_message_bytes(_ o: OpaquePointer?, _ max: UInt64, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let b = unbox(o, as: ServerOptionsBox.self) else { throw ConnectError.local(.invalidArgument, "options is NULL") }
+        guard max <= UInt64(Int.max / 2) else { throw ConnectError.local(.invalidArgument, "max_message_bytes is too large") }
+        b.options.maxMessageBytes = Int(max)
+    }
+}
+
+@_cdecl("connectplugin_server_options_set_handler_threads")
+public func connectplugin_server_options_set_handler_threads(_ o: OpaquePointer?, _ n: UInt32, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let b = unbox(o, as: ServerOptionsBox.self) else { throw ConnectError.local(.invalidArgument, "options is NULL") }
+        guard n >= 1 && n <= 1024 else { throw ConnectError.local(.invalidArgument, "handler_threads must be 1 to 1024, got \(n)") }
+        b.options.handlerThreads = Int(n)
+    }
+}
+
+@_cdecl("connectplugin_server_options_free")
+public func connectplugin_server_options_free(_ o: OpaquePointer?) { release(o, as: ServerOptionsBox.self) }
+
+@_cdecl("connectplugin_server_new")
+public func connectplugin_server_new(_ o: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_server is NULL") }
+        let opts = unbox(o, as: ServerOptionsBox.self)?.options ?? RPCServer.Options()
+        out.pointee = box(ServerBox(try RPCServer(options: opts)))
+    }
+}
+
+private func serverArg(_ s: OpaquePointer?) throws -> ServerBox {
+    guard let b = unbox(s, as: ServerBox.self) else { throw ConnectError.local(.invalidArgument, "server is NULL") }
+    return b
+}
+
+@_cdecl("connectplugin_server_listen_tcp")
+public func connectplugin_server_listen_tcp(_ s: OpaquePointer?, _ addr: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try serverArg(s)
+        guard let a = str(addr) else { throw ConnectError.local(.invalidArgument, "host_port is NULL") }
+        _ = try b.server.listenTCP(a)
+        b.refreshAddresses()
+    }
+}
+
+@_cdecl("connectplugin_server_listen_unix")
+public func connectplugin_server_listen_unix(_ s: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try serverArg(s)
+        guard let p = str(path) else { throw ConnectError.local(.invalidArgument, "path is NULL") }
+        _ = try b.server.listenUnix(p)
+        b.refreshAddresses()
+    }
+}
+
+@_cdecl("connectplugin_server_address_count")
+public func connectplugin_server_address_count(_ s: OpaquePointer?) -> Int { unbox(s, as: ServerBox.self)?.addressCount ?? 0 }
+
+@_cdecl("connectplugin_server_address")
+public func connectplugin_server_address(_ s: OpaquePointer?, _ i: Int) -> UnsafePointer<CChar>? { unbox(s, as: ServerBox.self)?.address(i) }
+
+@_cdecl("connectplugin_server_register_unary")
+public func connectplugin_server_register_unary(_ s: OpaquePointer?, _ procedure: UnsafePointer<CChar>?, _ handler: connectplugin_unary_handler?,
+                                                _ userData: UnsafeMutableRawPointer?, _ userDataFree: connectplugin_free_func?,
+                                                _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    let ud = UserData(userData, userDataFree)
+    let status = guarded(err) {
+        let b = try serverArg(s)
+        guard let p = str(procedure) else { throw ConnectError.local(.invalidArgument, "procedure is NULL") }
+        guard let handler else { throw ConnectError.local(.invalidArgument, "handler is NULL") }
+        try b.server.register(p) { call in
+            let cb = CallBox(call)
+            let handle = box(cb)
+            handler(handle, ud.pointer)
+            release(handle, as: CallBox.self)
+        }
+        b.keep(ud)
+    }
+    if status != CONNECTPLUGIN_OK { ud.finalize() }
+    return status
+}
+
+@_cdecl("connectplugin_server_start")
+public func connectplugin_server_start(_ s: OpaquePointer?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) { try serverArg(s).server.start() }
+}
+
+@_cdecl("connectplugin_server_stop")
+public func connectplugin_server_stop(_ s: OpaquePointer?, _ graceMs: Int64, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) { try serverArg(s).server.stop(graceMs: graceMs) }
+}
+
+@_cdecl("connectplugin_server_free")
+public func connectplugin_server_free(_ s: OpaquePointer?) {
+    guard let b = unbox(s, as: ServerBox.self) else { return }
+    b.server.stop(graceMs: 0)
+    b.finalizeAll()
+    release(s, as: ServerBox.self)
+}
+
+// MARK: Calls
+
+private func callArg(_ c: OpaquePointer?) throws -> CallBox {
+    guard let b = unbox(c, as: CallBox.self) else { throw ConnectError.local(.invalidArgument, "call is NULL") }
+    return b
+}
+
+@_cdecl("connectplugin_call_request")
+public func connectplugin_call_request(_ c: OpaquePointer?, _ outLen: UnsafeMutablePointer<Int>?) -> UnsafePointer<UInt8>? {
+    guard let b = unbox(c, as: CallBox.self) else {
+        outLen?.pointee = 0
+        return nil
+    }
+    outLen?.pointee = b.request.count
+    return b.request.bytes
+}
+
+@_cdecl("connectplugin_call_procedure")
+public func connectplugin_call_procedure(_ c: OpaquePointer?) -> UnsafePointer<CChar>? { unbox(c, as: CallBox.self)?.procedure.cString }
+
+@_cdecl("connectplugin_call_codec")
+public func connectplugin_call_codec(_ c: OpaquePointer?) -> UnsafePointer<CChar>? { unbox(c, as: CallBox.self)?.codec.cString }
+
+@_cdecl("connectplugin_call_request_headers")
+public func connectplugin_call_request_headers(_ c: OpaquePointer?) -> OpaquePointer? {
+    guard let b = unbox(c, as: CallBox.self) else { return nil }
+    return OpaquePointer(Unmanaged.passUnretained(b.headers).toOpaque())
+}
+
+@_cdecl("connectplugin_call_timeout_remaining_ms")
+public func connectplugin_call_timeout_remaining_ms(_ c: OpaquePointer?) -> Int64 { unbox(c, as: CallBox.self)?.call.timeoutRemainingMs ?? -1 }
+
+@_cdecl("connectplugin_call_is_done")
+public func connectplugin_call_is_done(_ c: OpaquePointer?) -> Int32 {
+    guard let b = unbox(c, as: CallBox.self) else { return 1 }
+    return b.call.isDone ? 1 : 0
+}
+
+@_cdecl("connectplugin_call_add_response_header")
+public func connectplugin_call_add_response_header(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?, _ len: Int,
+                                                   _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try callArg(c)
+        guard let k = str(key), let v = bytesArg(value, len) else { throw ConnectError.local(.invalidArgument, "key or value is NULL") }
+        try b.call.addResponseHeader(k, v)
+    }
+}
+
+@_cdecl("connectplugin_call_add_response_trailer")
+public func connectplugin_call_add_response_trailer(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?, _ len: Int,
+                                                    _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try callArg(c)
+        guard let k = str(key), let v = bytesArg(value, len) else { throw ConnectError.local(.invalidArgument, "key or value is NULL") }
+        try b.call.addResponseTrailer(k, v)
+    }
+}
+
+@_cdecl("connectplugin_call_respond")
+public func connectplugin_call_respond(_ c: OpaquePointer?, _ data: UnsafePointer<UInt8>?, _ len: Int, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try callArg(c)
+        guard let d = bytesArg(data, len) else { throw ConnectError.local(.invalidArgument, "data is NULL") }
+        try b.call.respond(d)
+    }
+}
+
+@_cdecl("connectplugin_call_add_error_detail")
+public func connectplugin_call_add_error_detail(_ c: OpaquePointer?, _ type: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?, _ len: Int,
+                                                _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try callArg(c)
+        guard let t = str(type), let v = bytesArg(value, len) else { throw ConnectError.local(.invalidArgument, "type or value is NULL") }
+        try b.call.addErrorDetail(ErrorDetail(type: t, value: v))
+    }
+}
+
+@_cdecl("connectplugin_call_fail")
+public func connectplugin_call_fail(_ c: OpaquePointer?, _ code: connectplugin_code, _ message: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try callArg(c)
+        let cd = Code(wire: Int64(code))
+        try b.call.fail(cd == .ok ? .unknown : cd, str(message) ?? "")
+    }
+}

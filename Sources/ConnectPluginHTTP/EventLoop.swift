@@ -1,0 +1,262 @@
+// The event loop: one thread running epoll, a task queue woken through an eventfd, and timers.
+// Sockets are owned by exactly one loop; everything that touches a socket runs on its loop.
+import CConnectPluginPosix
+import Glibc
+
+/// Something registered with an event loop for readiness events of a file descriptor.
+public protocol EventHandler: AnyObject {
+    /// Called on the loop thread with CP_EV_* bits.
+    func handleEvents(_ events: UInt32)
+}
+
+/// A cancellable timer.
+public struct TimerHandle: Hashable, Sendable {
+    let id: UInt64
+}
+
+/// One epoll loop on its own thread.
+public final class EventLoop: @unchecked Sendable {
+    private let epfd: Int32
+    private let wakeFD: Int32
+    private let lock = Lock()
+    private var pending: [() -> Void] = []
+    private var wakePending = false
+    // Loop-thread state.
+    private var handlers: [UInt64: EventHandler] = [:]
+    private var nextToken: UInt64 = 1
+    private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
+    private var timerTasks: [UInt64: () -> Void] = [:]
+    private var nextTimerID: UInt64 = 1
+    private var thread: pthread_t?
+    private var threadID: pthread_t?
+    public let name: String
+
+    init(name: String) throws {
+        self.name = name
+        let ep = cp_epoll_create()
+        if ep < 0 { throw HTTPError(.io, "epoll_create failed: \(String(cString: cp_strerror(-ep)))") }
+        let ev = cp_eventfd()
+        if ev < 0 {
+            _ = cp_close(ep)
+            throw HTTPError(.io, "eventfd failed: \(String(cString: cp_strerror(-ev)))")
+        }
+        epfd = ep
+        wakeFD = ev
+        _ = cp_epoll_add(epfd, wakeFD, CP_EV_READ, 0)
+        try startThread()
+    }
+
+    private func startThread() throws {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { arg in
+            guard let arg else { return nil }
+            let loop = Unmanaged<EventLoop>.fromOpaque(arg).takeRetainedValue()
+            loop.run()
+            return nil
+        }, box)
+        if rc != 0 {
+            Unmanaged<EventLoop>.fromOpaque(box).release()
+            throw HTTPError(.resource, "cannot start an event loop thread (pthread_create: \(rc))")
+        }
+        thread = t
+    }
+
+    /// True when called on this loop's thread.
+    public var inEventLoop: Bool {
+        guard let tid = threadID else { return false }
+        return pthread_equal(tid, pthread_self()) != 0
+    }
+
+    /// Runs `task` on the loop thread (later, even if called from it). Thread-safe.
+    public func execute(_ task: @escaping () -> Void) {
+        lock.lock()
+        pending.append(task)
+        let needWake = !wakePending
+        wakePending = true
+        lock.unlock()
+        if needWake { _ = cp_eventfd_signal(wakeFD) }
+    }
+
+    /// Runs `task` now if on the loop thread, else schedules it.
+    public func executeOrRun(_ task: @escaping () -> Void) {
+        if inEventLoop { task() } else { execute(task) }
+    }
+
+    // MARK: Registration (loop thread only)
+
+    /// Registers `fd` for `interest` (CP_EV_READ/CP_EV_WRITE). Returns a token, or nil on failure.
+    public func register(fd: Int32, interest: UInt32, handler: EventHandler) -> UInt64? {
+        let token = nextToken
+        nextToken &+= 1
+        if cp_epoll_add(epfd, fd, interest, token) != 0 { return nil }
+        handlers[token] = handler
+        return token
+    }
+
+    public func modify(fd: Int32, token: UInt64, interest: UInt32) {
+        _ = cp_epoll_mod(epfd, fd, interest, token)
+    }
+
+    public func unregister(fd: Int32, token: UInt64) {
+        _ = cp_epoll_del(epfd, fd)
+        handlers[token] = nil
+    }
+
+    // MARK: Timers
+
+    /// Runs `task` on the loop after `delayNs`. Loop thread only.
+    @discardableResult
+    public func schedule(afterNs delayNs: UInt64, _ task: @escaping () -> Void) -> TimerHandle {
+        let id = nextTimerID
+        nextTimerID &+= 1
+        let (sum, overflow) = cp_now_ns().addingReportingOverflow(delayNs)
+        let deadline = overflow ? UInt64.max : sum
+        timerTasks[id] = task
+        heapPush((deadline, id))
+        return TimerHandle(id: id)
+    }
+
+    /// Cancels a timer. Loop thread only. Unknown or fired handles are ignored.
+    public func cancel(_ handle: TimerHandle) {
+        timerTasks[handle.id] = nil
+    }
+
+    private func heapPush(_ e: (deadline: UInt64, id: UInt64)) {
+        timerHeap.append(e)
+        var i = timerHeap.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            if timerHeap[p].deadline <= timerHeap[i].deadline { break }
+            timerHeap.swapAt(p, i)
+            i = p
+        }
+    }
+
+    private func heapPop() -> (deadline: UInt64, id: UInt64)? {
+        guard let first = timerHeap.first else { return nil }
+        let last = timerHeap.removeLast()
+        if !timerHeap.isEmpty {
+            timerHeap[0] = last
+            var i = 0
+            let n = timerHeap.count
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < n && timerHeap[l].deadline < timerHeap[m].deadline { m = l }
+                if r < n && timerHeap[r].deadline < timerHeap[m].deadline { m = r }
+                if m == i { break }
+                timerHeap.swapAt(i, m)
+                i = m
+            }
+        }
+        return first
+    }
+
+    private func runDueTimers() {
+        let now = cp_now_ns()
+        while let top = timerHeap.first, top.deadline <= now {
+            _ = heapPop()
+            if let task = timerTasks.removeValue(forKey: top.id) { task() }
+        }
+        // Drop cancelled timers from the top so they do not shorten the wait.
+        while let top = timerHeap.first, timerTasks[top.id] == nil { _ = heapPop() }
+    }
+
+    private func waitTimeoutMs() -> Int32 {
+        guard let top = timerHeap.first else { return -1 }
+        let now = cp_now_ns()
+        if top.deadline <= now { return 0 }
+        let ms = (top.deadline - now + 999_999) / 1_000_000
+        return ms > 60_000 ? 60_000 : Int32(ms)
+    }
+
+    private func run() {
+        threadID = pthread_self()
+        var tokens = [UInt64](repeating: 0, count: 64)
+        var events = [UInt32](repeating: 0, count: 64)
+        while true {
+            lock.lock()
+            let hasPending = !pending.isEmpty
+            lock.unlock()
+            let timeout: Int32 = hasPending ? 0 : waitTimeoutMs()
+            let n = tokens.withUnsafeMutableBufferPointer { t in
+                events.withUnsafeMutableBufferPointer { e in
+                    cp_epoll_wait(epfd, t.baseAddress, e.baseAddress, 64, timeout)
+                }
+            }
+            if n > 0 {
+                for i in 0..<Int(n) {
+                    let token = tokens[i]
+                    if token == 0 {
+                        cp_eventfd_drain(wakeFD)
+                        continue
+                    }
+                    handlers[token]?.handleEvents(events[i])
+                }
+            }
+            runDueTimers()
+            lock.lock()
+            let tasks = pending
+            pending.removeAll(keepingCapacity: true)
+            wakePending = false
+            lock.unlock()
+            for task in tasks { task() }
+        }
+    }
+}
+
+/// A fixed set of event loops; connections are spread round-robin.
+public final class EventLoopGroup: @unchecked Sendable {
+    public let loops: [EventLoop]
+    private let lock = Lock()
+    private var index = 0
+
+    public init(count: Int) throws {
+        var l: [EventLoop] = []
+        for i in 0..<max(1, count) { l.append(try EventLoop(name: "connectplugin-io-\(i)")) }
+        loops = l
+    }
+
+    public func next() -> EventLoop {
+        lock.withLock {
+            index = (index &+ 1) % max(1, loops.count)
+            return loops[index % loops.count]
+        }
+    }
+
+    /// The process-wide group (one loop per core, at most 4), started on first use. Its threads live
+    /// as long as the process; they sleep in epoll when idle.
+    public static func shared() throws -> EventLoopGroup {
+        try sharedResult.get()
+    }
+
+    private static let sharedResult: Result<EventLoopGroup, HTTPError> = {
+        do {
+            return .success(try EventLoopGroup(count: min(4, Int(cp_cpu_count()))))
+        } catch let e as HTTPError {
+            return .failure(e)
+        } catch {
+            return .failure(HTTPError(.resource, "cannot start event loops"))
+        }
+    }()
+}
+
+/// A transport-level error.
+public struct HTTPError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable { case io, resource, protocolError, closed, timeout, invalidArgument, tooLarge, canceled }
+    public var kind: Kind
+    public var message: String
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+    public var description: String { message }
+
+    static func errno(_ what: String, _ negErr: Int) -> HTTPError {
+        HTTPError(.io, "\(what): \(String(cString: cp_strerror(Int32(truncatingIfNeeded: -negErr))))")
+    }
+}
+
+/// Current monotonic time in nanoseconds.
+@inline(__always) public func monotonicNowNs() -> UInt64 { cp_now_ns() }

@@ -1,0 +1,237 @@
+// Listeners and accepted connections: each connection detects HTTP/2 (prior-knowledge preface) or
+// HTTP/1.1 from its first bytes and hands itself to the matching protocol handler.
+import CConnectPluginPosix
+import Glibc
+
+/// A listening socket on one loop; accepted connections are spread over the group.
+final class Listener: EventHandler {
+    let fd: Int32
+    let loop: EventLoop
+    let address: String
+    let unixPath: String?
+    private var token: UInt64 = 0
+    private weak var server: HTTPServer?
+    private(set) var closed = false
+
+    init(fd: Int32, loop: EventLoop, address: String, unixPath: String?, server: HTTPServer) {
+        self.fd = fd
+        self.loop = loop
+        self.address = address
+        self.unixPath = unixPath
+        self.server = server
+    }
+
+    /// Loop thread.
+    func startAccepting() {
+        if closed || token != 0 { return }
+        if let t = loop.register(fd: fd, interest: CP_EV_READ, handler: self) { token = t }
+    }
+
+    func handleEvents(_ events: UInt32) {
+        for _ in 0..<64 {
+            let c = cp_accept(fd)
+            if c < 0 {
+                let e = -c
+                if e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED { return }
+                // EMFILE and friends: stop this round; the next readiness event retries.
+                return
+            }
+            guard let server else {
+                _ = cp_close(c)
+                return
+            }
+            server.adopt(fd: c, isUnix: unixPath != nil)
+        }
+    }
+
+    /// Loop thread.
+    func close() {
+        if closed { return }
+        closed = true
+        if token != 0 { loop.unregister(fd: fd, token: token) }
+        _ = cp_close(fd)
+        if let p = unixPath { _ = unlink(p) }
+    }
+}
+
+/// Something the server tracks to stop it: a live connection.
+protocol ServerConnectionProtocol: AnyObject {
+    /// Loop thread: stop taking new requests; close once idle.
+    func beginGracefulClose()
+    /// Loop thread: close now, canceling what is in flight.
+    func forceClose()
+    var hasInFlight: Bool { get }
+    var loop: EventLoop { get }
+}
+
+/// An HTTP/1.1 + h2c server over TCP and Unix sockets.
+public final class HTTPServer: @unchecked Sendable {
+    public let config: HTTPServerConfig
+    let group: EventLoopGroup
+    let handler: HTTPServerHandler
+    private let lock = Lock()
+    private var listeners: [Listener] = []
+    private var connections: [ObjectIdentifier: ServerConnectionProtocol] = [:]
+    private var accepting = false
+    private var stopped = false
+
+    public init(config: HTTPServerConfig, group: EventLoopGroup, handler: HTTPServerHandler) {
+        self.config = config
+        self.group = group
+        self.handler = handler
+    }
+
+    public var addresses: [String] { lock.withLock { listeners.map { $0.address } } }
+
+    /// Binds a TCP listener on "host:port". Returns the bound address.
+    public func listenTCP(host: String, port: Int) throws -> String {
+        var buf = [CChar](repeating: 0, count: 128)
+        let fd = cp_listen_tcp(host, Int32(port), 1024, &buf, buf.count)
+        if fd < 0 { throw HTTPError.errno("listen on \(host.isEmpty ? "*" : host):\(port)", Int(fd)) }
+        let bound = String(cString: buf)
+        return try addListener(fd: fd, address: bound, unixPath: nil)
+    }
+
+    /// Binds a Unix socket listener at `path`.
+    public func listenUnix(path: String) throws -> String {
+        let fd = cp_listen_unix(path, 1024)
+        if fd < 0 { throw HTTPError.errno("listen on unix:\(path)", Int(fd)) }
+        return try addListener(fd: fd, address: "unix:" + path, unixPath: path)
+    }
+
+    private func addListener(fd: Int32, address: String, unixPath: String?) throws -> String {
+        lock.lock()
+        if stopped {
+            lock.unlock()
+            _ = cp_close(fd)
+            throw HTTPError(.closed, "the server was stopped")
+        }
+        let l = Listener(fd: fd, loop: group.next(), address: address, unixPath: unixPath, server: self)
+        listeners.append(l)
+        let start = accepting
+        lock.unlock()
+        if start { l.loop.execute { l.startAccepting() } }
+        return address
+    }
+
+    public func start() throws {
+        lock.lock()
+        if stopped {
+            lock.unlock()
+            throw HTTPError(.closed, "the server was stopped")
+        }
+        accepting = true
+        let ls = listeners
+        lock.unlock()
+        for l in ls { l.loop.execute { l.startAccepting() } }
+    }
+
+    func adopt(fd: Int32, isUnix: Bool) {
+        if !isUnix { _ = cp_set_nodelay(fd) }
+        let loop = group.next()
+        loop.execute { [self] in
+            let socket = SocketConnection(fd: fd, loop: loop)
+            let detector = ProtocolDetector(socket: socket, server: self)
+            socket.start(delegate: detector)
+        }
+    }
+
+    func register(_ c: ServerConnectionProtocol) -> Bool {
+        lock.withLock {
+            if stopped { return false }
+            connections[ObjectIdentifier(c)] = c
+            return true
+        }
+    }
+
+    func unregister(_ c: ServerConnectionProtocol) {
+        lock.withLock { _ = connections.removeValue(forKey: ObjectIdentifier(c)) }
+    }
+
+    /// Stops accepting; lets in-flight requests finish for up to `graceNs`, then closes everything.
+    /// Blocks the calling thread (never call it from a loop thread).
+    public func stop(graceNs: UInt64) {
+        lock.lock()
+        stopped = true
+        accepting = false
+        let ls = listeners
+        lock.unlock()
+        for l in ls {
+            let p = Promise<Bool>()
+            l.loop.execute {
+                l.close()
+                p.fulfill(true)
+            }
+            _ = p.wait()
+        }
+        let conns = lock.withLock { Array(connections.values) }
+        for c in conns { runOnLoop(of: c) { c.beginGracefulClose() } }
+        let deadline = monotonicNowNs() &+ graceNs
+        while monotonicNowNs() < deadline {
+            let busy = lock.withLock { connections.values.contains { c in c.hasInFlight } }
+            if !busy { break }
+            usleep(2000)
+        }
+        let rest = lock.withLock { Array(connections.values) }
+        for c in rest { runOnLoop(of: c) { c.forceClose() } }
+        lock.withLock { connections.removeAll() }
+    }
+
+    private func runOnLoop(of c: ServerConnectionProtocol, _ body: @escaping () -> Void) {
+        let p = Promise<Bool>()
+        c.loop.execute {
+            body()
+            p.fulfill(true)
+        }
+        _ = p.wait()
+    }
+}
+
+/// Reads the first bytes of a connection and picks HTTP/2 (preface) or HTTP/1.1.
+final class ProtocolDetector: ConnectionDelegate {
+    static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    let socket: SocketConnection
+    let server: HTTPServer
+    private var buffered: [UInt8] = []
+    private var idleTimer: TimerHandle?
+
+    init(socket: SocketConnection, server: HTTPServer) {
+        self.socket = socket
+        self.server = server
+        idleTimer = socket.loop.schedule(afterNs: server.config.idleTimeoutNs) { [weak socket] in
+            socket?.closeNow(HTTPError(.timeout, "no request within the idle timeout"))
+        }
+    }
+
+    func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
+        buffered.append(contentsOf: bytes)
+        let n = min(buffered.count, ProtocolDetector.preface.count)
+        let isH2Prefix = buffered[0..<n].elementsEqual(ProtocolDetector.preface[0..<n])
+        if isH2Prefix && buffered.count < ProtocolDetector.preface.count { return }
+        if let t = idleTimer { socket.loop.cancel(t) }
+        let handler: ServerConnectionProtocol & ConnectionDelegate
+        if isH2Prefix {
+            guard let h2 = HTTP2ServerConnection(socket: socket, server: server) else {
+                socket.closeNow(HTTPError(.resource, "cannot create an HTTP/2 session"))
+                return
+            }
+            handler = h2
+        } else {
+            handler = HTTP1ServerConnection(socket: socket, server: server)
+        }
+        if !server.register(handler) {
+            socket.closeNow(nil)
+            return
+        }
+        socket.replaceDelegate(handler)
+        let data = buffered
+        buffered = []
+        data.withUnsafeBytes { handler.connectionReceived($0) }
+    }
+
+    func connectionClosed(_ error: HTTPError?) {
+        if let t = idleTimer { socket.loop.cancel(t) }
+    }
+
+    func connectionDrained() {}
+}

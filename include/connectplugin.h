@@ -1,0 +1,425 @@
+/*
+ * connectplugin.h — the C ABI of libconnectplugin.
+ *
+ * This header is the contract. Every exported symbol of libconnectplugin.so is declared here, and a
+ * test fails when the two differ. Conventions that hold for every function below:
+ *
+ *  - Prefix `connectplugin_` for functions and types, `CONNECTPLUGIN_` for macros.
+ *  - Handles are opaque. Each `*_new` has a matching `*_free`; `*_free(NULL)` is a no-op.
+ *  - Fallible functions return a `connectplugin_status` and take `connectplugin_error **out_error`
+ *    as their last parameter. `out_error` may be NULL. On failure `*out_error` receives an owned error
+ *    object (free it with connectplugin_error_free); on success it is set to NULL. There is no
+ *    thread-local "last error".
+ *  - Inputs are borrowed for the duration of the call and copied if kept. Strings are NUL-terminated
+ *    UTF-8. Outputs documented as "borrowed" stay valid as long as the object they come from.
+ *  - Callbacks take `user_data` as their last parameter. Every function that stores a callback also
+ *    takes a finalizer for `user_data`, called exactly once when the library no longer needs it — or
+ *    straight away if the function fails. When a function that takes a callback fails, the callback
+ *    is never called.
+ *  - The library never aborts the process: bad input, a misbehaving peer or an exhausted resource is
+ *    reported as a status and an error object.
+ */
+#ifndef CONNECTPLUGIN_H
+#define CONNECTPLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Versions                                                                                         */
+/* ------------------------------------------------------------------------------------------------ */
+
+#define CONNECTPLUGIN_VERSION "0.1.0"
+#define CONNECTPLUGIN_VERSION_MAJOR 0
+#define CONNECTPLUGIN_VERSION_MINOR 1
+#define CONNECTPLUGIN_VERSION_PATCH 0
+/** 0xMMmmpp, comparable with `>=`. */
+#define CONNECTPLUGIN_VERSION_NUM 0x000100
+/** Bumped on every incompatible change of this header. Bindings compare it with connectplugin_abi_version(). */
+#define CONNECTPLUGIN_ABI_VERSION 1
+
+/** @brief The library's version string, e.g. "0.1.0". Static; never free. Any thread. */
+const char *connectplugin_version(void);
+/** @brief The library's version as CONNECTPLUGIN_VERSION_NUM. Any thread. */
+uint32_t connectplugin_version_num(void);
+/** @brief The ABI version the library implements (CONNECTPLUGIN_ABI_VERSION at its build). Any thread. */
+uint32_t connectplugin_abi_version(void);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Status codes: what went wrong locally, returned by every fallible function                        */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef int32_t connectplugin_status;
+#define CONNECTPLUGIN_OK 0
+/** A parameter is NULL, malformed or out of range; the error message names it. */
+#define CONNECTPLUGIN_ERR_INVALID_ARGUMENT (-1)
+/** Memory or another resource (threads, file descriptors) could not be obtained. */
+#define CONNECTPLUGIN_ERR_RESOURCE (-2)
+/** The handle was stopped or closed; only *_free is useful now. */
+#define CONNECTPLUGIN_ERR_CLOSED (-3)
+/** A socket operation failed (bind, listen, connect, read, write); the message has the OS reason. */
+#define CONNECTPLUGIN_ERR_IO (-4)
+/** The call is not allowed in the object's current state (e.g. registering after start). */
+#define CONNECTPLUGIN_ERR_STATE (-5)
+/** The RPC finished with a non-OK Connect code; *out_error has the code, message and details. */
+#define CONNECTPLUGIN_ERR_RPC (-6)
+/** The feature is not supported by this build (e.g. an unknown codec or compression name). */
+#define CONNECTPLUGIN_ERR_UNSUPPORTED (-7)
+
+/** @brief A static English description of @p status ("ok", "invalid argument", …). Never NULL; never free. Any thread. */
+const char *connectplugin_status_string(connectplugin_status status);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Connect / gRPC codes (wire-stable numbers)                                                        */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef int32_t connectplugin_code;
+#define CONNECTPLUGIN_CODE_OK 0
+#define CONNECTPLUGIN_CODE_CANCELED 1
+#define CONNECTPLUGIN_CODE_UNKNOWN 2
+#define CONNECTPLUGIN_CODE_INVALID_ARGUMENT 3
+#define CONNECTPLUGIN_CODE_DEADLINE_EXCEEDED 4
+#define CONNECTPLUGIN_CODE_NOT_FOUND 5
+#define CONNECTPLUGIN_CODE_ALREADY_EXISTS 6
+#define CONNECTPLUGIN_CODE_PERMISSION_DENIED 7
+#define CONNECTPLUGIN_CODE_RESOURCE_EXHAUSTED 8
+#define CONNECTPLUGIN_CODE_FAILED_PRECONDITION 9
+#define CONNECTPLUGIN_CODE_ABORTED 10
+#define CONNECTPLUGIN_CODE_OUT_OF_RANGE 11
+#define CONNECTPLUGIN_CODE_UNIMPLEMENTED 12
+#define CONNECTPLUGIN_CODE_INTERNAL 13
+#define CONNECTPLUGIN_CODE_UNAVAILABLE 14
+#define CONNECTPLUGIN_CODE_DATA_LOSS 15
+#define CONNECTPLUGIN_CODE_UNAUTHENTICATED 16
+
+/**
+ * @brief The Connect wire name of @p code: "ok", "canceled", "unknown", "invalid_argument", …,
+ *        "unauthenticated". Codes outside 0..16 give "unknown". Static; never free. Any thread.
+ */
+const char *connectplugin_code_name(connectplugin_code code);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Error objects                                                                                    */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct connectplugin_error connectplugin_error;
+typedef struct connectplugin_metadata connectplugin_metadata;
+
+/**
+ * @brief The status of the failed operation (never CONNECTPLUGIN_OK for a real error).
+ *        NULL gives CONNECTPLUGIN_ERR_INVALID_ARGUMENT. Any thread.
+ */
+connectplugin_status connectplugin_error_status(const connectplugin_error *error);
+/**
+ * @brief The Connect code. For CONNECTPLUGIN_ERR_RPC it is the code of the RPC; for local failures
+ *        it is the closest code (invalid argument → INVALID_ARGUMENT, I/O → UNAVAILABLE, …).
+ *        NULL gives CONNECTPLUGIN_CODE_UNKNOWN.
+ */
+connectplugin_code connectplugin_error_code(const connectplugin_error *error);
+/** @brief The UTF-8 message; borrowed, valid until the error is freed. Never NULL (NULL error gives ""). */
+const char *connectplugin_error_message(const connectplugin_error *error);
+/** @brief The number of error details (google.protobuf.Any messages) attached by the peer. */
+size_t connectplugin_error_detail_count(const connectplugin_error *error);
+/**
+ * @brief Detail @p index: its fully qualified message type name (e.g. "google.rpc.RetryInfo", without
+ *        the type URL prefix) and its serialized protobuf value. Both borrowed, valid until the error is
+ *        freed. Returns CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p index is out of range or an out
+ *        pointer is NULL.
+ */
+connectplugin_status connectplugin_error_detail(const connectplugin_error *error, size_t index,
+                                                const char **out_type, const uint8_t **out_value,
+                                                size_t *out_value_len);
+/**
+ * @brief Metadata that came with an RPC error (response headers and trailers of the failed call).
+ *        Borrowed, valid until the error is freed; never NULL for a non-NULL error (may be empty).
+ */
+const connectplugin_metadata *connectplugin_error_metadata(const connectplugin_error *error);
+/** @brief Frees the error. NULL is a no-op. */
+void connectplugin_error_free(connectplugin_error *error);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Metadata: an ordered list of (key, value) pairs — HTTP headers and trailers                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+/*
+ * Keys are ASCII and compared case-insensitively; the library stores them lowercased. Keys ending
+ * in "-bin" carry arbitrary bytes (the library base64-encodes them on the wire and decodes them on
+ * receipt); other values must be printable ASCII (0x20–0x7E). A key may repeat; order is kept.
+ * Thread safety: a metadata object may be read from several threads at once, but adding to it
+ * needs exclusive access.
+ */
+
+/** @brief Creates an empty list. Returns NULL only when out of memory. Free with connectplugin_metadata_free. */
+connectplugin_metadata *connectplugin_metadata_new(void);
+/**
+ * @brief Appends (key, value). Both are copied.
+ * @return CONNECTPLUGIN_OK, or CONNECTPLUGIN_ERR_INVALID_ARGUMENT if the key is empty or not a valid
+ *         header name, or a non "-bin" value is not printable ASCII.
+ */
+connectplugin_status connectplugin_metadata_add(connectplugin_metadata *metadata, const char *key,
+                                                const uint8_t *value, size_t value_len,
+                                                connectplugin_error **out_error);
+/** @brief The number of entries. NULL gives 0. */
+size_t connectplugin_metadata_count(const connectplugin_metadata *metadata);
+/**
+ * @brief Entry @p index: its lowercased key (NUL-terminated) and its value (bytes; for text values
+ *        also NUL-terminated at value[len]). Borrowed, valid until the metadata is freed or changed.
+ * @return CONNECTPLUGIN_OK, or CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p index is out of range.
+ */
+connectplugin_status connectplugin_metadata_get(const connectplugin_metadata *metadata, size_t index,
+                                                const char **out_key, const uint8_t **out_value,
+                                                size_t *out_value_len);
+/**
+ * @brief The first value for @p key (case-insensitive), or NULL if absent. Borrowed like
+ *        connectplugin_metadata_get. @p out_value_len may be NULL.
+ */
+const uint8_t *connectplugin_metadata_lookup(const connectplugin_metadata *metadata, const char *key,
+                                             size_t *out_value_len);
+/** @brief Frees the list. NULL is a no-op. Never free a list borrowed from another object. */
+void connectplugin_metadata_free(connectplugin_metadata *metadata);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Server                                                                                           */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct connectplugin_server_options connectplugin_server_options;
+typedef struct connectplugin_server connectplugin_server;
+typedef struct connectplugin_call connectplugin_call;
+
+/** @brief Options with defaults. NULL only when out of memory. Not thread-safe; free with _free. */
+connectplugin_server_options *connectplugin_server_options_new(void);
+/**
+ * @brief Largest request message accepted, in bytes, after decompression (default 4 MiB). A larger
+ *        message is answered with RESOURCE_EXHAUSTED without reaching the handler. 0 = no limit.
+ */
+connectplugin_status connectplugin_server_options_set_max_message_bytes(connectplugin_server_options *options,
+                                                                        uint64_t max_bytes,
+                                                                        connectplugin_error **out_error);
+/**
+ * @brief Number of threads that run handlers (default 8, range 1–1024). A slow handler occupies one
+ *        of them; I/O and other connections are never stalled by it.
+ */
+connectplugin_status connectplugin_server_options_set_handler_threads(connectplugin_server_options *options,
+                                                                      uint32_t threads,
+                                                                      connectplugin_error **out_error);
+/** @brief Frees the options. NULL is a no-op. */
+void connectplugin_server_options_free(connectplugin_server_options *options);
+
+/**
+ * @brief Creates a stopped server.
+ * @param options  May be NULL for defaults. Copied; may be freed right after.
+ * @param out_server  Receives the server; NULL on failure.
+ * Thread safety: every connectplugin_server_* function may be called from any thread.
+ */
+connectplugin_status connectplugin_server_new(const connectplugin_server_options *options,
+                                              connectplugin_server **out_server,
+                                              connectplugin_error **out_error);
+/**
+ * @brief Binds and listens on TCP "host:port" ("127.0.0.1:0", "[::1]:8080", "localhost:0", ":8080"
+ *        for all interfaces). Port 0 picks a free port. Connections are accepted once the server is
+ *        started. May be called several times, before or after start.
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_INVALID_ARGUMENT for a malformed address;
+ *         CONNECTPLUGIN_ERR_IO if the OS refuses (the message has the reason, e.g. address in use).
+ */
+connectplugin_status connectplugin_server_listen_tcp(connectplugin_server *server, const char *host_port,
+                                                     connectplugin_error **out_error);
+/**
+ * @brief Binds and listens on a Unix domain socket at @p path. An existing socket file at the path is
+ *        replaced; the file is removed when the server is stopped.
+ */
+connectplugin_status connectplugin_server_listen_unix(connectplugin_server *server, const char *path,
+                                                      connectplugin_error **out_error);
+/** @brief The number of listeners. */
+size_t connectplugin_server_address_count(const connectplugin_server *server);
+/**
+ * @brief The bound address of listener @p index: "127.0.0.1:43127", "[::1]:8080" or "unix:/path".
+ *        Borrowed, valid until the server is freed. NULL if @p index is out of range.
+ */
+const char *connectplugin_server_address(const connectplugin_server *server, size_t index);
+
+/**
+ * @brief A unary handler. Runs on one of the server's handler threads, possibly concurrently with
+ *        other calls. Read the request with connectplugin_call_request* and finish the call with
+ *        connectplugin_call_respond or connectplugin_call_fail before returning; returning without
+ *        either fails the call with INTERNAL. @p call is borrowed and valid only until the handler
+ *        returns.
+ */
+typedef void (*connectplugin_unary_handler)(connectplugin_call *call, void *user_data);
+/** @brief A finalizer for user_data. */
+typedef void (*connectplugin_free_func)(void *user_data);
+
+/**
+ * @brief Registers @p handler for @p procedure ("/package.Service/Method"). Allowed before start only.
+ * @param user_data_free  May be NULL. Called exactly once with @p user_data: when the server is freed,
+ *        or before this function returns if it fails.
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_INVALID_ARGUMENT for a malformed procedure or a
+ *         duplicate; CONNECTPLUGIN_ERR_STATE after start.
+ */
+connectplugin_status connectplugin_server_register_unary(connectplugin_server *server, const char *procedure,
+                                                         connectplugin_unary_handler handler, void *user_data,
+                                                         connectplugin_free_func user_data_free,
+                                                         connectplugin_error **out_error);
+/** @brief Starts accepting connections on every listener (and on those added later). */
+connectplugin_status connectplugin_server_start(connectplugin_server *server, connectplugin_error **out_error);
+/**
+ * @brief Graceful stop: stops accepting, lets calls in flight finish for up to @p grace_ms
+ *        milliseconds, then cancels the rest and closes all connections. Blocks until done.
+ *        Calling it again, or on a server never started, is OK.
+ */
+connectplugin_status connectplugin_server_stop(connectplugin_server *server, int64_t grace_ms,
+                                               connectplugin_error **out_error);
+/**
+ * @brief Stops the server (without grace) if it runs, waits for running handlers to return, calls
+ *        every user_data finalizer, and frees it. NULL is a no-op. Must not be called from a handler.
+ */
+void connectplugin_server_free(connectplugin_server *server);
+
+/* ---- Inside a handler: every connectplugin_call_* function must be called on the handler's thread
+        while the handler runs, with the call it was given. ---- */
+
+/** @brief The request message bytes (decompressed, as the client serialized them). Borrowed. */
+const uint8_t *connectplugin_call_request(const connectplugin_call *call, size_t *out_len);
+/** @brief The procedure, "/package.Service/Method". Borrowed. */
+const char *connectplugin_call_procedure(const connectplugin_call *call);
+/** @brief The codec of the request and the response: "proto" or "json". Borrowed. */
+const char *connectplugin_call_codec(const connectplugin_call *call);
+/** @brief The request headers (custom metadata, protocol headers removed). Borrowed. */
+const connectplugin_metadata *connectplugin_call_request_headers(const connectplugin_call *call);
+/**
+ * @brief Milliseconds left until the call's deadline (Connect-Timeout-Ms), 0 if it has passed, or -1
+ *        if the client set none. When the deadline passes the server answers DEADLINE_EXCEEDED on its
+ *        own; a later respond/fail returns CONNECTPLUGIN_ERR_CLOSED.
+ */
+int64_t connectplugin_call_timeout_remaining_ms(const connectplugin_call *call);
+/** @brief 1 once the call can no longer be answered (deadline passed, client gone, server stopping). */
+int32_t connectplugin_call_is_done(const connectplugin_call *call);
+/** @brief Adds a response header (sent with the response or the error). Copied. */
+connectplugin_status connectplugin_call_add_response_header(connectplugin_call *call, const char *key,
+                                                            const uint8_t *value, size_t value_len,
+                                                            connectplugin_error **out_error);
+/** @brief Adds a response trailer (Connect unary sends them as "trailer-" headers). Copied. */
+connectplugin_status connectplugin_call_add_response_trailer(connectplugin_call *call, const char *key,
+                                                             const uint8_t *value, size_t value_len,
+                                                             connectplugin_error **out_error);
+/**
+ * @brief Answers the call with the response message @p data (serialized in the call's codec). Copied.
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_STATE if the call was already answered;
+ *         CONNECTPLUGIN_ERR_CLOSED if it is done (deadline passed, client gone).
+ */
+connectplugin_status connectplugin_call_respond(connectplugin_call *call, const uint8_t *data, size_t len,
+                                                connectplugin_error **out_error);
+/**
+ * @brief Adds an error detail to send with connectplugin_call_fail: @p type is the fully qualified
+ *        protobuf message name (e.g. "google.rpc.ErrorInfo"), @p value its serialized bytes. Copied.
+ */
+connectplugin_status connectplugin_call_add_error_detail(connectplugin_call *call, const char *type,
+                                                         const uint8_t *value, size_t value_len,
+                                                         connectplugin_error **out_error);
+/**
+ * @brief Fails the call with @p code (1–16) and @p message (may be NULL). Copied. Same return values
+ *        as connectplugin_call_respond; an out-of-range code is sent as UNKNOWN.
+ */
+connectplugin_status connectplugin_call_fail(connectplugin_call *call, connectplugin_code code,
+                                             const char *message, connectplugin_error **out_error);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Client                                                                                           */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct connectplugin_client_options connectplugin_client_options;
+typedef struct connectplugin_client connectplugin_client;
+typedef struct connectplugin_call_options connectplugin_call_options;
+typedef struct connectplugin_response connectplugin_response;
+
+#define CONNECTPLUGIN_HTTP_1_1 1
+#define CONNECTPLUGIN_HTTP_2 2
+
+/** @brief Client options with defaults: codec "proto", HTTP/2, no compression, no timeout. Not thread-safe. */
+connectplugin_client_options *connectplugin_client_options_new(void);
+/** @brief "proto" (application/proto) or "json" (application/json). Else CONNECTPLUGIN_ERR_UNSUPPORTED. */
+connectplugin_status connectplugin_client_options_set_codec(connectplugin_client_options *options,
+                                                            const char *codec, connectplugin_error **out_error);
+/**
+ * @brief CONNECTPLUGIN_HTTP_1_1 or CONNECTPLUGIN_HTTP_2 (prior-knowledge h2c for http:// and unix://).
+ */
+connectplugin_status connectplugin_client_options_set_http_version(connectplugin_client_options *options,
+                                                                   int32_t version,
+                                                                   connectplugin_error **out_error);
+/**
+ * @brief Request compression: "identity" (default) or "gzip". Responses in gzip are always accepted.
+ */
+connectplugin_status connectplugin_client_options_set_compression(connectplugin_client_options *options,
+                                                                  const char *name,
+                                                                  connectplugin_error **out_error);
+/** @brief Default timeout of every call in milliseconds; 0 = none (default). Negative is invalid. */
+connectplugin_status connectplugin_client_options_set_timeout_ms(connectplugin_client_options *options,
+                                                                 int64_t timeout_ms,
+                                                                 connectplugin_error **out_error);
+/** @brief Largest response message accepted, after decompression (default 4 MiB; 0 = no limit). */
+connectplugin_status connectplugin_client_options_set_max_message_bytes(connectplugin_client_options *options,
+                                                                        uint64_t max_bytes,
+                                                                        connectplugin_error **out_error);
+/** @brief A header sent with every call. Same rules as connectplugin_metadata_add. */
+connectplugin_status connectplugin_client_options_add_header(connectplugin_client_options *options,
+                                                             const char *key, const uint8_t *value,
+                                                             size_t value_len, connectplugin_error **out_error);
+/** @brief Frees the options. NULL is a no-op. */
+void connectplugin_client_options_free(connectplugin_client_options *options);
+
+/**
+ * @brief Creates a client for @p base_url: "http://host:port[/prefix]" or "unix:///path/to/socket".
+ *        No connection is made until the first call; connections are reused across calls.
+ * @param options  May be NULL for defaults. Copied.
+ * Thread safety: a client may be used by any number of threads at once.
+ */
+connectplugin_status connectplugin_client_new(const char *base_url, const connectplugin_client_options *options,
+                                              connectplugin_client **out_client, connectplugin_error **out_error);
+/** @brief Closes the client's connections and frees it. NULL is a no-op. No call may be in progress. */
+void connectplugin_client_free(connectplugin_client *client);
+
+/** @brief Per-call options (timeout, headers). NULL only when out of memory. Not thread-safe. */
+connectplugin_call_options *connectplugin_call_options_new(void);
+/** @brief This call's timeout in ms, overriding the client default; 0 = no timeout. Negative is invalid. */
+connectplugin_status connectplugin_call_options_set_timeout_ms(connectplugin_call_options *options,
+                                                               int64_t timeout_ms,
+                                                               connectplugin_error **out_error);
+/** @brief A request header for this call. Same rules as connectplugin_metadata_add. */
+connectplugin_status connectplugin_call_options_add_header(connectplugin_call_options *options, const char *key,
+                                                           const uint8_t *value, size_t value_len,
+                                                           connectplugin_error **out_error);
+/** @brief Frees the options. NULL is a no-op. */
+void connectplugin_call_options_free(connectplugin_call_options *options);
+
+/**
+ * @brief A blocking unary call of @p procedure ("/package.Service/Method") with the serialized
+ *        request @p request (in the client's codec). Blocks only the calling thread.
+ * @param options  May be NULL. Borrowed for the duration of the call.
+ * @param out_response  On CONNECTPLUGIN_OK receives an owned response; free with connectplugin_response_free.
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_RPC when the RPC failed (the error has the Connect code —
+ *         DEADLINE_EXCEEDED on timeout, UNAVAILABLE when the server cannot be reached — the message,
+ *         details and metadata); CONNECTPLUGIN_ERR_INVALID_ARGUMENT for bad parameters.
+ */
+connectplugin_status connectplugin_client_call_unary(connectplugin_client *client, const char *procedure,
+                                                     const uint8_t *request, size_t request_len,
+                                                     const connectplugin_call_options *options,
+                                                     connectplugin_response **out_response,
+                                                     connectplugin_error **out_error);
+
+/** @brief The response message bytes. Borrowed, valid until the response is freed. */
+const uint8_t *connectplugin_response_message(const connectplugin_response *response, size_t *out_len);
+/** @brief The response headers (protocol headers removed). Borrowed; never NULL for a non-NULL response. */
+const connectplugin_metadata *connectplugin_response_headers(const connectplugin_response *response);
+/** @brief The response trailers. Borrowed; never NULL for a non-NULL response. */
+const connectplugin_metadata *connectplugin_response_trailers(const connectplugin_response *response);
+/** @brief Frees the response. NULL is a no-op. */
+void connectplugin_response_free(connectplugin_response *response);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CONNECTPLUGIN_H */

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything connectplugin needs to build and test on a fresh Debian 12 machine with the
+# Swift toolchain: system libraries (nghttp2, OpenSSL 3, zlib), build tools, Go, and the real peers
+# used by the interoperability tests (connect-python, grpcio, curl, h2load).
+# Idempotent: a second run only checks. Run as root (apt-get and pip install system-wide).
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential pkg-config cmake ninja-build
+  libnghttp2-dev libssl-dev zlib1g-dev
+  curl nghttp2-client
+  golang-go
+)
+PIP_PACKAGES=(
+  "connectrpc==0.13.*" "protoc-gen-connectrpc==0.13.*" "protobuf" "grpcio" "grpcio-tools"
+  "uvicorn" "hypercorn" "pytest"
+)
+
+need_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+missing_pip=0
+python3 - <<'PY' || missing_pip=1
+import importlib.util, sys
+mods = ["connectrpc", "google.protobuf", "grpc", "grpc_tools", "uvicorn", "hypercorn", "pytest"]
+missing = [m for m in mods if importlib.util.find_spec(m.split(".")[0]) is None]
+sys.exit(1 if missing else 0)
+PY
+if [ "$missing_pip" = 1 ] || ! command -v protoc-gen-connectrpc >/dev/null 2>&1; then
+  echo "setup: pip install ${PIP_PACKAGES[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+fi
+
+# Fail loudly if a peer is still missing: tests must never silently skip.
+for tool in pkg-config cmake ninja go curl h2load protoc-gen-connectrpc; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "setup: '$tool' is still missing after install" >&2; exit 1; }
+done
+pkg-config --exists libnghttp2 openssl zlib || { echo "setup: pkg-config cannot find libnghttp2/openssl/zlib" >&2; exit 1; }
+echo "setup: ok"
