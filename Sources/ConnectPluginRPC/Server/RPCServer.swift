@@ -132,7 +132,8 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         let procedure = String(req.path)
         let handler: UnaryHandler? = lock.withLock { routes[procedure] }
         guard let handler else {
-            ConnectServerResponses.sendError(ConnectError(.unimplemented, "unknown procedure \(procedure)"), on: exchange)
+            // HTTP 404, which every Connect client reads as unimplemented (protocol digest GEN-2).
+            ConnectServerResponses.sendError(ConnectError(.unimplemented, "unknown procedure \(procedure)"), on: exchange, status: 404)
             return
         }
         if req.method != "POST" {

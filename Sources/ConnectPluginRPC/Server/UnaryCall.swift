@@ -124,13 +124,13 @@ enum ConnectServerResponses {
     /// Sends a Connect unary error (JSON body, status from the code). Returns false if the exchange is done.
     @discardableResult
     static func sendError(_ err: ConnectError, on exchange: HTTPServerExchange, headers: Metadata = Metadata(),
-                          trailers: Metadata = Metadata(), extraHeaders: [(String, String)] = []) -> Bool {
+                          trailers: Metadata = Metadata(), extraHeaders: [(String, String)] = [], status: Int? = nil) -> Bool {
         var h = HTTPHeaders()
         h.add("content-type", "application/json")
         for (n, v) in extraHeaders { h.add(n, v) }
         headers.write(to: &h)
         trailers.write(to: &h, prefix: "trailer-")
-        return exchange.respond(HTTPResponse(status: err.code.httpStatus, headers: h, body: ConnectErrorJSON.encode(err)))
+        return exchange.respond(HTTPResponse(status: status ?? err.code.httpStatus, headers: h, body: ConnectErrorJSON.encode(err)))
     }
 
     /// A plain HTTP error without an RPC body (415, 405).

@@ -4,7 +4,7 @@
 import CConnectPluginZlib
 
 public enum Gzip {
-    /// Output is produced in pieces of at most this many bytes per zlib call when growing is needed.
+    /// The smallest step by which an output buffer grows.
     static let minimumChunk = 16 * 1024
 
     /// Compresses `input` into one gzip member. `level` is a zlib level (-1 = zlib default, 0–9).
@@ -22,8 +22,8 @@ public enum Gzip {
         guard initRC == Z_OK else { throw zlibFailure(initRC, strm, compressing: true) }
         defer { deflateEnd(strm) }
 
-        // deflateBound is the worst case for a single Z_FINISH call; start there (plus the gzip
-        // header/trailer slack) and grow only if zlib ever needs more.
+        // deflateBound (gzip header and trailer included) is the worst case for one Z_FINISH call;
+        // start there and grow only if zlib ever needs more.
         let bound = Int(clamping: deflateBound(strm, uLong(clamping: input.count)))
         var out = [UInt8](repeating: 0, count: max(bound, 64))
         var produced = 0
@@ -33,7 +33,7 @@ public enum Gzip {
             while true {
                 if produced == out.count {
                     let grow = max(out.count / 2, minimumChunk)
-                    out.append(contentsOf: repeatElement(0, count: grow))
+                    out.append(contentsOf: [UInt8](repeating: 0, count: grow))
                 }
                 let inAvail = min(inBuf.count - consumed, Int(UInt32.max))
                 let isLast = consumed + inAvail == inBuf.count
@@ -61,8 +61,7 @@ public enum Gzip {
                 }
             }
         }
-        if produced < out.count { out.removeSubrange(produced...) }
-        return out
+        return trimmed(&out, to: produced)
     }
 
     /// Inflates gzip data (one member, or several concatenated members).
@@ -112,7 +111,7 @@ public enum Gzip {
                         // Only reachable when unlimited and the address space is exhausted.
                         throw ConnectError(.resourceExhausted, "gzip output too large")
                     }
-                    out.append(contentsOf: repeatElement(0, count: target - out.count))
+                    out.append(contentsOf: [UInt8](repeating: 0, count: target - out.count))
                     observeBufferSize?(out.count)
                 }
                 let inAvail = min(inBuf.count - consumed, Int(UInt32.max))
@@ -156,8 +155,15 @@ public enum Gzip {
                 }
             }
         }
-        if produced < out.count { out.removeSubrange(produced...) }
-        return out
+        return trimmed(&out, to: produced)
+    }
+
+    /// `buf[0..<count]`, copied into a right-sized array when much of the buffer is unused.
+    static func trimmed(_ buf: inout [UInt8], to count: Int) -> [UInt8] {
+        if count >= buf.count { return buf }
+        if buf.count - count > count / 4 { return Array(buf[0..<count]) }
+        buf.removeSubrange(count...)
+        return buf
     }
 
     private static func zlibFailure(_ rc: Int32, _ strm: UnsafeMutablePointer<z_stream>, compressing: Bool) -> ConnectError {

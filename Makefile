@@ -1,0 +1,62 @@
+# connectplugin — build, examples, tests, demo and benchmarks.
+#   make demo   installs what is missing, builds, and runs a KV server in one language called from all four
+#   make test   everything: Swift unit tests, C ABI tests, Python and Go bindings, CMake build, interop
+#   make bench  release build + benchmarks (not part of make test)
+SHELL := /bin/bash
+ROOT := $(abspath .)
+LIBDIR := $(ROOT)/.build/debug
+RELEASE_LIBDIR := $(ROOT)/.build/release
+export SWIFT_BACKTRACE := enable=no
+export GOTOOLCHAIN := local
+export GOPROXY := off
+export GOFLAGS := -mod=mod
+export CONNECTPLUGIN_LIBRARY := $(LIBDIR)/libconnectplugin.so
+
+.PHONY: all setup build examples test test-swift test-c test-python test-go test-cmake test-interop demo bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+# One Swift build per run (library, Swift examples and test bundles); every stage reuses it.
+build: setup
+	swift build --build-tests
+
+examples: build
+	@mkdir -p examples/bin
+	cp .build/debug/kv-server-swift .build/debug/kv-client-swift examples/bin/
+	bash examples/c/build.sh $(LIBDIR)
+	bash examples/go/build.sh $(LIBDIR)
+	bash examples/python/build.sh
+
+test: examples
+	@bash scripts/run-tests.sh
+
+test-swift: build
+	swift test --skip-build
+
+test-c: build
+	bash Tests/CTests/run.sh $(LIBDIR)
+
+test-python: build
+	cd bindings/python && python3 -m pytest -q tests
+
+test-go: build
+	cd bindings/go && CGO_LDFLAGS="-L$(LIBDIR) -Wl,-rpath,$(LIBDIR)" go test ./...
+
+test-cmake: setup
+	bash scripts/cmake-test.sh
+
+test-interop: examples
+	python3 -m pytest -q Tests/interop
+
+demo: examples
+	@bash scripts/demo.sh
+
+bench: setup
+	swift build -c release --product connectplugin
+	bash bench/run.sh $(RELEASE_LIBDIR)
+
+clean:
+	rm -rf .build build-cmake examples/bin
