@@ -1,0 +1,120 @@
+"""The header is the contract: every prototype of include/connectplugin.h is declared in _ffi with
+exactly the matching argtypes and restype, and _ffi declares nothing else."""
+
+import ctypes
+import re
+
+import pytest
+
+from conftest import HEADER
+from connectplugin import _ffi
+
+
+def _strip_comments(text):
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def parse_prototypes():
+    """name -> (return type, [parameter types]); types as (base, pointer depth)."""
+    text = _strip_comments(HEADER.read_text())
+    protos = {}
+    for m in re.finditer(r"([A-Za-z_][\w\s\*]*?)\b(connectplugin_\w+)\s*\(([^()]*)\)\s*;", text):
+        ret, name, args = m.group(1), m.group(2), m.group(3)
+        if ret.strip().startswith("typedef"):
+            continue
+        params = []
+        args = " ".join(args.split())
+        if args and args != "void":
+            for a in args.split(","):
+                a = a.strip()
+                # Drop the parameter name (the last identifier).
+                a = re.sub(r"\b\w+$", "", a).strip()
+                params.append(_parse_type(a))
+        protos[name] = (_parse_type(ret), params)
+    return protos
+
+
+def _parse_type(t):
+    t = re.sub(r"\b(const|extern)\b", " ", t)
+    depth = t.count("*")
+    base = t.replace("*", " ").split()
+    assert len(base) == 1, f"cannot parse C type {t!r}"
+    return base[0], depth
+
+
+_SCALARS = {
+    "uint8_t": ctypes.c_uint8,
+    "int32_t": ctypes.c_int32,
+    "uint32_t": ctypes.c_uint32,
+    "int64_t": ctypes.c_int64,
+    "uint64_t": ctypes.c_uint64,
+    "size_t": ctypes.c_size_t,
+    "connectplugin_status": ctypes.c_int32,
+    "connectplugin_code": ctypes.c_int32,
+}
+
+
+def expected_ctype(base, depth):
+    if base == "void":
+        return None if depth == 0 else _wrap(ctypes.c_void_p, depth - 1)
+    if base == "char":
+        assert depth >= 1
+        return _wrap(ctypes.c_char_p, depth - 1)
+    if base in _SCALARS:
+        return _wrap(_SCALARS[base], depth)
+    if base in ("connectplugin_unary_handler", "connectplugin_free_func"):
+        return _wrap(getattr(_ffi, base), depth)
+    struct = getattr(_ffi, base, None)
+    assert isinstance(struct, type) and issubclass(struct, ctypes.Structure), f"no opaque type {base} in _ffi"
+    return _wrap(struct, depth)
+
+
+def _wrap(t, depth):
+    for _ in range(depth):
+        t = ctypes.POINTER(t)
+    return t
+
+
+PROTOS = parse_prototypes()
+
+
+def test_header_parsed():
+    # Sanity: the regex saw the whole header (every section).
+    assert len(PROTOS) >= 60
+    for name in ("connectplugin_version", "connectplugin_client_call_unary", "connectplugin_response_free",
+                 "connectplugin_server_register_unary", "connectplugin_call_fail"):
+        assert name in PROTOS
+
+
+def test_every_header_function_is_declared_and_nothing_else():
+    declared = set(_ffi.FUNCTIONS)
+    in_header = set(PROTOS)
+    assert in_header - declared == set(), "declared in the header but not in _ffi"
+    assert declared - in_header == set(), "declared in _ffi but not in the header"
+
+
+@pytest.mark.parametrize("name", sorted(PROTOS))
+def test_signature_matches_header(name):
+    (ret, params) = PROTOS[name]
+    fn = getattr(_ffi.lib, name)
+    assert fn is _ffi.FUNCTIONS[name]
+    assert getattr(_ffi, name) is fn
+    assert fn.argtypes is not None, f"{name}: argtypes not set"
+    assert fn.restype is expected_ctype(*ret), f"{name}: restype {fn.restype} != header {ret}"
+    expected = [expected_ctype(*p) for p in params]
+    assert list(fn.argtypes) == expected, f"{name}: argtypes {fn.argtypes} != header {params}"
+
+
+def test_opaque_handles_are_distinct_types():
+    names = [n for n in dir(_ffi) if n.startswith("connectplugin_")
+             and isinstance(getattr(_ffi, n), type) and issubclass(getattr(_ffi, n), ctypes.Structure)]
+    structs = set(re.findall(r"typedef struct (connectplugin_\w+)", HEADER.read_text()))
+    assert set(names) == structs
+    assert len({id(getattr(_ffi, n)) for n in names}) == len(names)
+
+
+def test_abi_version_matches_header_and_binding():
+    m = re.search(r"#define CONNECTPLUGIN_ABI_VERSION (\d+)", HEADER.read_text())
+    assert int(m.group(1)) == _ffi.ABI_VERSION == _ffi.lib.connectplugin_abi_version()
