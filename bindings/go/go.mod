@@ -1,0 +1,3 @@
+module github.com/connectplugin/connectplugin/bindings/go
+
+go 1.19

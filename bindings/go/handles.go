@@ -1,0 +1,153 @@
+package connectplugin
+
+// Callbacks from the library into Go. Go values travel to C as runtime/cgo.Handle integers in
+// user_data (cast to void* in C by go_handle_to_user_data, never a Go pointer); the library calls
+// the user_data finalizer exactly once, which deletes the handle.
+
+/*
+#include <stdint.h>
+#include "connectplugin.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"strings"
+	"time"
+)
+
+// unaryEntry is the Go value behind the user_data of a registered unary handler.
+type unaryEntry struct {
+	procedure string
+	fn        UnaryHandler
+}
+
+// newUserData wraps v in a cgo.Handle and returns it as the void* user_data for C.
+func newUserData(v interface{}) (cgo.Handle, C.uintptr_t) {
+	h := cgo.NewHandle(v)
+	return h, C.uintptr_t(h)
+}
+
+//export goFreeHandle
+func goFreeHandle(h C.uintptr_t) {
+	defer func() { _ = recover() }() // a panic must never unwind into C
+	if h != 0 {
+		cgo.Handle(h).Delete()
+	}
+}
+
+//export goUnaryHandler
+func goUnaryHandler(call *C.connectplugin_call, h C.uintptr_t) {
+	// Last line of defence: nothing may unwind into C.
+	defer func() {
+		if r := recover(); r != nil {
+			failCall(call, CodeInternal, fmt.Sprintf("panic: %v", r), nil)
+		}
+	}()
+	entry, ok := cgo.Handle(h).Value().(*unaryEntry)
+	if !ok || entry == nil || entry.fn == nil {
+		failCall(call, CodeInternal, "connectplugin: handler not found", nil)
+		return
+	}
+
+	start := time.Now()
+	req := &Request{
+		Procedure: C.GoString(C.connectplugin_call_procedure(call)),
+		Codec:     C.GoString(C.connectplugin_call_codec(call)),
+		Header:    copyMetadata(C.connectplugin_call_request_headers(call)),
+		call:      call,
+	}
+	var n C.size_t
+	p := C.connectplugin_call_request(call, &n)
+	req.Message = goBytes(p, n)
+
+	ctx := context.Background()
+	cancel := context.CancelFunc(func() {})
+	if ms := int64(C.connectplugin_call_timeout_remaining_ms(call)); ms >= 0 {
+		ctx, cancel = context.WithDeadline(ctx, start.Add(time.Duration(ms)*time.Millisecond))
+	}
+
+	resp, err := runHandler(entry.fn, ctx, req)
+	cancel()
+	headers, trailers := req.finish()
+
+	for _, e := range headers {
+		addCallMetadata(call, e, false)
+	}
+	for _, e := range trailers {
+		addCallMetadata(call, e, true)
+	}
+
+	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			for _, e := range ce.Metadata {
+				addCallMetadata(call, e, false)
+			}
+			failCall(call, ce.Code, ce.Message, ce.Details)
+			return
+		}
+		code := codeForGoError(err)
+		if code == CodeUnknown {
+			code = CodeInternal
+		}
+		failCall(call, code, err.Error(), nil)
+		return
+	}
+	v, vn := cBytes(resp)
+	// ERR_CLOSED (deadline passed, client gone) and ERR_STATE cannot be reported to anyone.
+	var cerr *C.connectplugin_error
+	_ = check(C.connectplugin_call_respond(call, v, vn, &cerr), &cerr)
+	runtime.KeepAlive(resp)
+}
+
+// runHandler calls fn and turns a panic into an *Error with CodeInternal "panic: ...".
+func runHandler(fn UnaryHandler, ctx context.Context, req *Request) (resp []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			resp = nil
+			err = NewError(CodeInternal, fmt.Sprintf("panic: %v", r))
+		}
+	}()
+	return fn(ctx, req)
+}
+
+func addCallMetadata(call *C.connectplugin_call, e MetadataEntry, trailer bool) {
+	if strings.IndexByte(e.Key, 0) >= 0 {
+		return
+	}
+	key := C.CString(e.Key)
+	defer freeCString(key)
+	v, n := cBytes(e.Value)
+	var cerr *C.connectplugin_error
+	var status C.connectplugin_status
+	if trailer {
+		status = C.connectplugin_call_add_response_trailer(call, key, v, n, &cerr)
+	} else {
+		status = C.connectplugin_call_add_response_header(call, key, v, n, &cerr)
+	}
+	_ = check(status, &cerr)
+	runtime.KeepAlive(e.Value)
+}
+
+func failCall(call *C.connectplugin_call, code Code, message string, details []ErrorDetail) {
+	for _, d := range details {
+		if strings.IndexByte(d.Type, 0) >= 0 {
+			continue
+		}
+		typ := C.CString(d.Type)
+		v, n := cBytes(d.Value)
+		var cerr *C.connectplugin_error
+		_ = check(C.connectplugin_call_add_error_detail(call, typ, v, n, &cerr), &cerr)
+		freeCString(typ)
+		runtime.KeepAlive(d.Value)
+	}
+	msg := C.CString(strings.ReplaceAll(message, "\x00", ""))
+	defer freeCString(msg)
+	var cerr *C.connectplugin_error
+	_ = check(C.connectplugin_call_fail(call, C.connectplugin_code(code), msg, &cerr), &cerr)
+}

@@ -1,0 +1,20 @@
+#include "shims.h"
+#include "_cgo_export.h"
+
+static const uint8_t empty_byte[1] = {0};
+
+void go_unary_trampoline(connectplugin_call *call, void *user_data) {
+    goUnaryHandler(call, (uintptr_t)user_data);
+}
+
+void go_free_trampoline(void *user_data) {
+    goFreeHandle((uintptr_t)user_data);
+}
+
+void *go_handle_to_user_data(uintptr_t handle) {
+    return (void *)handle;
+}
+
+const uint8_t *go_empty_bytes(void) {
+    return empty_byte;
+}

@@ -1,0 +1,17 @@
+/* C trampolines between libconnectplugin and the Go package. Declarations only. */
+#ifndef CONNECTPLUGIN_GO_SHIMS_H
+#define CONNECTPLUGIN_GO_SHIMS_H
+
+#include <stdint.h>
+#include "connectplugin.h"
+
+/* connectplugin_unary_handler: forwards to the exported Go function goUnaryHandler. */
+void go_unary_trampoline(connectplugin_call *call, void *user_data);
+/* connectplugin_free_func: forwards to the exported Go function goFreeHandle. */
+void go_free_trampoline(void *user_data);
+/* Turns a runtime/cgo.Handle (an integer) into the user_data pointer; never a Go pointer. */
+void *go_handle_to_user_data(uintptr_t handle);
+/* A static byte used as the data pointer of empty buffers. */
+const uint8_t *go_empty_bytes(void);
+
+#endif

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the Go KV example into examples/bin/kv-server-go and examples/bin/kv-client-go.
+#   examples/go/build.sh [LIBDIR]
+# LIBDIR holds libconnectplugin.so (default: <repo>/.build/debug); the binaries get an rpath to it.
+# Offline: no module proxy is used (the binding is the only dependency, via a replace directive).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+libdir="${1:-$root/.build/debug}"
+if [ ! -f "$libdir/libconnectplugin.so" ]; then
+  echo "build.sh: $libdir/libconnectplugin.so not found (pass the library directory as \$1)" >&2
+  exit 1
+fi
+libdir="$(cd "$libdir" && pwd)"
+bindir="$root/examples/bin"
+mkdir -p "$bindir"
+
+export CGO_ENABLED=1
+export CGO_LDFLAGS="-L$libdir -Wl,-rpath,$libdir${CGO_LDFLAGS:+ $CGO_LDFLAGS}"
+export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local GOSUMDB=off
+
+cd "$here"
+go build -o "$bindir/kv-server-go" ./kv-server
+go build -o "$bindir/kv-client-go" ./kv-client
+echo "built $bindir/kv-server-go $bindir/kv-client-go (rpath $libdir)"
