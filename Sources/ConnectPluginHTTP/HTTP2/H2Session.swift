@@ -36,6 +36,9 @@ final class H2Session {
     private var headersSeen: Set<Int32> = []
     /// Set when nghttp2 reports a fatal error or the session has nothing more to do.
     private(set) var isDead = false
+    /// True while nghttp2_session_mem_recv runs: nghttp2 forbids mem_send from its callbacks, so a
+    /// flush requested then (a response submitted synchronously) is done after mem_recv returns.
+    private var receiving = false
 
     /// Creates the session and queues our SETTINGS. Returns nil if nghttp2 cannot allocate.
     init?(isServer: Bool, socket: SocketConnection, delegate: H2SessionDelegate) {
@@ -82,7 +85,9 @@ final class H2Session {
     func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let s = session, !isDead else { return false }
         guard let base = bytes.baseAddress else { return true }
+        receiving = true
         let n = nghttp2_session_mem_recv(s, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+        receiving = false
         if n < 0 {
             // Protocol violation: tell the peer why, then the caller closes after flushing.
             _ = nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR.rawValue)
@@ -98,6 +103,7 @@ final class H2Session {
     @discardableResult
     func flush() -> Bool {
         guard let s = session else { return false }
+        if receiving { return true }
         var out: [UInt8] = []
         while true {
             var ptr: UnsafePointer<UInt8>?
