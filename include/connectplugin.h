@@ -146,7 +146,8 @@ void connectplugin_error_free(connectplugin_error *error);
 /* ------------------------------------------------------------------------------------------------ */
 
 /*
- * Keys are ASCII and compared case-insensitively; the library stores them lowercased. Keys ending
+ * Keys are ASCII and compared case-insensitively; the library stores them lowercased. After
+ * lowercasing a key may only hold 0-9 a-z "_" "-" "." (the Connect and gRPC metadata rule). Keys ending
  * in "-bin" carry arbitrary bytes (the library base64-encodes them on the wire and decodes them on
  * receipt); other values must be printable ASCII (0x20–0x7E). A key may repeat; order is kept.
  * Thread safety: a metadata object may be read from several threads at once, but adding to it
@@ -157,8 +158,8 @@ void connectplugin_error_free(connectplugin_error *error);
 connectplugin_metadata *connectplugin_metadata_new(void);
 /**
  * @brief Appends (key, value). Both are copied.
- * @return CONNECTPLUGIN_OK, or CONNECTPLUGIN_ERR_INVALID_ARGUMENT if the key is empty or not a valid
- *         header name, or a non "-bin" value is not printable ASCII.
+ * @return CONNECTPLUGIN_OK, or CONNECTPLUGIN_ERR_INVALID_ARGUMENT if the key is empty or has a
+ *         character outside the rule above, or a non "-bin" value is not printable ASCII.
  */
 connectplugin_status connectplugin_metadata_add(connectplugin_metadata *metadata, const char *key,
                                                 const uint8_t *value, size_t value_len,
@@ -194,7 +195,8 @@ typedef struct connectplugin_call connectplugin_call;
 connectplugin_server_options *connectplugin_server_options_new(void);
 /**
  * @brief Largest request message accepted, in bytes, after decompression (default 4 MiB). A larger
- *        message is answered with RESOURCE_EXHAUSTED without reaching the handler. 0 = no limit.
+ *        message is answered with RESOURCE_EXHAUSTED without reaching the handler. 0 = no limit;
+ *        below 2^62; larger values are CONNECTPLUGIN_ERR_INVALID_ARGUMENT.
  */
 connectplugin_status connectplugin_server_options_set_max_message_bytes(connectplugin_server_options *options,
                                                                         uint64_t max_bytes,
@@ -359,7 +361,7 @@ connectplugin_status connectplugin_client_options_set_compression(connectplugin_
 connectplugin_status connectplugin_client_options_set_timeout_ms(connectplugin_client_options *options,
                                                                  int64_t timeout_ms,
                                                                  connectplugin_error **out_error);
-/** @brief Largest response message accepted, after decompression (default 4 MiB; 0 = no limit). */
+/** @brief Largest response message accepted, after decompression (default 4 MiB; 0 = no limit; below 2^62). */
 connectplugin_status connectplugin_client_options_set_max_message_bytes(connectplugin_client_options *options,
                                                                         uint64_t max_bytes,
                                                                         connectplugin_error **out_error);

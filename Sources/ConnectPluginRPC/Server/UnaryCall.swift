@@ -17,7 +17,8 @@ public final class UnaryCall: @unchecked Sendable {
     private var responseTrailers = Metadata()
     private var errorDetails: [ErrorDetail] = []
     private var answered = false
-    private var timedOut = false
+    /// The runtime answered on its own (deadline, shutdown, handler returned without answering).
+    private var answeredByRuntime = false
 
     init(procedure: String, codec: String, request: [UInt8], requestHeaders: Metadata, deadlineNs: UInt64?,
          exchange: HTTPServerExchange, acceptEncodings: [String]) {
@@ -67,8 +68,10 @@ public final class UnaryCall: @unchecked Sendable {
     }
 
     private func checkOpen() throws {
+        if answeredByRuntime || (!answered && exchange.isDone) {
+            throw ConnectError.local(.closed, "the call is over (deadline passed, client gone or server stopping)")
+        }
         if answered { throw ConnectError.local(.state, "the call was already answered") }
-        if exchange.isDone { throw ConnectError.local(.closed, "the call is over (deadline passed or client gone)") }
     }
 
     /// Sends the response message (serialized in `codec`).
@@ -113,6 +116,7 @@ public final class UnaryCall: @unchecked Sendable {
         let take: (Metadata, Metadata)? = lock.withLock {
             if answered { return nil }
             answered = true
+            answeredByRuntime = true
             return (responseHeaders, responseTrailers)
         }
         guard let (h, t) = take else { return }

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Builds the C key-value example with plain cc against a SwiftPM-built libconnectplugin.so:
+#   examples/c/build.sh [LIBDIR]     (default LIBDIR: <repo>/.build/debug)
+# Output: <repo>/examples/bin/kv-server-c and kv-client-c, with LIBDIR in their RPATH.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+libdir=${1:-"$repo/.build/debug"}
+if [ ! -f "$libdir/libconnectplugin.so" ]; then
+    echo "build.sh: $libdir/libconnectplugin.so not found (run swift build first)" >&2
+    exit 1
+fi
+libdir=$(cd "$libdir" && pwd)
+CC=${CC:-cc}
+CFLAGS=${CFLAGS:-"-O2 -g"}
+mkdir -p "$repo/examples/bin"
+for prog in server client; do
+    # shellcheck disable=SC2086
+    $CC -std=c11 $CFLAGS -Wall -Wextra -Werror -I"$repo/include" \
+        -o "$repo/examples/bin/kv-$prog-c" "$here/kv_$prog.c" "$here/kv_common.c" \
+        -L"$libdir" -lconnectplugin -Wl,-rpath,"$libdir" -pthread
+    echo "built $repo/examples/bin/kv-$prog-c"
+done
