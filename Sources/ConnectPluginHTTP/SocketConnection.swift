@@ -86,6 +86,10 @@ public final class SocketConnection: EventHandler {
         }
         if events & CP_EV_WRITE != 0 { flush() }
         if isClosed { return }
+        if lingering {
+            if pendingWriteBytes == 0 && events & (CP_EV_READ | CP_EV_HUP | CP_EV_ERR) != 0 { lingerRead() }
+            return
+        }
         if events & (CP_EV_READ | CP_EV_HUP | CP_EV_ERR) != 0 && !readPaused { readAvailable() }
     }
 
@@ -153,6 +157,14 @@ public final class SocketConnection: EventHandler {
             closeNow(nil)
             return
         }
+        if lingering {
+            if wantWrite {
+                wantWrite = false
+                updateInterest()
+            }
+            startLingerRead()
+            return
+        }
         if wantWrite {
             wantWrite = false
             updateInterest()
@@ -186,6 +198,50 @@ public final class SocketConnection: EventHandler {
     }
 
     private var closeWhenDrained = false
+    private var lingering = false
+    private var lingerBudget = 0
+
+    /// A "lingering close" for a response sent before the request was fully read: after everything
+    /// queued is written, shuts down our side and reads and discards what the peer still sends (up to
+    /// `maxBytes`, for at most `timeoutNs`) before closing. Closing with unread input would make the
+    /// kernel send RST, and the peer could lose the response it has not read yet.
+    public func lingerClose(timeoutNs: UInt64 = 5_000_000_000, maxBytes: Int = 64 << 20) {
+        if isClosed || lingering { return }
+        lingering = true
+        lingerBudget = maxBytes
+        delegateRetainerDuringLinger = delegate
+        loop.schedule(afterNs: timeoutNs) { [weak self] in self?.closeNow(nil) }
+        if pendingWriteBytes == 0 { startLingerRead() }
+    }
+
+    private var delegateRetainerDuringLinger: AnyObject?
+
+    private func startLingerRead() {
+        _ = cp_shutdown_write(fd)
+        readPaused = false
+        updateInterest()
+    }
+
+    private func lingerRead() {
+        while !isClosed {
+            let n = readBuffer.withUnsafeMutableBytes { buf in cp_read(fd, buf.baseAddress, buf.count) }
+            if n > 0 {
+                lingerBudget -= n
+                if lingerBudget <= 0 {
+                    closeNow(nil)
+                    return
+                }
+            } else if n == 0 {
+                closeNow(nil)
+                return
+            } else {
+                let e = Int32(truncatingIfNeeded: -n)
+                if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return }
+                closeNow(nil)
+                return
+            }
+        }
+    }
 
     /// Closes the socket now and tells the delegate. Loop thread only. Idempotent.
     public func closeNow(_ error: HTTPError?) {

@@ -133,7 +133,7 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
             HTTP1Serializer.responseHead(status: e.status, headers: headers, into: &out)
             out.append(contentsOf: msg)
             socket.write(out)
-            socket.closeAfterFlush()
+            socket.lingerClose()
             queue.removeAll()
         case .request(let req, let keepAlive):
             setInFlight(1)
@@ -177,7 +177,13 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
         socket.write(out)
         if !keepAlive {
             closing = true
-            socket.closeAfterFlush()
+            if discardingRest {
+                // The request (or what follows it) was not read to the end: let the peer finish
+                // sending before closing, so that it reads this response instead of a reset.
+                socket.lingerClose()
+            } else {
+                socket.closeAfterFlush()
+            }
             return
         }
         dispatchNext()
