@@ -77,7 +77,7 @@ import Testing
             #expect(e.code == .unavailable, "body \(body)")
             #expect(e.message == "HTTP status 503 Service Unavailable")
         }
-        #expect(decode("", status: 418).message == "HTTP status 418")
+        #expect(decode("", status: 418).message == "HTTP status 418 I'm a teapot")
         #expect(decode("", status: 418).code == .unknown)
         #expect(decode("", status: 431).code == .unknown)
         #expect(decode("", status: 431).message == "HTTP status 431 Request Header Fields Too Large")

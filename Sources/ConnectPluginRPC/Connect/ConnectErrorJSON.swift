@@ -1,3 +1,4 @@
+import ConnectPluginHTTP
 // The Connect unary error body (protocol digest §3.3): writing it (server, CU-12) and reading it from a
 // non-200 response (client, CU-14).
 //
@@ -112,27 +113,9 @@ public enum ConnectErrorJSON {
         return "HTTP status \(status)"
     }
 
+    /// The standard phrase (from the HTTP layer's table), nil for statuses it does not know.
     static func reasonPhrase(_ status: Int) -> String? {
-        switch status {
-        case 400: return "Bad Request"
-        case 401: return "Unauthorized"
-        case 403: return "Forbidden"
-        case 404: return "Not Found"
-        case 408: return "Request Timeout"
-        case 409: return "Conflict"
-        case 412: return "Precondition Failed"
-        case 413: return "Request Entity Too Large"
-        case 415: return "Unsupported Media Type"
-        case 429: return "Too Many Requests"
-        case 431: return "Request Header Fields Too Large"
-        case 499: return "Client Closed Request"
-        case 500: return "Internal Server Error"
-        case 501: return "Not Implemented"
-        case 502: return "Bad Gateway"
-        case 503: return "Service Unavailable"
-        case 504: return "Gateway Timeout"
-        case 505: return "HTTP Version Not Supported"
-        default: return nil
-        }
+        let p = httpReasonPhrase(status)
+        return p == "Unknown" ? nil : p
     }
 }
