@@ -35,6 +35,9 @@ test: examples
 
 test-swift: build
 	swift test --skip-build
+	@# The Swift library product used from another package, as a Swift user would.
+	swift build --package-path Tests/SwiftConsumer
+	Tests/SwiftConsumer/.build/debug/SwiftConsumer
 
 test-c: build
 	bash Tests/CTests/run.sh $(LIBDIR)
