@@ -50,6 +50,7 @@ let package = Package(
         .target(
             name: "ConnectPluginCABI",
             dependencies: ["ConnectPlugin", "CConnectPluginABI"],
+            exclude: ["exports.map"],
             swiftSettings: swift5,
             linkerSettings: [
                 .unsafeFlags([
