@@ -259,4 +259,25 @@ struct UnaryEndToEndTests {
         s.stop(graceMs: 0)
         s.stop(graceMs: 0)
     }
+
+    @Test(arguments: [HTTPVersion.http1_1, .http2])
+    func closingAClientDuringACallFailsTheCallInsteadOfCrashing(version: HTTPVersion) throws {
+        let (server, url) = try makeServer { s in try s.register("/test.v1.EchoService/Slow") { call in usleep(300_000); try? call.respond([1]) } }
+        defer { server.stop(graceMs: 0) }
+        final class Ctx { var c: Client?; var code: Code?; init(_ c: Client) { self.c = c } }
+        let ctx = Ctx(try client(url, version))
+        var t = pthread_t()
+        pthread_create(&t, nil, { p in
+            guard let p else { return nil }
+            let ctx = Unmanaged<Ctx>.fromOpaque(p).takeUnretainedValue()
+            do { _ = try ctx.c?.unary("/test.v1.EchoService/Slow", request: []) } catch let e as ConnectError { ctx.code = e.code } catch {}
+            return nil
+        }, Unmanaged.passUnretained(ctx).toOpaque())
+        usleep(100_000)
+        ctx.c?.close()
+        pthread_join(t, nil)
+        ctx.c = nil
+        #expect(ctx.code == .canceled || ctx.code == .unavailable)
+        usleep(400_000)  // the server answers after the client is gone: nothing may crash
+    }
 }

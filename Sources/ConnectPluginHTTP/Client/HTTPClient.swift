@@ -67,6 +67,7 @@ public final class HTTPClient: @unchecked Sendable {
     // Loop-thread state.
     private var h2: H2ClientConnection?
     private var idleH1: [H1ClientConnection] = []
+    private var activeH1: [ObjectIdentifier: H1ClientConnection] = [:]
     private var closed = false
 
     public init(endpoint: HTTPEndpoint, config: HTTPClientConfig, group: EventLoopGroup) {
@@ -109,6 +110,8 @@ public final class HTTPClient: @unchecked Sendable {
             h2 = nil
             for c in idleH1 { c.socket.closeNow(nil) }
             idleH1.removeAll()
+            for c in Array(activeH1.values) { c.socket.closeNow(HTTPError(.closed, "the client was closed")) }
+            activeH1.removeAll()
             p.fulfill(true)
         }
         if loop.inEventLoop { return }
@@ -162,6 +165,7 @@ public final class HTTPClient: @unchecked Sendable {
         case .success(let (fd, inProgress)):
             let socket = SocketConnection(fd: fd, loop: loop)
             let conn = H1ClientConnection(socket: socket, client: self)
+            activeH1[ObjectIdentifier(conn)] = conn
             conn.send(req)
             socket.start(delegate: conn, connecting: inProgress) { [weak conn] err in conn?.connected(err) }
         }
@@ -177,6 +181,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     func h1Closed(_ c: H1ClientConnection) {
         idleH1.removeAll { $0 === c }
+        activeH1[ObjectIdentifier(c)] = nil
     }
 }
 
@@ -184,7 +189,11 @@ public final class HTTPClient: @unchecked Sendable {
 
 final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
     let socket: SocketConnection
-    unowned let client: HTTPClient
+    /// Weak: a connection may outlive its client (a call still finishing when the host frees it).
+    weak var owner: HTTPClient?
+    let loop: EventLoop
+    let endpoint: HTTPEndpoint
+    let config: HTTPClientConfig
     private var session: H2Session?
     private var connecting = true
     private var pending: [ClientRequest] = []
@@ -204,7 +213,10 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
 
     init(socket: SocketConnection, client: HTTPClient) {
         self.socket = socket
-        self.client = client
+        owner = client
+        loop = client.loop
+        endpoint = client.endpoint
+        config = client.config
     }
 
     var isUsable: Bool { !dead && !goingAway && !socket.isClosed }
@@ -235,13 +247,13 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
             return
         }
         guard let session, isUsable else {
-            req.complete(.failure(HTTPError(.io, "connection to \(client.endpoint.description) is closed")), loop: client.loop)
+            req.complete(.failure(HTTPError(.io, "connection to \(endpoint.description) is closed")), loop: loop)
             return
         }
-        var h: [(String, String)] = [(":method", req.method), (":scheme", "http"), (":authority", client.endpoint.authority), (":path", req.path)]
+        var h: [(String, String)] = [(":method", req.method), (":scheme", "http"), (":authority", endpoint.authority), (":path", req.path)]
         for (n, v) in req.headers { h.append((n, v)) }
         guard let id = session.submitRequest(headers: h, body: req.body) else {
-            req.complete(.failure(HTTPError(.io, "cannot start an HTTP/2 stream")), loop: client.loop)
+            req.complete(.failure(HTTPError(.io, "cannot start an HTTP/2 stream")), loop: loop)
             return
         }
         streams[id] = Stream(req: req)
@@ -263,17 +275,17 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
         dead = true
         let p = pending
         pending = []
-        for r in p { r.complete(.failure(err), loop: client.loop) }
+        for r in p { r.complete(.failure(err), loop: loop) }
         let s = streams
         streams.removeAll()
-        for (_, st) in s { st.req.complete(.failure(err), loop: client.loop) }
-        client.h2Finished(self)
+        for (_, st) in s { st.req.complete(.failure(err), loop: loop) }
+        owner?.h2Finished(self)
     }
 
     func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
         guard let session else { return }
         if !session.receive(bytes) {
-            fail(all: HTTPError(.protocolError, "HTTP/2 protocol error from \(client.endpoint.description)"))
+            fail(all: HTTPError(.protocolError, "HTTP/2 protocol error from \(endpoint.description)"))
             socket.closeAfterFlush()
             return
         }
@@ -281,8 +293,8 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
     }
 
     func connectionClosed(_ error: HTTPError?) {
-        let msg = error.map { "connection to \(client.endpoint.description) failed: \($0.message)" }
-            ?? "connection to \(client.endpoint.description) closed"
+        let msg = error.map { "connection to \(endpoint.description) failed: \($0.message)" }
+            ?? "connection to \(endpoint.description) closed"
         fail(all: HTTPError(.io, msg))
         session?.destroy()
         session = nil
@@ -320,11 +332,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
 
     func h2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
         guard let st = streams[id] else { return }
-        let limit = client.config.maxResponseBodyBytes
+        let limit = config.maxResponseBodyBytes
         if limit > 0 && st.body.count + bytes.count > limit {
             streams[id] = nil
             session?.resetStream(id, errorCode: 8)
-            st.req.complete(.failure(HTTPError(.tooLarge, "response body larger than \(limit) bytes")), loop: client.loop)
+            st.req.complete(.failure(HTTPError(.tooLarge, "response body larger than \(limit) bytes")), loop: loop)
             return
         }
         st.body.append(contentsOf: bytes)
@@ -334,22 +346,22 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
 
     private func finish(_ id: Int32) {
         guard let st = streams.removeValue(forKey: id) else { return }
-        st.req.complete(.success(HTTPResponse(status: st.status, headers: st.headers, body: st.body, trailers: st.trailers)), loop: client.loop)
+        st.req.complete(.success(HTTPResponse(status: st.status, headers: st.headers, body: st.body, trailers: st.trailers)), loop: loop)
     }
 
     func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
         guard let st = streams.removeValue(forKey: id) else { return }
         let kind: HTTPError.Kind = errorCode == 8 ? .canceled : .io
         let what = errorCode == 7 ? "refused the stream" : "reset the stream (HTTP/2 error code \(errorCode))"
-        st.req.complete(.failure(HTTPError(kind, "\(client.endpoint.description) \(what)")), loop: client.loop)
+        st.req.complete(.failure(HTTPError(kind, "\(endpoint.description) \(what)")), loop: loop)
     }
 
     func h2GoAway(lastStreamID: Int32, errorCode: UInt32) {
         goingAway = true
-        client.h2Finished(self)
+        owner?.h2Finished(self)
         for (id, st) in streams where id > lastStreamID {
             streams[id] = nil
-            st.req.complete(.failure(HTTPError(.io, "\(client.endpoint.description) is going away; the request was not processed")), loop: client.loop)
+            st.req.complete(.failure(HTTPError(.io, "\(endpoint.description) is going away; the request was not processed")), loop: loop)
         }
     }
 }
@@ -358,7 +370,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
 
 final class H1ClientConnection: ConnectionDelegate {
     let socket: SocketConnection
-    unowned let client: HTTPClient
+    /// Weak: a connection may outlive its client (a call still finishing when the host frees it).
+    weak var owner: HTTPClient?
+    let loop: EventLoop
+    let endpoint: HTTPEndpoint
+    let config: HTTPClientConfig
     private var parser = HTTP1Parser(kind: .response)
     private var current: ClientRequest?
     private var connecting = true
@@ -367,14 +383,17 @@ final class H1ClientConnection: ConnectionDelegate {
 
     init(socket: SocketConnection, client: HTTPClient) {
         self.socket = socket
-        self.client = client
+        owner = client
+        loop = client.loop
+        endpoint = client.endpoint
+        config = client.config
     }
 
     func connected(_ err: HTTPError?) {
         connecting = false
         if let err, let req = current {
             current = nil
-            req.complete(.failure(HTTPError(.io, err.message)), loop: client.loop)
+            req.complete(.failure(HTTPError(.io, err.message)), loop: loop)
             return
         }
         if let req = current { write(req) }
@@ -396,7 +415,7 @@ final class H1ClientConnection: ConnectionDelegate {
 
     private func write(_ req: ClientRequest) {
         var headers = HTTPHeaders()
-        headers.add("host", client.endpoint.authority)
+        headers.add("host", endpoint.authority)
         for (n, v) in req.headers where n != "host" && n != "content-length" && n != "transfer-encoding" { headers.add(n, v) }
         if req.method != "GET" && req.method != "HEAD" || !req.body.isEmpty { headers.add("content-length", String(req.body.count)) }
         var out: [UInt8] = []
@@ -409,7 +428,7 @@ final class H1ClientConnection: ConnectionDelegate {
     func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
         guard current != nil else {
             // Bytes with no request outstanding: the peer is confused; drop the connection.
-            socket.closeNow(HTTPError(.protocolError, "unexpected data from \(client.endpoint.description)"))
+            socket.closeNow(HTTPError(.protocolError, "unexpected data from \(endpoint.description)"))
             return
         }
         do {
@@ -417,7 +436,7 @@ final class H1ClientConnection: ConnectionDelegate {
             for ev in events { handle(ev) }
         } catch {
             let msg = (error as? HTTP1ParseError)?.message ?? "malformed response"
-            fail(HTTPError(.protocolError, "malformed HTTP/1.1 response from \(client.endpoint.description): \(msg)"))
+            fail(HTTPError(.protocolError, "malformed HTTP/1.1 response from \(endpoint.description): \(msg)"))
             socket.closeNow(nil)
         }
     }
@@ -428,7 +447,7 @@ final class H1ClientConnection: ConnectionDelegate {
         case .responseHead(let h):
             head = h
         case .body(let b):
-            let limit = client.config.maxResponseBodyBytes
+            let limit = config.maxResponseBodyBytes
             if limit > 0 && body.count + b.count > limit {
                 fail(HTTPError(.tooLarge, "response body larger than \(limit) bytes"))
                 socket.closeNow(nil)
@@ -441,9 +460,9 @@ final class H1ClientConnection: ConnectionDelegate {
             let resp = HTTPResponse(status: h.status, headers: h.headers, body: body, trailers: trailers)
             body = []
             head = nil
-            req.complete(.success(resp), loop: client.loop)
-            if h.keepAlive && !socket.isClosed {
-                client.h1Idle(self)
+            req.complete(.success(resp), loop: loop)
+            if h.keepAlive && !socket.isClosed, let owner {
+                owner.h1Idle(self)
             } else {
                 socket.closeNow(nil)
             }
@@ -455,7 +474,7 @@ final class H1ClientConnection: ConnectionDelegate {
     private func fail(_ e: HTTPError) {
         guard let req = current else { return }
         current = nil
-        req.complete(.failure(e), loop: client.loop)
+        req.complete(.failure(e), loop: loop)
     }
 
     func connectionClosed(_ error: HTTPError?) {
@@ -463,11 +482,11 @@ final class H1ClientConnection: ConnectionDelegate {
             if let events = try? parser.finish() {
                 for ev in events { handle(ev) }
             }
-            let msg = error.map { "connection to \(client.endpoint.description) failed: \($0.message)" }
-                ?? "connection to \(client.endpoint.description) closed before the response was complete"
+            let msg = error.map { "connection to \(endpoint.description) failed: \($0.message)" }
+                ?? "connection to \(endpoint.description) closed before the response was complete"
             fail(HTTPError(.io, msg))
         }
-        client.h1Closed(self)
+        owner?.h1Closed(self)
     }
 
     func connectionDrained() {}

@@ -3,7 +3,7 @@
 
 final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol {
     let socket: SocketConnection
-    unowned let server: HTTPServer
+    let server: HTTPServer
     var loop: EventLoop { socket.loop }
     private var parser: HTTP1Parser
     private enum Item {

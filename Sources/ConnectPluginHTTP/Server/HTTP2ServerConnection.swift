@@ -3,7 +3,7 @@
 
 final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol, H2SessionDelegate {
     let socket: SocketConnection
-    unowned let server: HTTPServer
+    let server: HTTPServer
     var loop: EventLoop { socket.loop }
     private var session: H2Session?
 
