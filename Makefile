@@ -46,7 +46,7 @@ test-python: build
 	cd bindings/python && python3 -m pytest -q tests
 
 test-go: build
-	cd bindings/go && CGO_LDFLAGS="-L$(LIBDIR) -Wl,-rpath,$(LIBDIR)" go test ./...
+	cd bindings/go && CGO_LDFLAGS="-L$(LIBDIR) -Wl,-rpath,$(LIBDIR)" go test -count=1 ./...
 
 test-cmake: setup
 	bash scripts/cmake-test.sh
