@@ -34,7 +34,7 @@ let package = Package(
         // ---- Swift layers.
         .target(
             name: "ConnectPluginHTTP",
-            dependencies: ["CConnectPluginPosix", "CConnectPluginNGHTTP2"],
+            dependencies: ["CConnectPluginPosix", "CConnectPluginNGHTTP2", "CConnectPluginOpenSSL"],
             swiftSettings: swift5
         ),
         .target(

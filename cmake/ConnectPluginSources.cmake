@@ -81,7 +81,7 @@ connectplugin_c_module(CConnectPluginOpenSSL LINK OpenSSL::SSL OpenSSL::Crypto)
 connectplugin_c_module(CConnectPluginABI)
 
 # ---- Swift layers.
-connectplugin_swift_module(ConnectPluginHTTP DEPENDS CConnectPluginPosix CConnectPluginNGHTTP2)
+connectplugin_swift_module(ConnectPluginHTTP DEPENDS CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginOpenSSL)
 connectplugin_swift_module(ConnectPluginRPC DEPENDS ConnectPluginHTTP CConnectPluginZlib)
 connectplugin_swift_module(ConnectPlugin DEPENDS ConnectPluginRPC)
 
@@ -102,11 +102,10 @@ set_target_properties(connectplugin PROPERTIES
   LINK_DEPENDS "${CONNECTPLUGIN_EXPORTS_MAP}")
 target_compile_options(connectplugin PRIVATE ${CONNECTPLUGIN_SWIFT_FLAGS})
 # Every module whole-archive (see above). The system libraries come with the shims (PkgConfig::NGHTTP2,
-# ZLIB::ZLIB); CConnectPluginOpenSSL is built (so it keeps compiling) but, as in Package.swift,
-# linked only once a Swift module depends on it.
+# ZLIB::ZLIB, OpenSSL::SSL).
 set(CONNECTPLUGIN_MODULES
   ConnectPlugin ConnectPluginRPC ConnectPluginHTTP
-  CConnectPluginABI CConnectPluginZlib CConnectPluginNGHTTP2 CConnectPluginPosix)
+  CConnectPluginABI CConnectPluginZlib CConnectPluginNGHTTP2 CConnectPluginOpenSSL CConnectPluginPosix)
 target_link_libraries(connectplugin PRIVATE
   "$<LINK_LIBRARY:WHOLE_ARCHIVE,${CONNECTPLUGIN_MODULES}>"
   Threads::Threads)

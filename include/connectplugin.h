@@ -69,6 +69,11 @@ typedef int32_t connectplugin_status;
 #define CONNECTPLUGIN_ERR_RPC (-6)
 /** The feature is not supported by this build (e.g. an unknown codec or compression name). */
 #define CONNECTPLUGIN_ERR_UNSUPPORTED (-7)
+/**
+ * Not an error: a stream has no more messages (the peer finished sending, and for a client stream
+ * the RPC succeeded). Returned only by the *_receive functions; *out_error stays NULL.
+ */
+#define CONNECTPLUGIN_EOF 1
 
 /** @brief A static English description of @p status ("ok", "invalid argument", …). Never NULL; never free. Any thread. */
 const char *connectplugin_status_string(connectplugin_status status);
@@ -184,6 +189,49 @@ const uint8_t *connectplugin_metadata_lookup(const connectplugin_metadata *metad
 void connectplugin_metadata_free(connectplugin_metadata *metadata);
 
 /* ------------------------------------------------------------------------------------------------ */
+/* TLS (OpenSSL 3): one options object for servers and clients                                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct connectplugin_tls_options connectplugin_tls_options;
+
+/**
+ * @brief TLS options with defaults: no certificate; clients trust the system store and verify the
+ *        server's name; ALPN "h2" and "http/1.1". NULL only when out of memory. Not thread-safe.
+ *        Files are read when the options are used (listen or client creation), and errors name the
+ *        file and the reason.
+ */
+connectplugin_tls_options *connectplugin_tls_options_new(void);
+/**
+ * @brief Our certificate chain and private key, as PEM files (server: required; client: for mTLS).
+ */
+connectplugin_status connectplugin_tls_options_set_cert_files(connectplugin_tls_options *options, const char *cert_path,
+                                                              const char *key_path, connectplugin_error **out_error);
+/** @brief As connectplugin_tls_options_set_cert_files, from PEM bytes in memory (copied). */
+connectplugin_status connectplugin_tls_options_set_cert_pem(connectplugin_tls_options *options, const uint8_t *cert_pem,
+                                                            size_t cert_len, const uint8_t *key_pem, size_t key_len,
+                                                            connectplugin_error **out_error);
+/**
+ * @brief The CA bundle to trust, as a PEM file. Client: verifies the server against it instead of
+ *        the system store. Server: verifies client certificates against it (see require_client_cert).
+ */
+connectplugin_status connectplugin_tls_options_set_ca_file(connectplugin_tls_options *options, const char *path,
+                                                           connectplugin_error **out_error);
+/** @brief As connectplugin_tls_options_set_ca_file, from PEM bytes (copied). */
+connectplugin_status connectplugin_tls_options_set_ca_pem(connectplugin_tls_options *options, const uint8_t *pem,
+                                                          size_t len, connectplugin_error **out_error);
+/** @brief Server: 1 = reject clients without a certificate signed by the CA (mTLS). Default 0. */
+connectplugin_status connectplugin_tls_options_set_require_client_cert(connectplugin_tls_options *options,
+                                                                       int32_t require, connectplugin_error **out_error);
+/** @brief Client: the name to send as SNI and to verify (default: the URL's host). */
+connectplugin_status connectplugin_tls_options_set_server_name(connectplugin_tls_options *options, const char *name,
+                                                               connectplugin_error **out_error);
+/** @brief Client: 1 = do not verify the server certificate. For tests only. Default 0. */
+connectplugin_status connectplugin_tls_options_set_insecure_skip_verify(connectplugin_tls_options *options,
+                                                                        int32_t skip, connectplugin_error **out_error);
+/** @brief Frees the options. NULL is a no-op. */
+void connectplugin_tls_options_free(connectplugin_tls_options *options);
+
+/* ------------------------------------------------------------------------------------------------ */
 /* Server                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
 
@@ -228,6 +276,15 @@ connectplugin_status connectplugin_server_new(const connectplugin_server_options
  *         CONNECTPLUGIN_ERR_IO if the OS refuses (the message has the reason, e.g. address in use).
  */
 connectplugin_status connectplugin_server_listen_tcp(connectplugin_server *server, const char *host_port,
+                                                     connectplugin_error **out_error);
+/**
+ * @brief As connectplugin_server_listen_tcp, speaking TLS: HTTP/2 or HTTP/1.1 chosen by ALPN, all
+ *        three protocols. @p tls needs a certificate and key; with a CA and require_client_cert it
+ *        asks for client certificates (mTLS; handlers see them with connectplugin_call_peer).
+ *        Copied. A bad certificate or key is CONNECTPLUGIN_ERR_INVALID_ARGUMENT with the reason.
+ */
+connectplugin_status connectplugin_server_listen_tls(connectplugin_server *server, const char *host_port,
+                                                     const connectplugin_tls_options *tls,
                                                      connectplugin_error **out_error);
 /**
  * @brief Binds and listens on a Unix domain socket at @p path. An existing socket file at the path is
@@ -280,6 +337,45 @@ connectplugin_status connectplugin_server_stop(connectplugin_server *server, int
  */
 void connectplugin_server_free(connectplugin_server *server);
 
+/** @brief The shape of a method. */
+typedef int32_t connectplugin_method_kind;
+#define CONNECTPLUGIN_UNARY 0
+#define CONNECTPLUGIN_CLIENT_STREAM 1
+#define CONNECTPLUGIN_SERVER_STREAM 2
+#define CONNECTPLUGIN_BIDI_STREAM 3
+
+typedef struct connectplugin_stream connectplugin_stream;
+
+/**
+ * @brief A streaming handler (client, server or bidi streaming). Runs on one of the server's handler
+ *        threads; one callback per call, never per message. Read request messages with
+ *        connectplugin_stream_receive and write responses with connectplugin_stream_send (both block
+ *        the handler's thread: a slow client slows the handler and memory stays bounded). Returning
+ *        finishes the call with OK unless connectplugin_stream_fail was called. @p stream is borrowed
+ *        and valid only until the handler returns.
+ */
+typedef void (*connectplugin_stream_handler)(connectplugin_stream *stream, void *user_data);
+
+/**
+ * @brief Registers a streaming @p handler for @p procedure. @p kind is CONNECTPLUGIN_CLIENT_STREAM,
+ *        CONNECTPLUGIN_SERVER_STREAM or CONNECTPLUGIN_BIDI_STREAM. Allowed before start only. Every
+ *        protocol is served: Connect, gRPC and gRPC-Web, on HTTP/1.1 and HTTP/2 (bidi over
+ *        HTTP/1.1 is half-duplex: the client sends everything first).
+ * @param user_data_free  Same contract as in connectplugin_server_register_unary.
+ */
+connectplugin_status connectplugin_server_register_stream(connectplugin_server *server, const char *procedure,
+                                                          connectplugin_method_kind kind,
+                                                          connectplugin_stream_handler handler, void *user_data,
+                                                          connectplugin_free_func user_data_free,
+                                                          connectplugin_error **out_error);
+/**
+ * @brief Marks the registered unary @p procedure as free of side effects
+ *        (idempotency_level = NO_SIDE_EFFECTS): it then also accepts Connect GET requests, which
+ *        HTTP caches can serve. Allowed before start only.
+ */
+connectplugin_status connectplugin_server_set_no_side_effects(connectplugin_server *server, const char *procedure,
+                                                              connectplugin_error **out_error);
+
 /* ---- Inside a handler: every connectplugin_call_* function must be called on the handler's thread
         while the handler runs, with the call it was given. ---- */
 
@@ -328,6 +424,74 @@ connectplugin_status connectplugin_call_add_error_detail(connectplugin_call *cal
 connectplugin_status connectplugin_call_fail(connectplugin_call *call, connectplugin_code code,
                                              const char *message, connectplugin_error **out_error);
 
+/**
+ * @brief The protocol of the call: "connect", "grpc" or "grpcweb". Borrowed.
+ */
+const char *connectplugin_call_protocol(const connectplugin_call *call);
+/**
+ * @brief The verified TLS client certificate of the peer (mTLS), as a metadata list with the keys
+ *        "subject" (one value, the distinguished name), "dns", "uri" and "ip" (one value per subject
+ *        alternative name). NULL when the connection has no client certificate. Borrowed.
+ */
+const connectplugin_metadata *connectplugin_call_peer(const connectplugin_call *call);
+
+/* ---- Inside a streaming handler: every connectplugin_stream_* function below must be called on the
+        handler's thread while the handler runs, with the stream it was given. ---- */
+
+/** @brief The procedure, "/package.Service/Method". Borrowed. */
+const char *connectplugin_stream_procedure(const connectplugin_stream *stream);
+/** @brief The codec: "proto" or "json". Borrowed. */
+const char *connectplugin_stream_codec(const connectplugin_stream *stream);
+/** @brief The protocol: "connect", "grpc" or "grpcweb". Borrowed. */
+const char *connectplugin_stream_protocol(const connectplugin_stream *stream);
+/** @brief The method's kind (CONNECTPLUGIN_CLIENT_STREAM, _SERVER_STREAM or _BIDI_STREAM). */
+connectplugin_method_kind connectplugin_stream_kind(const connectplugin_stream *stream);
+/** @brief The request headers (custom metadata). Borrowed. */
+const connectplugin_metadata *connectplugin_stream_request_headers(const connectplugin_stream *stream);
+/** @brief As connectplugin_call_peer. */
+const connectplugin_metadata *connectplugin_stream_peer(const connectplugin_stream *stream);
+/** @brief Milliseconds left until the deadline, 0 once passed, -1 without one. */
+int64_t connectplugin_stream_timeout_remaining_ms(const connectplugin_stream *stream);
+/** @brief 1 once the call is over (finished, deadline passed, client gone, server stopping). */
+int32_t connectplugin_stream_is_done(const connectplugin_stream *stream);
+/**
+ * @brief Blocks until the next request message. Server streaming methods receive exactly one.
+ * @param out_data  Receives the message bytes, borrowed until the next receive or the handler returns.
+ * @return CONNECTPLUGIN_OK with a message; CONNECTPLUGIN_EOF when the client finished sending;
+ *         CONNECTPLUGIN_ERR_RPC when the request stream failed (the code says why: CANCELED when the
+ *         client went away, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED for an oversized message,
+ *         INVALID_ARGUMENT or INTERNAL for a malformed one).
+ */
+connectplugin_status connectplugin_stream_receive(connectplugin_stream *stream, const uint8_t **out_data,
+                                                  size_t *out_len, connectplugin_error **out_error);
+/**
+ * @brief Sends one response message (the response headers go first, with the first message). Copied.
+ *        Blocks while the client is behind.
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_CLOSED when the call is over (client gone, deadline);
+ *         CONNECTPLUGIN_ERR_STATE after fail/finish.
+ */
+connectplugin_status connectplugin_stream_send(connectplugin_stream *stream, const uint8_t *data, size_t len,
+                                               connectplugin_error **out_error);
+/** @brief Sends the response headers now, before any message. */
+connectplugin_status connectplugin_stream_send_headers(connectplugin_stream *stream, connectplugin_error **out_error);
+/** @brief Adds a response header; only before the headers are sent. Copied. */
+connectplugin_status connectplugin_stream_add_response_header(connectplugin_stream *stream, const char *key,
+                                                              const uint8_t *value, size_t value_len,
+                                                              connectplugin_error **out_error);
+/** @brief Adds a response trailer (sent when the call ends). Copied. */
+connectplugin_status connectplugin_stream_add_response_trailer(connectplugin_stream *stream, const char *key,
+                                                               const uint8_t *value, size_t value_len,
+                                                               connectplugin_error **out_error);
+/** @brief Adds an error detail for connectplugin_stream_fail. Copied. */
+connectplugin_status connectplugin_stream_add_error_detail(connectplugin_stream *stream, const char *type,
+                                                           const uint8_t *value, size_t value_len,
+                                                           connectplugin_error **out_error);
+/** @brief Ends the call with @p code (1–16; others are sent as UNKNOWN) and @p message (may be NULL). */
+connectplugin_status connectplugin_stream_fail(connectplugin_stream *stream, connectplugin_code code,
+                                               const char *message, connectplugin_error **out_error);
+/** @brief Ends the call with OK now (returning from the handler does the same). */
+connectplugin_status connectplugin_stream_finish(connectplugin_stream *stream, connectplugin_error **out_error);
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Client                                                                                           */
 /* ------------------------------------------------------------------------------------------------ */
@@ -369,11 +533,33 @@ connectplugin_status connectplugin_client_options_set_max_message_bytes(connectp
 connectplugin_status connectplugin_client_options_add_header(connectplugin_client_options *options,
                                                              const char *key, const uint8_t *value,
                                                              size_t value_len, connectplugin_error **out_error);
+/**
+ * @brief The RPC protocol: "connect" (default), "grpc" (needs HTTP/2) or "grpcweb". Any protocol
+ *        works with every connectplugin server, and with any server of that protocol.
+ *        Else CONNECTPLUGIN_ERR_UNSUPPORTED.
+ */
+connectplugin_status connectplugin_client_options_set_protocol(connectplugin_client_options *options,
+                                                               const char *protocol, connectplugin_error **out_error);
+/**
+ * @brief TLS settings for https:// URLs (CA bundle, client certificate for mTLS, server name).
+ *        Copied. Without it, https:// uses the system trust store. Verification failures are
+ *        UNAVAILABLE errors whose message names the cause (expired, unknown CA, name mismatch).
+ */
+connectplugin_status connectplugin_client_options_set_tls(connectplugin_client_options *options,
+                                                          const connectplugin_tls_options *tls,
+                                                          connectplugin_error **out_error);
+/**
+ * @brief Connect only: with @p enable = 1, unary calls made with
+ *        connectplugin_call_options_set_no_side_effects use HTTP GET (cacheable). Default 0.
+ */
+connectplugin_status connectplugin_client_options_set_use_get(connectplugin_client_options *options, int32_t enable,
+                                                              connectplugin_error **out_error);
 /** @brief Frees the options. NULL is a no-op. */
 void connectplugin_client_options_free(connectplugin_client_options *options);
 
 /**
- * @brief Creates a client for @p base_url: "http://host:port[/prefix]" or "unix:///path/to/socket".
+ * @brief Creates a client for @p base_url: "http://host:port[/prefix]", "https://host:port[/prefix]"
+ *        or "unix:///path/to/socket".
  *        No connection is made until the first call; connections are reused across calls.
  * @param options  May be NULL for defaults. Copied.
  * Thread safety: a client may be used by any number of threads at once.
@@ -393,6 +579,9 @@ connectplugin_status connectplugin_call_options_set_timeout_ms(connectplugin_cal
 connectplugin_status connectplugin_call_options_add_header(connectplugin_call_options *options, const char *key,
                                                            const uint8_t *value, size_t value_len,
                                                            connectplugin_error **out_error);
+/** @brief Marks the method as free of side effects (GET-eligible with connectplugin_client_options_set_use_get). */
+connectplugin_status connectplugin_call_options_set_no_side_effects(connectplugin_call_options *options, int32_t enable,
+                                                                    connectplugin_error **out_error);
 /** @brief Frees the options. NULL is a no-op. */
 void connectplugin_call_options_free(connectplugin_call_options *options);
 
@@ -419,6 +608,58 @@ const connectplugin_metadata *connectplugin_response_headers(const connectplugin
 const connectplugin_metadata *connectplugin_response_trailers(const connectplugin_response *response);
 /** @brief Frees the response. NULL is a no-op. */
 void connectplugin_response_free(connectplugin_response *response);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Client streams                                                                                   */
+/* ------------------------------------------------------------------------------------------------ */
+
+typedef struct connectplugin_client_stream connectplugin_client_stream;
+
+/**
+ * @brief Opens a streaming call of @p procedure. @p kind is CONNECTPLUGIN_CLIENT_STREAM,
+ *        CONNECTPLUGIN_SERVER_STREAM or CONNECTPLUGIN_BIDI_STREAM (CONNECTPLUGIN_UNARY works too). The
+ *        timeout of @p options (or the client's) covers the whole call; the client enforces it
+ *        itself, whatever the server does.
+ * @param options  May be NULL. Copied.
+ * @param out_stream  Receives the stream; free it with connectplugin_client_stream_free.
+ * Thread safety: one thread may send while another receives; cancel and free may be called from
+ *        any thread (free only once nobody else uses the stream).
+ */
+connectplugin_status connectplugin_client_open_stream(connectplugin_client *client, const char *procedure,
+                                                      connectplugin_method_kind kind,
+                                                      const connectplugin_call_options *options,
+                                                      connectplugin_client_stream **out_stream,
+                                                      connectplugin_error **out_error);
+/**
+ * @brief Sends one request message (copied). Blocks while the transport is behind (back-pressure).
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_RPC when the call already ended (receive to learn its
+ *         status); CONNECTPLUGIN_ERR_STATE after close_send, or a second message to a method that takes one.
+ */
+connectplugin_status connectplugin_client_stream_send(connectplugin_client_stream *stream, const uint8_t *data,
+                                                      size_t len, connectplugin_error **out_error);
+/** @brief Half-closes: no more request messages. Idempotent. */
+connectplugin_status connectplugin_client_stream_close_send(connectplugin_client_stream *stream,
+                                                            connectplugin_error **out_error);
+/**
+ * @brief Blocks until the next response message.
+ * @param out_data  Borrowed until the next receive or free.
+ * @return CONNECTPLUGIN_OK with a message; CONNECTPLUGIN_EOF when the call ended with OK (trailers are
+ *         now available); CONNECTPLUGIN_ERR_RPC with the call's error (code, message, details,
+ *         metadata) — the same error on every later receive.
+ */
+connectplugin_status connectplugin_client_stream_receive(connectplugin_client_stream *stream, const uint8_t **out_data,
+                                                         size_t *out_len, connectplugin_error **out_error);
+/** @brief The response headers, once the first receive returned. Borrowed; never NULL for a non-NULL stream. */
+const connectplugin_metadata *connectplugin_client_stream_headers(connectplugin_client_stream *stream);
+/** @brief The response trailers, once receive returned CONNECTPLUGIN_EOF. Borrowed; never NULL for a non-NULL stream. */
+const connectplugin_metadata *connectplugin_client_stream_trailers(connectplugin_client_stream *stream);
+/**
+ * @brief Cancels the call: HTTP/2 RST_STREAM(CANCEL), HTTP/1.1 connection close. Blocked send and
+ *        receive return with CANCELED. Any thread. NULL is a no-op.
+ */
+void connectplugin_client_stream_cancel(connectplugin_client_stream *stream);
+/** @brief Cancels the call if still running and frees the stream. NULL is a no-op. */
+void connectplugin_client_stream_free(connectplugin_client_stream *stream);
 
 #ifdef __cplusplus
 }

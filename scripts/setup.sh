@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Installs everything connectplugin needs to build and test on a fresh Debian 12 machine with the
 # Swift toolchain: system libraries (nghttp2, OpenSSL 3, zlib), build tools, Go, and the real peers
-# used by the interoperability tests (connect-python, grpcio, curl, h2load).
+# used by the interoperability tests (connect-python, grpcio, grpc-go, curl, h2load, nghttp/nghttpd,
+# openssl for throw-away test certificates).
 # Idempotent: a second run only checks. Run as root (apt-get and pip install system-wide).
 set -euo pipefail
 
 APT_PACKAGES=(
   build-essential pkg-config cmake ninja-build
   libnghttp2-dev libssl-dev zlib1g-dev
-  curl nghttp2-client
+  curl nghttp2-client nghttp2-server openssl
   golang-go
+  # grpc-go for the interop grpc-go client (Tests/interop/grpcgo): Debian's GOPATH-mode sources under
+  # /usr/share/gocode, built with Go 1.19 and GO111MODULE=off (genproto comes in as a dependency).
+  golang-google-grpc-dev golang-google-protobuf-dev
 )
 PIP_PACKAGES=(
   "connectrpc==0.13.*" "protoc-gen-connectrpc==0.13.*" "protobuf" "grpcio" "grpcio-tools"
   "uvicorn" "hypercorn" "pytest"
+  "grpcio-health-checking" "grpcio-status" "googleapis-common-protos"
 )
 
 need_apt=()
@@ -30,8 +35,14 @@ fi
 missing_pip=0
 python3 - <<'PY' || missing_pip=1
 import importlib.util, sys
-mods = ["connectrpc", "google.protobuf", "grpc", "grpc_tools", "uvicorn", "hypercorn", "pytest"]
-missing = [m for m in mods if importlib.util.find_spec(m.split(".")[0]) is None]
+mods = ["connectrpc", "google.protobuf", "grpc", "grpc_tools", "uvicorn", "hypercorn", "pytest",
+        "grpc_health.v1", "grpc_status", "google.rpc.error_details_pb2"]
+def have(m):
+    try:
+        return importlib.util.find_spec(m) is not None
+    except ModuleNotFoundError:
+        return False
+missing = [m for m in mods if not have(m)]
 sys.exit(1 if missing else 0)
 PY
 if [ "$missing_pip" = 1 ] || ! command -v protoc-gen-connectrpc >/dev/null 2>&1; then
@@ -40,8 +51,11 @@ if [ "$missing_pip" = 1 ] || ! command -v protoc-gen-connectrpc >/dev/null 2>&1;
 fi
 
 # Fail loudly if a peer is still missing: tests must never silently skip.
-for tool in pkg-config cmake ninja go curl h2load protoc-gen-connectrpc; do
+for tool in pkg-config cmake ninja go curl h2load nghttp nghttpd openssl protoc-gen-connectrpc; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: '$tool' is still missing after install" >&2; exit 1; }
 done
 pkg-config --exists libnghttp2 openssl zlib || { echo "setup: pkg-config cannot find libnghttp2/openssl/zlib" >&2; exit 1; }
+for d in google.golang.org/grpc google.golang.org/protobuf/encoding/protowire google.golang.org/genproto/googleapis/rpc/status; do
+  [ -d "/usr/share/gocode/src/$d" ] || { echo "setup: /usr/share/gocode/src/$d is missing (golang-google-grpc-dev)" >&2; exit 1; }
+done
 echo "setup: ok"

@@ -26,6 +26,7 @@ public func connectplugin_status_string(_ status: connectplugin_status) -> Unsaf
     case -5: return staticCString("wrong state")
     case -6: return staticCString("RPC failed")
     case -7: return staticCString("unsupported")
+    case 1: return staticCString("end of stream")
     default: return staticCString("unknown status")
     }
 }

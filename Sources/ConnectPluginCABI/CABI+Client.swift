@@ -6,6 +6,7 @@ final class ClientOptionsBox { var options = RPCClient.Options() }
 final class CallOptionsBox {
     var timeoutMs: Int64?
     var headers = Metadata()
+    var noSideEffects = false
 }
 final class ClientBox {
     let client: RPCClient
@@ -37,6 +38,31 @@ public func connectplugin_client_options_set_codec(_ o: OpaquePointer?, _ codec:
         guard let c = str(codec) else { throw ConnectError.local(.invalidArgument, "codec is NULL") }
         guard c == "proto" || c == "json" else { throw ConnectError.local(.unsupported, "codec \"\(c)\" is not supported; use \"proto\" or \"json\"") }
         b.options.codec = c
+    }
+}
+
+@_cdecl("connectplugin_client_options_set_protocol")
+public func connectplugin_client_options_set_protocol(_ o: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try clientOptionsArg(o)
+        guard let n = str(name) else { throw ConnectError.local(.invalidArgument, "protocol is NULL") }
+        guard let p = RPCProtocol(rawValue: n) else {
+            throw ConnectError.local(.unsupported, "protocol \"\(n)\" is not supported; use \"connect\", \"grpc\" or \"grpcweb\"")
+        }
+        b.options.rpcProtocol = p
+    }
+}
+
+@_cdecl("connectplugin_client_options_set_use_get")
+public func connectplugin_client_options_set_use_get(_ o: OpaquePointer?, _ enable: Int32, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) { try clientOptionsArg(o).options.useHTTPGet = enable != 0 }
+}
+
+@_cdecl("connectplugin_call_options_set_no_side_effects")
+public func connectplugin_call_options_set_no_side_effects(_ o: OpaquePointer?, _ enable: Int32, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let b = unbox(o, as: CallOptionsBox.self) else { throw ConnectError.local(.invalidArgument, "options is NULL") }
+        b.noSideEffects = enable != 0
     }
 }
 
@@ -148,7 +174,8 @@ public func connectplugin_client_call_unary(_ c: OpaquePointer?, _ procedure: Un
         guard let p = str(procedure) else { throw ConnectError.local(.invalidArgument, "procedure is NULL") }
         guard let req = bytesArg(request, len) else { throw ConnectError.local(.invalidArgument, "request is NULL with a non-zero length") }
         let co = unbox(o, as: CallOptionsBox.self)
-        let resp = try b.client.unary(p, request: req, headers: co?.headers ?? Metadata(), timeoutMs: co?.timeoutMs)
+        let resp = try b.client.unary(p, request: req, headers: co?.headers ?? Metadata(), timeoutMs: co?.timeoutMs,
+                                       noSideEffects: co?.noSideEffects ?? false)
         out.pointee = box(ResponseBox(resp))
     }
 }

@@ -56,12 +56,16 @@ final class CallBox {
     let codec: CBytes
     let request: CBytes
     let headers: MetadataBox
+    let proto: CBytes
+    let peer: MetadataBox?
     init(_ c: UnaryCall) {
         call = c
         procedure = CBytes(c.procedure)
         codec = CBytes(c.codec)
         request = CBytes(c.request)
         headers = MetadataBox(c.requestHeaders)
+        proto = CBytes(c.protocolName)
+        peer = peerMetadata(c.peer)
     }
 }
 

@@ -244,7 +244,10 @@ public final class EventLoopGroup: @unchecked Sendable {
 
 /// A transport-level error.
 public struct HTTPError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case io, resource, protocolError, closed, timeout, invalidArgument, tooLarge, canceled }
+    /// `refused`: the peer did not process the request (HTTP/2 REFUSED_STREAM or GOAWAY); safe to retry.
+    /// `tls`: the TLS handshake or certificate verification failed. `limit`: the peer exceeded a limit
+    /// (HTTP/2 ENHANCE_YOUR_CALM).
+    public enum Kind: Sendable { case io, resource, protocolError, closed, timeout, invalidArgument, tooLarge, canceled, refused, tls, limit, permission }
     public var kind: Kind
     public var message: String
     public init(_ kind: Kind, _ message: String) {
@@ -252,6 +255,18 @@ public struct HTTPError: Error, CustomStringConvertible, Sendable {
         self.message = message
     }
     public var description: String { message }
+
+    /// The error for an HTTP/2 RST_STREAM received with `code` (protocol digest §6.4).
+    static func fromH2Reset(_ code: UInt32, _ peer: String) -> HTTPError {
+        let what = "\(peer) reset the stream (HTTP/2 error code \(code))"
+        switch code {
+        case 7: return HTTPError(.refused, "\(peer) refused the stream; the request was not processed")
+        case 8: return HTTPError(.canceled, what)
+        case 11: return HTTPError(.limit, what + ": enhance your calm")
+        case 12: return HTTPError(.permission, what + ": inadequate security")
+        default: return HTTPError(.protocolError, what)
+        }
+    }
 
     static func errno(_ what: String, _ negErr: Int) -> HTTPError {
         HTTPError(.io, "\(what): \(String(cString: cp_strerror(Int32(truncatingIfNeeded: -negErr))))")

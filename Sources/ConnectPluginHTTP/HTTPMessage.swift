@@ -5,33 +5,51 @@ public enum HTTPVersion: Sendable, Equatable {
     case http2
 }
 
-/// A request as the server received it (the whole body, up to the configured limit).
+/// A request head as the server received it. The body arrives through the `HTTPServerStream`.
 public struct HTTPRequest: Sendable {
     public var method: String
     /// The request target: path and query.
     public var target: String
     public var authority: String?
     public var headers: HTTPHeaders
-    public var body: [UInt8]
-    /// True when the body exceeded the server's limit; `body` then holds only a prefix.
-    public var bodyTooLarge: Bool
     public var version: HTTPVersion
+    /// Set by the TLS layer: the verified peer certificate's identity, if any.
+    public var peer: HTTPPeerInfo?
 
-    public init(method: String, target: String, authority: String? = nil, headers: HTTPHeaders, body: [UInt8] = [],
-                bodyTooLarge: Bool = false, version: HTTPVersion) {
+    public init(method: String, target: String, authority: String? = nil, headers: HTTPHeaders, version: HTTPVersion,
+                peer: HTTPPeerInfo? = nil) {
         self.method = method
         self.target = target
         self.authority = authority
         self.headers = headers
-        self.body = body
-        self.bodyTooLarge = bodyTooLarge
         self.version = version
+        self.peer = peer
     }
 
     /// The path without the query.
     public var path: Substring {
         if let q = target.firstIndex(of: "?") { return target[..<q] }
         return target[...]
+    }
+
+    /// The query without the "?", or nil.
+    public var query: Substring? {
+        guard let q = target.firstIndex(of: "?") else { return nil }
+        return target[target.index(after: q)...]
+    }
+}
+
+/// Who is on the other end of a connection (TLS client certificates).
+public struct HTTPPeerInfo: Sendable, Equatable {
+    public var subject: String
+    public var dnsNames: [String]
+    public var uris: [String]
+    public var ips: [String]
+    public init(subject: String, dnsNames: [String], uris: [String], ips: [String]) {
+        self.subject = subject
+        self.dnsNames = dnsNames
+        self.uris = uris
+        self.ips = ips
     }
 }
 
@@ -50,76 +68,372 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// One request/response exchange on the server. `respond` may be called from any thread, once.
-public final class HTTPServerExchange: @unchecked Sendable {
+/// A piece of a streamed body.
+public enum HTTPBodyEvent: Sendable {
+    case data([UInt8])
+    /// The body ended; HTTP trailers, if the peer sent any.
+    case end(HTTPHeaders)
+    /// The stream failed (peer reset, connection closed, canceled).
+    case failed(HTTPError)
+}
+
+/// What a server connection (HTTP/1.1 or HTTP/2) does for its streams. Loop thread only.
+protocol HTTPServerStreamTransport: AnyObject {
+    func streamRespond(_ s: HTTPServerStream, _ response: HTTPResponse)
+    func streamSendHead(_ s: HTTPServerStream, status: Int, headers: HTTPHeaders, endStream: Bool)
+    func streamWrite(_ s: HTTPServerStream, _ bytes: [UInt8])
+    func streamFinish(_ s: HTTPServerStream, trailers: HTTPHeaders)
+    func streamReset(_ s: HTTPServerStream)
+    /// The reader took `bytes` out of the inbound queue (open the window / resume reading).
+    func streamConsumed(_ s: HTTPServerStream, bytes: Int)
+    /// The handler will not read the rest of the request body.
+    func streamAbandonInput(_ s: HTTPServerStream)
+}
+
+/// One request/response exchange on the server, streamed both ways.
+///
+/// Inbound, the handler either collects the whole body on the loop (`collectBody`, for unary
+/// calls) or reads it piece by piece on its own thread (`read`). Outbound, it either answers with
+/// one `respond`, or sends a head, writes body pieces (`write` blocks while `highWater` bytes are
+/// waiting for the peer: a slow reader slows the writer) and finishes with trailers.
+/// Every outbound call may be made from any thread; `read` and `write` block, so never call them
+/// on a loop thread.
+public final class HTTPServerStream: @unchecked Sendable {
     public let request: HTTPRequest
     public let loop: EventLoop
-    private let lock = Lock()
-    private var finished = false
-    private var canceled = false
-    private var cancelHandler: (() -> Void)?
-    private let sink: (HTTPResponse) -> Void
+    weak var transport: HTTPServerStreamTransport?
+    /// Connection-private tag (the HTTP/2 stream id).
+    let tag: Int32
+    public static let highWater = 256 << 10
+    private let cond = ConditionLock()
 
-    init(request: HTTPRequest, loop: EventLoop, sink: @escaping (HTTPResponse) -> Void) {
+    private enum InMode { case pending, collecting, pulling, discarding }
+    private var inMode = InMode.pending
+    private var inQueue: [[UInt8]] = []
+    private var inHead = 0
+    private var inQueued = 0
+    private var inEnded = false
+    private var inTrailers = HTTPHeaders()
+    private var inCredit = 0
+    private var collectLimit = 0
+    private var collected: [UInt8] = []
+    private var collectDone: (([UInt8], Bool) -> Void)?
+
+    private var headSent = false
+    private var finished = false
+    private var canceled: HTTPError?
+    private var outstanding = 0
+    private var cancelHandlers: [() -> Void] = []
+
+    init(request: HTTPRequest, loop: EventLoop, transport: HTTPServerStreamTransport, tag: Int32 = 0) {
         self.request = request
         self.loop = loop
-        self.sink = sink
+        self.transport = transport
+        self.tag = tag
     }
 
-    /// Sends the response. Returns false if a response was already sent or the peer is gone.
+    // MARK: inbound (handler side)
+
+    /// Loop thread: collects the whole body (up to `limit` bytes, 0 = no limit) and calls `done` on
+    /// the loop with it; with `tooLarge` true it holds only a prefix and the rest is not read.
+    public func collectBody(limit: Int, _ done: @escaping (_ body: [UInt8], _ tooLarge: Bool) -> Void) {
+        cond.lock()
+        guard inMode == .pending else {
+            cond.unlock()
+            return
+        }
+        inMode = .collecting
+        collectLimit = limit
+        var body: [UInt8] = []
+        for c in inQueue[inHead...] { body.append(contentsOf: c) }
+        inQueue = []
+        inHead = 0
+        let moved = inQueued
+        inQueued = 0
+        collected = body
+        collectDone = done
+        let over = limit > 0 && collected.count > limit
+        let ended = inEnded
+        cond.unlock()
+        if moved > 0 { transport?.streamConsumed(self, bytes: moved) }
+        if over {
+            finishCollect(tooLarge: true)
+        } else if ended {
+            finishCollect(tooLarge: false)
+        }
+    }
+
+    private func finishCollect(tooLarge: Bool) {
+        cond.lock()
+        let done = collectDone
+        collectDone = nil
+        let body = collected
+        collected = []
+        if tooLarge { inMode = .discarding }
+        cond.unlock()
+        if tooLarge { transport?.streamAbandonInput(self) }
+        done?(body, tooLarge)
+    }
+
+    /// Switches to pull mode: the handler reads the body with `read`.
+    public func startReading() {
+        cond.withLock { if inMode == .pending { inMode = .pulling } }
+    }
+
+    /// Blocks until the next body piece, the end, or a failure. Not on a loop thread.
+    public func read() -> HTTPBodyEvent {
+        cond.lock()
+        if inMode == .pending { inMode = .pulling }
+        while true {
+            if let e = canceled ?? readError {
+                cond.unlock()
+                return .failed(e)
+            }
+            if inHead < inQueue.count {
+                let chunk = inQueue[inHead]
+                inQueue[inHead] = []
+                inHead += 1
+                if inHead == inQueue.count {
+                    inQueue.removeAll(keepingCapacity: true)
+                    inHead = 0
+                }
+                inQueued -= chunk.count
+                inCredit += chunk.count
+                var credit = 0
+                if inCredit >= 32 << 10 || inQueued == 0 {
+                    credit = inCredit
+                    inCredit = 0
+                }
+                cond.unlock()
+                if credit > 0 {
+                    loop.execute { [weak self] in
+                        guard let self else { return }
+                        self.transport?.streamConsumed(self, bytes: credit)
+                    }
+                }
+                return .data(chunk)
+            }
+            if inEnded {
+                let t = inTrailers
+                cond.unlock()
+                return .end(t)
+            }
+            if inMode != .pulling {
+                cond.unlock()
+                return .failed(HTTPError(.invalidArgument, "the request body is not being read as a stream"))
+            }
+            cond.wait()
+        }
+    }
+
+    /// Makes pending and future `read`s fail with `error` (a deadline passed). Any thread.
+    public func failReads(_ error: HTTPError) {
+        cond.withLock {
+            if readError == nil { readError = error }
+            cond.broadcast()
+        }
+    }
+    private var readError: HTTPError?
+
+    /// Bytes received and not yet read (loop side uses it to pause reading).
+    var inboundQueuedBytes: Int { cond.withLock { inQueued } }
+
+    // MARK: inbound (transport side, loop thread)
+
+    /// Returns true when the reader is behind by more than `highWater` (the transport should stop reading).
+    func deliver(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        cond.lock()
+        if canceled != nil || (finished && inMode != .pulling) {
+            cond.unlock()
+            return false
+        }
+        switch inMode {
+        case .pending, .pulling:
+            inQueue.append(Array(bytes))
+            inQueued += bytes.count
+            let behind = inQueued > HTTPServerStream.highWater
+            cond.signal()
+            cond.unlock()
+            return behind
+        case .collecting:
+            collected.append(contentsOf: bytes)
+            let over = collectLimit > 0 && collected.count > collectLimit
+            cond.unlock()
+            if over { finishCollect(tooLarge: true) }
+            return false
+        case .discarding:
+            cond.unlock()
+            return false
+        }
+    }
+
+    /// The whole request body arrived.
+    func deliverEnd(_ trailers: HTTPHeaders) {
+        cond.lock()
+        if inEnded {
+            cond.unlock()
+            return
+        }
+        inEnded = true
+        inTrailers = trailers
+        let collecting = inMode == .collecting
+        cond.signal()
+        cond.unlock()
+        if collecting { finishCollect(tooLarge: false) }
+    }
+
+    /// True when the body is consumed as it arrives (collect or discard): the transport opens
+    /// the flow-control window at once.
+    var consumesOnArrival: Bool { cond.withLock { inMode == .collecting || inMode == .discarding } }
+
+    var inputEnded: Bool { cond.withLock { inEnded } }
+
+    // MARK: outbound
+
+    /// Sends a complete response. Returns false if the stream already answered or is gone.
     @discardableResult
     public func respond(_ response: HTTPResponse) -> Bool {
-        lock.lock()
-        if finished || canceled {
-            lock.unlock()
+        cond.lock()
+        if finished || headSent || canceled != nil {
+            cond.unlock()
             return false
         }
         finished = true
-        cancelHandler = nil
-        lock.unlock()
-        loop.executeOrRun { [sink] in sink(response) }
+        headSent = true
+        let handlers = cancelHandlers
+        cancelHandlers = []
+        cond.unlock()
+        _ = handlers
+        loop.executeOrRun { [self] in transport?.streamRespond(self, response) }
         return true
     }
 
-    /// True once responded or canceled.
-    public var isDone: Bool { lock.withLock { finished || canceled } }
+    /// Sends the response head; the body follows with `write`, then `finish`. With `endStream`
+    /// the response ends with the head (HTTP/2: one HEADERS frame; gRPC trailers-only).
+    @discardableResult
+    public func sendHead(status: Int, headers: HTTPHeaders, endStream: Bool = false) -> Bool {
+        cond.lock()
+        if finished || headSent || canceled != nil {
+            cond.unlock()
+            return false
+        }
+        headSent = true
+        if endStream {
+            finished = true
+            cancelHandlers = []
+        }
+        cond.unlock()
+        loop.executeOrRun { [self] in transport?.streamSendHead(self, status: status, headers: headers, endStream: endStream) }
+        return true
+    }
 
-    /// Called (on the loop) if the peer goes away before the response; immediately if it already has.
+    /// Writes body bytes, blocking while more than `highWater` bytes wait for the peer.
+    /// Returns nil, or the error that ended the stream.
+    public func write(_ bytes: [UInt8]) -> HTTPError? {
+        if bytes.isEmpty { return nil }
+        cond.lock()
+        while canceled == nil && !finished && outstanding > HTTPServerStream.highWater { cond.wait() }
+        if let e = canceled {
+            cond.unlock()
+            return e
+        }
+        if finished || !headSent {
+            cond.unlock()
+            return HTTPError(.invalidArgument, finished ? "the response is already finished" : "send the response head first")
+        }
+        outstanding += bytes.count
+        cond.unlock()
+        loop.executeOrRun { [self] in transport?.streamWrite(self, bytes) }
+        return nil
+    }
+
+    /// Ends the response body with optional trailers.
+    @discardableResult
+    public func finish(trailers: HTTPHeaders = HTTPHeaders()) -> Bool {
+        cond.lock()
+        if finished || !headSent || canceled != nil {
+            cond.unlock()
+            return false
+        }
+        finished = true
+        cancelHandlers = []
+        cond.unlock()
+        loop.executeOrRun { [self] in transport?.streamFinish(self, trailers: trailers) }
+        return true
+    }
+
+    /// Aborts the exchange (HTTP/2 RST_STREAM, HTTP/1.1 connection close).
+    public func reset() {
+        cond.lock()
+        if canceled != nil || finished {
+            cond.unlock()
+            return
+        }
+        finished = true
+        cancelHandlers = []
+        cond.broadcast()
+        cond.unlock()
+        loop.executeOrRun { [self] in transport?.streamReset(self) }
+    }
+
+    /// Transport: `n` written bytes left our buffers.
+    func consumedOutbound(_ n: Int) {
+        cond.lock()
+        outstanding -= n
+        if outstanding < 0 { outstanding = 0 }
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    /// True once finished or canceled.
+    public var isDone: Bool { cond.withLock { finished || canceled != nil } }
+    public var isCanceled: Bool { cond.withLock { canceled != nil } }
+    public var isHeadSent: Bool { cond.withLock { headSent } }
+
+    /// Called (on the loop) if the peer goes away before the response is finished; immediately if
+    /// it already has. Several handlers may be registered.
     public func onCancel(_ handler: @escaping () -> Void) {
-        lock.lock()
-        if canceled {
-            lock.unlock()
+        cond.lock()
+        if canceled != nil {
+            cond.unlock()
             loop.executeOrRun(handler)
             return
         }
-        cancelHandler = handler
-        lock.unlock()
+        if finished {
+            cond.unlock()
+            return
+        }
+        cancelHandlers.append(handler)
+        cond.unlock()
     }
 
     /// Transport side: the stream or connection went away.
-    func cancel() {
-        lock.lock()
-        if finished || canceled {
-            lock.unlock()
+    func cancel(_ error: HTTPError) {
+        cond.lock()
+        if canceled != nil {
+            cond.unlock()
             return
         }
-        canceled = true
-        let h = cancelHandler
-        cancelHandler = nil
-        lock.unlock()
-        h?()
+        let wasFinished = finished
+        canceled = error
+        let hs = cancelHandlers
+        cancelHandlers = []
+        let done = collectDone
+        collectDone = nil
+        cond.broadcast()
+        cond.unlock()
+        _ = done
+        if !wasFinished { for h in hs { h() } }
     }
 }
 
-/// Receives complete requests, on the connection's loop thread. Must not block.
+/// Receives requests, on the connection's loop thread, as soon as their head arrived. Must not block.
 public protocol HTTPServerHandler: AnyObject {
-    func handle(_ exchange: HTTPServerExchange)
+    func handle(_ stream: HTTPServerStream)
 }
 
 /// Limits of the HTTP server.
 public struct HTTPServerConfig: Sendable {
-    /// Largest request body buffered; a larger one is delivered with `bodyTooLarge` (0 = no limit).
-    public var maxBodyBytes: Int = 4 << 20
     public var maxHeaderBytes: Int = 64 << 10
     /// A connection with nothing in flight and no bytes for this long is closed.
     public var idleTimeoutNs: UInt64 = 120_000_000_000

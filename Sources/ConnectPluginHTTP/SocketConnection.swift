@@ -1,5 +1,6 @@
 // A non-blocking stream socket owned by one event loop: buffered writes, read events handed to a
-// protocol handler (HTTP/1.1 or HTTP/2), and one close path.
+// protocol handler (HTTP/1.1 or HTTP/2), and one close path. Optionally TLS (enableTLS before start):
+// the delegate then reads and writes plaintext and the socket carries the TLS records.
 import CConnectPluginPosix
 import Glibc
 
@@ -19,6 +20,7 @@ public final class SocketConnection: EventHandler {
     public weak var delegate: ConnectionDelegate?
     /// Holds the delegate strongly while the connection is open (the connection is owned by its loop).
     private var delegateRetainer: AnyObject?
+    /// Bytes for the socket (ciphertext with TLS).
     private var outbound: [UInt8] = []
     private var outboundOffset = 0
     private var wantWrite = false
@@ -29,14 +31,58 @@ public final class SocketConnection: EventHandler {
     private static let readChunk = 64 * 1024
     private var readBuffer = [UInt8](repeating: 0, count: SocketConnection.readChunk)
 
+    // TLS state (all nil/false without TLS).
+    private var tls: TLSEngine?
+    private var tlsEnabled = false
+    private var tlsHandshakeDone = false
+    /// Plaintext the delegate wrote before the handshake completed; encrypted and sent after it.
+    private var tlsPlainPending: [UInt8] = []
+    /// Ciphertext was fed to the engine that may still hold plaintext (reading paused mid-delivery).
+    private var tlsInputBuffered = false
+    private var tlsResumeScheduled = false
+    private var tlsCloseNotifyQueued = false
+
+    /// Called on the loop thread once the TLS handshake completed, with the negotiated ALPN protocol
+    /// (nil: none), before the first plaintext reaches the delegate. A server picks HTTP/2 or HTTP/1.1
+    /// here. Set it before `start`.
+    public var onTLSHandshake: ((String?) -> Void)?
+    /// The ALPN protocol agreed on in the TLS handshake (nil without TLS, before the handshake, or
+    /// when none was agreed).
+    public private(set) var negotiatedALPN: String?
+    /// The TLS peer's certificate identity (nil without TLS, before the handshake, or when the peer
+    /// presented no certificate).
+    public private(set) var peerIdentity: TLSPeerIdentity?
+    /// "TLSv1.3" etc. after the handshake.
+    public private(set) var tlsVersion: String?
+    /// Server: the SNI name the client asked for.
+    public private(set) var tlsRequestedServerName: String?
+    /// True when TLS was enabled on this connection.
+    public var isTLS: Bool { tlsEnabled }
+    /// True once the TLS handshake completed (always false without TLS).
+    public var isTLSHandshakeComplete: Bool { tlsHandshakeDone }
+    /// The engine (tests: buffered input bounds). Nil without TLS or once closed.
+    var tlsEngine: TLSEngine? { tls }
+
     /// Wraps a connected (or connecting) non-blocking socket. Call `start` on the loop thread.
     public init(fd: Int32, loop: EventLoop) {
         self.fd = fd
         self.loop = loop
     }
 
+    /// Makes this connection TLS. Call before `start` (returns false, and does nothing, after it).
+    /// Reads then deliver plaintext, writes encrypt, and the handshake runs first: writes made before
+    /// it completes are sent after it. With TLS, `onConnect` fires only after the handshake (with the
+    /// handshake's error if it fails) so `negotiatedALPN` is known before the first write.
+    @discardableResult
+    public func enableTLS(_ engine: TLSEngine) -> Bool {
+        if token != 0 || isClosed || tlsEnabled { return false }
+        tls = engine
+        tlsEnabled = true
+        return true
+    }
+
     /// Registers with the loop (loop thread only). With `connecting`, waits for the connect to finish
-    /// and reports it through `onConnect`.
+    /// and reports it through `onConnect` (with TLS: once the handshake is done).
     public func start(delegate: ConnectionDelegate, connecting: Bool = false, onConnect: ((HTTPError?) -> Void)? = nil) {
         self.delegate = delegate
         delegateRetainer = delegate
@@ -49,7 +95,12 @@ public final class SocketConnection: EventHandler {
             return
         }
         token = t
-        if !connecting, let cb = onConnect {
+        if connecting { return }
+        if tls != nil {
+            tlsDriveHandshake()
+            return
+        }
+        if let cb = self.onConnect {
             self.onConnect = nil
             cb(nil)
         }
@@ -77,6 +128,10 @@ public final class SocketConnection: EventHandler {
                 }
                 wantWrite = !outbound.isEmpty
                 updateInterest()
+                if tls != nil {
+                    tlsDriveHandshake()
+                    return
+                }
                 let cb = onConnect
                 onConnect = nil
                 cb?(nil)
@@ -97,15 +152,36 @@ public final class SocketConnection: EventHandler {
         // Read until EAGAIN, but at most a few chunks per event so one busy peer cannot starve others.
         for _ in 0..<4 {
             if isClosed || readPaused { return }
+            if tls != nil && tlsInputBuffered {
+                // Plaintext left from an earlier read (reading was paused): deliver it before reading more.
+                tlsProcessInput()
+                continue
+            }
             let n = readBuffer.withUnsafeMutableBytes { buf in cp_read(fd, buf.baseAddress, buf.count) }
             if n > 0 {
                 let count = Int(n)
-                readBuffer.withUnsafeBytes { buf in
-                    delegate?.connectionReceived(UnsafeRawBufferPointer(rebasing: buf[0..<count]))
+                if let engine = tls {
+                    let err = readBuffer.withUnsafeBytes { buf in
+                        engine.feed(UnsafeRawBufferPointer(rebasing: buf[0..<count]))
+                    }
+                    if let err {
+                        tlsFail(err)
+                        return
+                    }
+                    tlsInputBuffered = true
+                    tlsProcessInput()
+                } else {
+                    readBuffer.withUnsafeBytes { buf in
+                        delegate?.connectionReceived(UnsafeRawBufferPointer(rebasing: buf[0..<count]))
+                    }
                 }
                 if count < SocketConnection.readChunk { return }
             } else if n == 0 {
-                closeNow(nil)
+                if tls != nil && !tlsHandshakeDone {
+                    closeNow(HTTPError(TLSEngine.errorKind, "TLS handshake failed: the peer closed the connection during the handshake"))
+                } else {
+                    closeNow(nil)
+                }
                 return
             } else {
                 let e = Int32(truncatingIfNeeded: -n)
@@ -119,7 +195,18 @@ public final class SocketConnection: EventHandler {
     /// Queues bytes and writes what the socket takes now. Loop thread only.
     public func write(_ bytes: UnsafeRawBufferPointer) {
         if isClosed || bytes.isEmpty { return }
-        outbound.append(contentsOf: bytes)
+        if tls != nil {
+            if !tlsHandshakeDone {
+                tlsPlainPending.append(contentsOf: bytes)
+                return
+            }
+            // After close_notify nothing more can be sent on this TLS connection.
+            if tlsCloseNotifyQueued { return }
+            tlsEncrypt(bytes)
+            if isClosed { return }
+        } else {
+            outbound.append(contentsOf: bytes)
+        }
         if !connectPending { flush() }
     }
 
@@ -127,8 +214,9 @@ public final class SocketConnection: EventHandler {
         bytes.withUnsafeBytes { write($0) }
     }
 
-    /// Bytes queued but not yet written.
-    public var pendingWriteBytes: Int { outbound.count - outboundOffset }
+    /// Bytes queued but not yet written (with TLS: plaintext waiting for the handshake plus ciphertext
+    /// not yet on the wire; 0 means everything the delegate wrote was sent).
+    public var pendingWriteBytes: Int { outbound.count - outboundOffset + tlsPlainPending.count }
 
     private func flush() {
         while outboundOffset < outbound.count {
@@ -147,13 +235,25 @@ public final class SocketConnection: EventHandler {
                     }
                     return
                 }
-                closeNow(HTTPError.errno("write", n))
+                // Only close_notify was left (everything the delegate wrote is out): not an error.
+                closeNow(tlsCloseNotifyQueued && closeWhenDrained ? nil : HTTPError.errno("write", n))
                 return
             }
         }
         outbound.removeAll(keepingCapacity: outbound.capacity <= 1 << 20)
         outboundOffset = 0
-        if closeWhenDrained {
+        if (closeWhenDrained || lingering) && tlsPlainPending.isEmpty, let engine = tls, tlsHandshakeDone,
+           !tlsCloseNotifyQueued {
+            // Everything the delegate wrote is out: end the TLS stream properly, then close/linger.
+            tlsCloseNotifyQueued = true
+            engine.queueCloseNotify()
+            engine.takeOutput(appendingTo: &outbound)
+            if !outbound.isEmpty {
+                flush()
+                return
+            }
+        }
+        if closeWhenDrained && tlsPlainPending.isEmpty {
             closeNow(nil)
             return
         }
@@ -169,7 +269,7 @@ public final class SocketConnection: EventHandler {
             wantWrite = false
             updateInterest()
         }
-        delegate?.connectionDrained()
+        if tlsPlainPending.isEmpty { delegate?.connectionDrained() }
     }
 
     /// Stops or resumes reading (back-pressure). Loop thread only.
@@ -177,6 +277,18 @@ public final class SocketConnection: EventHandler {
         if readPaused == paused || isClosed { return }
         readPaused = paused
         updateInterest()
+        if !paused && tls != nil && tlsInputBuffered && !tlsResumeScheduled {
+            // Plaintext may be waiting inside the engine with nothing new on the socket (so no epoll
+            // event would come): deliver it from the loop, outside the caller's stack.
+            tlsResumeScheduled = true
+            loop.execute { [weak self] in
+                guard let self else { return }
+                self.tlsResumeScheduled = false
+                if !self.isClosed && !self.readPaused && !self.lingering && self.tlsInputBuffered {
+                    self.tlsProcessInput()
+                }
+            }
+        }
     }
 
     private func updateInterest() {
@@ -187,9 +299,20 @@ public final class SocketConnection: EventHandler {
         loop.modify(fd: fd, token: token, interest: interest)
     }
 
-    /// Closes after everything queued has been written (or immediately if nothing is queued).
+    /// Closes after everything queued has been written (or immediately if nothing is queued). With
+    /// TLS, close_notify is sent last.
     public func closeAfterFlush() {
         if isClosed { return }
+        if tls != nil {
+            if !tlsHandshakeDone && tlsPlainPending.isEmpty {
+                closeNow(nil)
+                return
+            }
+            closeWhenDrained = true
+            // During the handshake the plaintext goes out (and the close happens) once it completes.
+            if tlsHandshakeDone && !connectPending { flush() }
+            return
+        }
         if pendingWriteBytes == 0 {
             closeNow(nil)
         } else {
@@ -207,10 +330,19 @@ public final class SocketConnection: EventHandler {
     /// kernel send RST, and the peer could lose the response it has not read yet.
     public func lingerClose(timeoutNs: UInt64 = 5_000_000_000, maxBytes: Int = 64 << 20) {
         if isClosed || lingering { return }
+        if tls != nil && !tlsHandshakeDone {
+            closeAfterFlush()
+            return
+        }
         lingering = true
         lingerBudget = maxBytes
         delegateRetainerDuringLinger = delegate
         loop.schedule(afterNs: timeoutNs) { [weak self] in self?.closeNow(nil) }
+        if tls != nil {
+            // flush sends close_notify after the queued data, then starts the linger read.
+            if !connectPending { flush() }
+            return
+        }
         if pendingWriteBytes == 0 { startLingerRead() }
     }
 
@@ -251,11 +383,128 @@ public final class SocketConnection: EventHandler {
         _ = cp_close(fd)
         fd = -1
         outbound = []
+        tlsPlainPending = []
+        tls = nil
+        tlsInputBuffered = false
         let d = delegate
         let cb = onConnect
         onConnect = nil
+        onTLSHandshake = nil
         cb?(error ?? HTTPError(.closed, "connection closed"))
         d?.connectionClosed(error)
         delegateRetainer = nil
+    }
+
+    // MARK: TLS
+
+    /// Runs the handshake as far as the input allows; on completion reports it and starts the data phase.
+    private func tlsDriveHandshake() {
+        guard let engine = tls, !tlsHandshakeDone, !isClosed else { return }
+        switch engine.advanceHandshake() {
+        case .inProgress:
+            tlsInputBuffered = false
+            engine.takeOutput(appendingTo: &outbound)
+            if !outbound.isEmpty { flush() }
+        case .failed(let err):
+            tlsFail(err)
+        case .complete:
+            tlsHandshakeDone = true
+            negotiatedALPN = engine.negotiatedALPN
+            peerIdentity = engine.peerIdentity
+            tlsVersion = engine.protocolVersion
+            tlsRequestedServerName = engine.requestedServerName
+            engine.takeOutput(appendingTo: &outbound)
+            if !tlsPlainPending.isEmpty {
+                let early = tlsPlainPending
+                tlsPlainPending = []
+                early.withUnsafeBytes { tlsEncrypt($0) }
+                if isClosed { return }
+            }
+            if let cb = onTLSHandshake {
+                onTLSHandshake = nil
+                cb(negotiatedALPN)
+                if isClosed { return }
+            }
+            if let cb = onConnect {
+                onConnect = nil
+                cb(nil)
+                if isClosed { return }
+            }
+            flush()
+        }
+    }
+
+    /// Delivers the plaintext in the engine until it needs more input or reading is paused.
+    private func tlsProcessInput() {
+        guard let engine = tls else { return }
+        if !tlsHandshakeDone {
+            tlsDriveHandshake()
+            if isClosed || !tlsHandshakeDone { return }
+        }
+        while !isClosed && !readPaused {
+            switch engine.readPlaintext() {
+            case .data(let plain):
+                delegate?.connectionReceived(plain)
+            case .wantInput:
+                tlsInputBuffered = false
+                tlsSendEngineOutput()
+                return
+            case .closed:
+                // close_notify: the peer finished sending (same as EOF on a plain socket).
+                closeNow(nil)
+                return
+            case .failed(let err):
+                tlsFail(err)
+                return
+            }
+        }
+        tlsSendEngineOutput()
+    }
+
+    /// Sends what reading produced (key updates, session tickets), if anything.
+    private func tlsSendEngineOutput() {
+        guard let engine = tls, !isClosed, engine.pendingOutputBytes > 0 else { return }
+        engine.takeOutput(appendingTo: &outbound)
+        if !connectPending { flush() }
+    }
+
+    /// Encrypts plaintext into the outbound queue in pieces (so the engine's buffer stays small).
+    private func tlsEncrypt(_ bytes: UnsafeRawBufferPointer) {
+        guard let engine = tls else { return }
+        var offset = 0
+        let piece = 64 * 1024
+        while offset < bytes.count {
+            let n = min(piece, bytes.count - offset)
+            if let err = engine.writePlaintext(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)])) {
+                tlsFail(err)
+                return
+            }
+            engine.takeOutput(appendingTo: &outbound)
+            offset += n
+        }
+    }
+
+    /// A fatal TLS error: sends what the engine has for the peer (an alert, or a plaintext HTTP 400 to
+    /// a plaintext HTTP client) without waiting, then closes with `err`.
+    private func tlsFail(_ err: HTTPError) {
+        if isClosed { return }
+        if let engine = tls {
+            if let reply = engine.plaintextReply {
+                outbound.append(contentsOf: reply)
+            } else {
+                engine.takeOutput(appendingTo: &outbound)
+            }
+        }
+        if !connectPending {
+            while outboundOffset < outbound.count {
+                let n = outbound.withUnsafeBytes { buf -> Int in
+                    let rest = UnsafeRawBufferPointer(rebasing: buf[outboundOffset...])
+                    return cp_write(fd, rest.baseAddress, rest.count)
+                }
+                if n <= 0 { break }
+                outboundOffset += n
+            }
+        }
+        closeNow(err)
     }
 }

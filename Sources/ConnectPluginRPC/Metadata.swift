@@ -26,7 +26,7 @@ public struct Metadata: Equatable, Sendable, Sequence {
     }
 
     /// Appends without validation (for values that came off the wire already checked).
-    mutating func appendUnchecked(_ key: String, _ value: [UInt8]) {
+    public mutating func appendUnchecked(_ key: String, _ value: [UInt8]) {
         entries.append((key: key, value: value))
     }
 

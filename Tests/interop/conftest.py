@@ -3,7 +3,14 @@
 Peers:
   * our example binaries in examples/bin/ (kv-server-LANG, kv-client-LANG, LANG in c go python swift);
   * connect-python (Tests/interop/kv_connect_python.py) on uvicorn (HTTP/1.1) or hypercorn (h2c);
+  * grpcio (Tests/interop/kv_grpcio.py): gRPC server and client, h2c/TLS/mTLS;
+  * grpc-go (Tests/interop/grpcgo/kvclient, built by grpcgo/build.sh): gRPC client, h2c/TLS/mTLS;
   * curl and raw sockets (test_curl.py, test_bad_input.py).
+
+The streaming scenario (examples/proto/README.md, kvscenario.py) is run by test_peers_selfcheck.py
+(peer vs peer, always) and test_stream_matrix.py (every client x server x protocol x codec x http x
+compression x tls; rows with our binaries only with INTEROP_STREAMING=1). A summary table of the
+streaming rows is printed at the end of the session.
 
 A missing binary FAILS the tests that need it (never skips). Select subsets with -k, e.g.
 `-k "server-swift"`, `-k "client-go and server-c"`, `-k "unix"`, `-k "h2 and json"`.
@@ -33,11 +40,14 @@ REPO = HERE.parent.parent
 # INTEROP_BIN overrides where the example binaries are looked up (default: examples/bin).
 BIN = Path(os.environ.get("INTEROP_BIN") or (REPO / "examples" / "bin"))
 CONNECT_PYTHON = HERE / "kv_connect_python.py"
+GRPCIO = HERE / "kv_grpcio.py"
+GRPCGO_BUILD = HERE / "grpcgo" / "build.sh"
 
 sys.path.insert(0, str(HERE))
 import kvgen  # noqa: E402
+import kvscenario  # noqa: E402
 
-collect_ignore = ["gen", "kv_connect_python.py", "kvgen.py"]
+collect_ignore = ["gen", "grpcgo", "kv_connect_python.py", "kv_grpcio.py", "kvgen.py", "kvscenario.py", "kvstore.py"]
 
 LANGS = ("c", "go", "python", "swift")
 CODECS = ("proto", "json")
@@ -62,6 +72,8 @@ CLIENT_TIMEOUT = float(os.environ.get("INTEROP_CLIENT_TIMEOUT", "60"))
 def pytest_configure(config):
     # Generated code for kv.proto, once per session (gen/ is gitignored).
     kvgen.ensure(force=True)
+    config.addinivalue_line("markers", "stream_row: a row of the streaming interop matrix (params: "
+                            "client, server, protocol, codec, http, compression, tls)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,11 +91,16 @@ def binary(name: str) -> Path:
     return path
 
 
-def server_argv(kind: str, listen: str) -> list[str]:
-    """kind: 'c'|'go'|'python'|'swift' (ours) or 'cpy-uvicorn'|'cpy-hypercorn' (connect-python)."""
+def server_argv(kind: str, listen: str, tls: "TLSConfig | None" = None) -> list[str]:
+    """kind: 'c'|'go'|'python'|'swift' (ours), 'cpy-uvicorn'|'cpy-hypercorn' (connect-python) or
+    'grpcio'. With `tls`: --tls-cert/--tls-key (and --tls-client-ca for mTLS)."""
     if kind.startswith("cpy-"):
-        return [sys.executable, str(CONNECT_PYTHON), "--listen", listen, "--server", kind[4:]]
-    return [str(binary(f"kv-server-{kind}")), "--listen", listen]
+        argv = [sys.executable, str(CONNECT_PYTHON), "--listen", listen, "--server", kind[4:]]
+    elif kind == "grpcio":
+        argv = [sys.executable, str(GRPCIO), "--listen", listen]
+    else:
+        argv = [str(binary(f"kv-server-{kind}")), "--listen", listen]
+    return argv + (tls.server_args() if tls is not None else [])
 
 
 def client_argv(kind: str, url: str, codec: str, http: str) -> list[str]:
@@ -186,11 +203,13 @@ class Server:
         return self.stop_error
 
 
-def start_server(kind: str, transport: str = "tcp", listen: str | None = None) -> Server:
-    """Starts a server, waits for `listening on ADDR`, checks ADDR; fails loudly otherwise."""
+def start_server(kind: str, transport: str = "tcp", listen: str | None = None,
+                 tls: "TLSConfig | None" = None) -> Server:
+    """Starts a server, waits for `listening on ADDR`, checks ADDR; fails loudly otherwise.
+    With `tls` (TCP only) the server gets the TLS flags and `url` is https://ADDR."""
     if listen is None:
         listen = "127.0.0.1:0" if transport == "tcp" else f"unix:{unix_path(kind)}"
-    argv = server_argv(kind, listen)
+    argv = server_argv(kind, listen, tls)
     workdir = Path(tempfile.mkdtemp(prefix=f"interop-{kind}-"))
     out = open(workdir / "stdout", "wb")
     err = open(workdir / "stderr", "wb")
@@ -239,7 +258,7 @@ def start_server(kind: str, transport: str = "tcp", listen: str | None = None) -
             pytest.fail(f"server printed 'listening on {srv.addr}', expected the bound address "
                         f"'127.0.0.1:<port != 0>'\n{srv.describe()}", pytrace=False)
         srv.host, srv.port = m2.group(1), int(m2.group(2))
-        srv.url = f"http://{srv.addr}"
+        srv.url = f"{'https' if tls is not None else 'http'}://{srv.addr}"
     return srv
 
 
@@ -251,14 +270,14 @@ class ServerPool:
         self.servers: dict[tuple[str, str], Server] = {}
         self.retired: list[Server] = []
 
-    def get(self, kind: str, transport: str = "tcp") -> Server:
-        key = (kind, transport)
+    def get(self, kind: str, transport: str = "tcp", tls: "TLSConfig | None" = None) -> Server:
+        key = (kind, transport) if tls is None else (kind, transport, tls.mode)
         srv = self.servers.get(key)
         if srv is not None and not srv.alive():
             self.retired.append(srv)
             srv = None
         if srv is None:
-            srv = start_server(kind, transport)
+            srv = start_server(kind, transport, tls=tls)
             self.servers[key] = srv
         return srv
 
@@ -287,8 +306,8 @@ def server_factory():
     started through it gets SIGTERM at teardown and must exit 0 within 10 s."""
     started: list[Server] = []
 
-    def start(kind: str, transport: str = "tcp", listen: str | None = None) -> Server:
-        srv = start_server(kind, transport, listen)
+    def start(kind: str, transport: str = "tcp", listen: str | None = None, tls: "TLSConfig | None" = None) -> Server:
+        srv = start_server(kind, transport, listen, tls)
         started.append(srv)
         return srv
 
@@ -351,3 +370,237 @@ def check_client_run(run: ClientRun, server: Server | None = None) -> None:
         pytest.fail("CLIENT OUTPUT MISMATCH\n" + msg, pytrace=False)
     if server is not None:
         server.assert_alive("after the client run")
+
+
+# ------------------------------------------------------------------------------------------------
+# The streaming scenario: TLS material, peers, capabilities, client runs
+# ------------------------------------------------------------------------------------------------
+
+PROTOCOLS = ("connect", "grpc", "grpcweb")
+COMPRESSIONS = ("identity", "gzip")
+TLS_MODES = ("none", "tls", "mtls")
+# Real peers (besides our LANGS): servers and clients of the streaming scenario.
+PEER_SERVERS = ("grpcio", "cpy-hypercorn", "cpy-uvicorn")
+PEER_CLIENTS = ("grpcio", "cpy", "grpcgo")
+
+
+@dataclass
+class TLSFiles:
+    dir: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+@dataclass
+class TLSConfig:
+    """mode 'tls': the server has a certificate (SAN IP:127.0.0.1, DNS:localhost) signed by `ca`,
+    clients verify it with --tls-ca. mode 'mtls': also --tls-client-ca on the server and
+    --cert/--key on the client."""
+
+    mode: str
+    files: TLSFiles
+
+    def server_args(self) -> list[str]:
+        args = ["--tls-cert", str(self.files.server_cert), "--tls-key", str(self.files.server_key)]
+        if self.mode == "mtls":
+            args += ["--tls-client-ca", str(self.files.ca)]
+        return args
+
+    def client_args(self) -> list[str]:
+        args = ["--tls-ca", str(self.files.ca)]
+        if self.mode == "mtls":
+            args += ["--cert", str(self.files.client_cert), "--key", str(self.files.client_key)]
+        return args
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.fail("MISSING TOOL: openssl (run scripts/setup.sh)", pytrace=False)
+    r = subprocess.run(["openssl", *args], cwd=str(cwd), capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"openssl {' '.join(args)} failed ({r.returncode}):\n{r.stdout}{r.stderr}", pytrace=False)
+
+
+def make_tls_files(d: Path) -> TLSFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate, all
+    P-256, X.509 v3 (rustls in pyqwest insists on v3 extensions and a non-CA leaf)."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "ca.ext").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                              "subjectKeyIdentifier=hash\n")
+    (d / "server.ext").write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                                  "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                  "authorityKeyIdentifier=keyid\n")
+    (d / "client.ext").write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                                  "extendedKeyUsage=clientAuth\nauthorityKeyIdentifier=keyid\n")
+    for name in ("ca", "server", "client"):
+        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key", cwd=d)
+    _openssl("req", "-new", "-x509", "-key", "ca.key", "-subj", "/CN=connectplugin interop test CA", "-days", "2",
+             "-sha256", "-extensions", "v3_ca", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "ca.crt", cwd=d)
+    for name, cn in (("server", "127.0.0.1"), ("client", "connectplugin interop client")):
+        _openssl("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={cn}", "-out", f"{name}.csr", cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "2", "-sha256", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=d)
+    return TLSFiles(d, d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> TLSFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def tls_config(mode: str, files: TLSFiles) -> TLSConfig | None:
+    return None if mode == "none" else TLSConfig(mode, files)
+
+
+@pytest.fixture(scope="session")
+def grpcgo_client(tmp_path_factory) -> Path:
+    """Builds Tests/interop/grpcgo/kvclient once per session (GOPATH mode, Debian's grpc-go);
+    a failed build fails every test that needs it."""
+    out = tmp_path_factory.mktemp("grpcgo-bin")
+    env = {k: v for k, v in os.environ.items() if k != "GOFLAGS"}
+    r = subprocess.run(["bash", str(GRPCGO_BUILD), str(out)], capture_output=True, text=True, env=env, timeout=300)
+    exe = out / "kvclient-grpcgo"
+    if r.returncode != 0 or not exe.is_file():
+        pytest.fail(f"GRPC-GO CLIENT BUILD FAILED ({r.returncode}): bash {GRPCGO_BUILD} {out}\n{r.stdout}{r.stderr}",
+                    pytrace=False)
+    return exe
+
+
+def stream_client_argv(kind: str, url: str, protocol: str, codec: str, http: str, compression: str,
+                       tls: TLSConfig | None, grpcgo: Path | None = None) -> list[str]:
+    """The streaming-scenario command line of client `kind` (LANGS, 'grpcio', 'cpy', 'grpcgo'). Every
+    client gets the same flags: --url --scenario stream --protocol --codec --http --compression
+    [--tls-ca CA [--cert CERT --key KEY]]."""
+    if kind == "cpy":
+        exe = [sys.executable, str(CONNECT_PYTHON)]
+    elif kind == "grpcio":
+        exe = [sys.executable, str(GRPCIO)]
+    elif kind == "grpcgo":
+        if grpcgo is None:
+            raise ValueError("grpcgo client needs the grpcgo_client fixture")
+        exe = [str(grpcgo)]
+    else:
+        exe = [str(binary(f"kv-client-{kind}"))]
+    return exe + ["--url", url, "--scenario", "stream", "--protocol", protocol, "--codec", codec, "--http", http,
+                  "--compression", compression] + (tls.client_args() if tls is not None else [])
+
+
+def check_stream_run(run: ClientRun, http: str, server: Server | None = None) -> None:
+    """Exit 0 and exactly the streaming scenario's lines (kvscenario.expected_lines(http))."""
+    expected = kvscenario.expected_stdout(http)
+    ok = (not run.timed_out) and run.rc == 0 and run.stdout == expected
+    if not ok:
+        msg = run.report(expected)
+        if server is not None:
+            msg += "\n" + server.describe()
+        pytest.fail("STREAM SCENARIO MISMATCH\n" + msg, pytrace=False)
+    if server is not None:
+        server.assert_alive("after the client run")
+
+
+# What each peer can do (evidence: test_peers_selfcheck.py; README "Peer capabilities").
+# (protocol, http) pairs and codecs per server kind / client kind.
+_ALL_PH = {("connect", "1.1"), ("connect", "2"), ("grpcweb", "1.1"), ("grpcweb", "2"), ("grpc", "2")}
+SERVER_CAPS = {
+    "grpcio": ({("grpc", "2")}, {"proto"}),
+    "cpy-hypercorn": (_ALL_PH, {"proto", "json"}),
+    "cpy-uvicorn": ({("connect", "1.1"), ("grpcweb", "1.1")}, {"proto", "json"}),  # no HTTP/2, no trailers
+}
+CLIENT_CAPS = {
+    "grpcio": ({("grpc", "2")}, {"proto"}),
+    "grpcgo": ({("grpc", "2")}, {"proto"}),
+    "cpy": (_ALL_PH, {"proto", "json"}),
+}
+for _lang in LANGS:  # the target for our binaries: everything (gRPC needs HTTP/2)
+    SERVER_CAPS[_lang] = (_ALL_PH, {"proto", "json"})
+    CLIENT_CAPS[_lang] = (_ALL_PH, {"proto", "json"})
+
+
+def supported(client: str, server: str, protocol: str, codec: str, http: str) -> bool:
+    cph, ccodecs = CLIENT_CAPS[client]
+    sph, scodecs = SERVER_CAPS[server]
+    return (protocol, http) in cph and (protocol, http) in sph and codec in ccodecs and codec in scodecs
+
+
+# ------------------------------------------------------------------------------------------------
+# Streaming rows: gating of our binaries (INTEROP_STREAMING=1) and the end-of-session summary
+# ------------------------------------------------------------------------------------------------
+
+STREAM_ENV = "INTEROP_STREAMING"
+STREAM_DIMS = ("client", "server", "protocol", "codec", "http", "compression", "tls")
+_stream_params: dict[str, dict] = {}  # nodeid -> params, for every collected streaming row
+_stream_rows: dict[str, dict] = {}  # nodeid -> params + "outcome", for the rows that ran
+_stream_deselected: list[str] = []
+
+
+def streaming_enabled() -> bool:
+    return os.environ.get(STREAM_ENV, "") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("stream_row") and all(d in params for d in STREAM_DIMS):
+            row = {d: params[d] for d in STREAM_DIMS}
+            if (row["client"] in LANGS or row["server"] in LANGS) and not streaming_enabled():
+                drop.append(item)
+                _stream_deselected.append(item.nodeid)
+                continue
+            _stream_params[item.nodeid] = row
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid not in _stream_params:
+        return
+    row = _stream_rows.setdefault(report.nodeid, dict(_stream_params[report.nodeid]))
+    if report.failed:
+        row["outcome"] = "failed"
+    elif report.when == "call" and report.passed and row.get("outcome") != "failed":
+        row["outcome"] = "passed"
+    elif report.skipped and "outcome" not in row:
+        row["outcome"] = "skipped"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _stream_rows and not _stream_deselected:
+        return
+    tr = terminalreporter
+    tr.section("streaming interop matrix")
+    if _stream_rows:
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        by_shape: dict[tuple[str, str, str, str, str], list[int]] = {}
+        failures = []
+        for nodeid, row in _stream_rows.items():
+            outcome = row.get("outcome", "not run")
+            idx = {"passed": 0, "failed": 1}.get(outcome, 2)
+            for table, key in ((by_pair, (row["client"], row["server"])),
+                               (by_shape, (row["protocol"], row["http"], row["codec"], row["compression"], row["tls"]))):
+                table.setdefault(key, [0, 0, 0])[idx] += 1
+            if outcome == "failed":
+                failures.append(nodeid)
+        tr.write_line(f"{'client':<8} {'server':<14} {'passed':>6} {'failed':>6} {'other':>6}")
+        for (c, sv), (ok, bad, other) in sorted(by_pair.items()):
+            tr.write_line(f"{c:<8} {sv:<14} {ok:>6} {bad:>6} {other:>6}" + ("   <-- FAILED" if bad else ""))
+        tr.write_line("")
+        tr.write_line(f"{'protocol':<8} {'http':<4} {'codec':<5} {'compr':<8} {'tls':<4} {'passed':>6} {'failed':>6} {'other':>6}")
+        for (pr, h, co, cm, t), (ok, bad, other) in sorted(by_shape.items()):
+            tr.write_line(f"{pr:<8} {h:<4} {co:<5} {cm:<8} {t:<4} {ok:>6} {bad:>6} {other:>6}"
+                          + ("   <-- FAILED" if bad else ""))
+        total = [sum(v[i] for v in by_pair.values()) for i in range(3)]
+        tr.write_line(f"streaming rows: {total[0]} passed, {total[1]} failed, {total[2]} other (skipped/not run)")
+        for nodeid in failures:
+            tr.write_line(f"FAILED {nodeid}")
+    if _stream_deselected:
+        tr.write_line(f"streaming matrix for connectplugin binaries not enabled yet: {len(_stream_deselected)} rows "
+                      f"with our clients/servers deselected (set {STREAM_ENV}=1 to run them)")

@@ -2,8 +2,9 @@
 
 protoc comes from grpcio-tools (`python3 -m grpc_tools.protoc`); the Connect stubs from
 protoc-gen-connectrpc 0.13, which by default targets protobuf-py, so it gets `protobuf=google` to
-match the google.protobuf messages that --python_out writes.  The output is the package `kv.v1`
-(kv_pb2.py, kv_connect.py) under gen/, which is gitignored.
+match the google.protobuf messages that --python_out writes; the grpcio stubs from grpcio-tools'
+own plugin (--grpc_python_out).  The output is the package `kv.v1` (kv_pb2.py, kv_connect.py,
+kv_pb2_grpc.py) under gen/, which is gitignored and regenerated at the start of every session.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ REPO = HERE.parent.parent
 PROTO_ROOT = REPO / "examples" / "proto"
 PROTO = PROTO_ROOT / "kv" / "v1" / "kv.proto"
 GEN = HERE / "gen"
+GENERATED = ("kv/v1/kv_pb2.py", "kv/v1/kv_connect.py", "kv/v1/kv_pb2_grpc.py")
 
 
 def generate() -> Path:
@@ -30,6 +32,7 @@ def generate() -> Path:
         sys.executable, "-m", "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
         f"--python_out={tmp}",
+        f"--grpc_python_out={tmp}",
         f"--connectrpc_out={tmp}",
         "--connectrpc_opt=protobuf=google",
         str(PROTO),
@@ -38,7 +41,7 @@ def generate() -> Path:
     if r.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"protoc failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout}{r.stderr}")
-    for f in ("kv/v1/kv_pb2.py", "kv/v1/kv_connect.py"):
+    for f in GENERATED:
         if not (tmp / f).is_file():
             raise RuntimeError(f"protoc did not write {f} (command: {' '.join(cmd)})")
     old = HERE / f"gen.old.{os.getpid()}"
@@ -50,8 +53,10 @@ def generate() -> Path:
 
 
 def ensure(force: bool = False) -> Path:
-    """Makes `import kv.v1.kv_pb2` / `kv.v1.kv_connect` work; generates if forced or missing."""
-    if force or not (GEN / "kv" / "v1" / "kv_connect.py").is_file():
+    """Makes `import kv.v1.kv_pb2` / `kv.v1.kv_connect` / `kv.v1.kv_pb2_grpc` work; generates if
+    forced, missing, or older than kv.proto."""
+    stale = any(not (GEN / f).is_file() or (GEN / f).stat().st_mtime < PROTO.stat().st_mtime for f in GENERATED)
+    if force or stale:
         generate()
     if str(GEN) not in sys.path:
         sys.path.insert(0, str(GEN))

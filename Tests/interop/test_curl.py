@@ -214,9 +214,10 @@ def test_415_has_accept_post(servers, server, http):
 
 @pytest.mark.parametrize("server,http", CASES)
 def test_get_method_405(servers, server, http):
-    """§3.4: GET on a method that is not NO_SIDE_EFFECTS -> 405 with Allow: POST."""
+    """§3.4: GET on a method that is not NO_SIDE_EFFECTS -> 405 with Allow: POST. (Put: kv.proto marks
+    Get and List NO_SIDE_EFFECTS, so a server may serve Connect GET for Get.)"""
     srv = servers.get(server)
-    r = curl(srv, PROCEDURE + "Get?connect=v1&encoding=json&message=%7B%22key%22%3A%22k%22%7D", None, http=http,
+    r = curl(srv, PROCEDURE + "Put?connect=v1&encoding=json&message=%7B%22key%22%3A%22k%22%7D", None, http=http,
              method="GET", content_type=None)
     assert r.status == 405, f"expected 405\n{r}\n{srv.describe()}"
 

@@ -1,6 +1,10 @@
 // The client transport: one endpoint, HTTP/1.1 (a pool of keep-alive connections, one request each
-// at a time) or HTTP/2 (one multiplexed prior-knowledge h2c connection, replaced when it dies).
-// All of a client's connection state lives on one event loop; callers block on their own threads.
+// at a time) or HTTP/2 (one multiplexed connection, replaced when it dies). All of a client's
+// connection state lives on one event loop; callers block on their own threads.
+//
+// A request is a `ClientRequest` bound to one connection. Its response events go to a sink: the
+// unary path collects a whole `HTTPResponse`; `HTTPClientCall` streams both ways with blocking,
+// back-pressured reads and writes on the caller's thread.
 import CConnectPluginPosix
 
 public enum HTTPEndpoint: Sendable, Equatable {
@@ -24,10 +28,31 @@ public enum HTTPEndpoint: Sendable, Equatable {
 
 public struct HTTPClientConfig: Sendable {
     public var version: HTTPVersion = .http2
-    /// Largest response body accepted (0 = no limit).
+    /// Largest whole response body accepted by `execute` (0 = no limit).
     public var maxResponseBodyBytes: Int = 0
     public var maxIdleHTTP1Connections = 16
+    /// TLS (https): nil for plaintext.
+    public var tls: TLSConfig? = nil
     public init() {}
+}
+
+/// Receives one request's response, on the client's loop thread.
+protocol ClientResponseSink: AnyObject {
+    func responseHead(status: Int, headers: HTTPHeaders)
+    /// Returns true when the consumer is behind (HTTP/1.1 pauses reading).
+    func responseData(_ bytes: UnsafeRawBufferPointer) -> Bool
+    func responseEnd(trailers: HTTPHeaders)
+    func responseFailed(_ error: HTTPError)
+    /// True when data is consumed as it arrives (flow-control windows open at once).
+    var consumesOnArrival: Bool { get }
+}
+
+/// What a client connection does for a request bound to it (loop thread).
+protocol ClientConnection: AnyObject {
+    func sendBody(_ req: ClientRequest, _ bytes: [UInt8])
+    func endBody(_ req: ClientRequest)
+    func consumed(_ req: ClientRequest, bytes: Int)
+    func abort(_ req: ClientRequest, _ error: HTTPError)
 }
 
 /// One request in flight.
@@ -35,69 +60,346 @@ final class ClientRequest {
     let method: String
     let path: String
     let headers: HTTPHeaders
-    let body: [UInt8]
-    private var completion: ((Result<HTTPResponse, HTTPError>) -> Void)?
+    /// Body bytes known at the start; `bodyComplete` when that is the whole body (unary).
+    var body: [UInt8]
+    var bodyComplete: Bool
+    /// Writes and the end that arrived before the request was bound to a connection.
+    var pendingWrites: [[UInt8]] = []
+    var pendingEnd = false
+    weak var sink: ClientResponseSink?
+    var sinkRetainer: ClientResponseSink?
+    weak var connection: ClientConnection?
     var timer: TimerHandle?
-    var onAbort: ((HTTPError) -> Void)?
+    private(set) var isDone = false
+    /// Called with the bytes the connection took (the writer's back-pressure credit).
+    var onSent: ((Int) -> Void)?
 
-    init(method: String, path: String, headers: HTTPHeaders, body: [UInt8], completion: @escaping (Result<HTTPResponse, HTTPError>) -> Void) {
+    init(method: String, path: String, headers: HTTPHeaders, body: [UInt8], bodyComplete: Bool, sink: ClientResponseSink) {
         self.method = method
         self.path = path
         self.headers = headers
         self.body = body
+        self.bodyComplete = bodyComplete
+        self.sink = sink
+        sinkRetainer = sink
+    }
+
+    func head(_ status: Int, _ headers: HTTPHeaders) {
+        if isDone { return }
+        sink?.responseHead(status: status, headers: headers)
+    }
+
+    func data(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if isDone { return false }
+        return sink?.responseData(bytes) ?? false
+    }
+
+    /// Completes once (loop thread).
+    func end(_ trailers: HTTPHeaders, loop: EventLoop) {
+        if isDone { return }
+        isDone = true
+        if let t = timer { loop.cancel(t) }
+        sink?.responseEnd(trailers: trailers)
+        sinkRetainer = nil
+    }
+
+    func fail(_ e: HTTPError, loop: EventLoop) {
+        if isDone { return }
+        isDone = true
+        if let t = timer { loop.cancel(t) }
+        sink?.responseFailed(e)
+        sinkRetainer = nil
+    }
+}
+
+/// Collects a whole response for `execute`.
+final class CollectingSink: ClientResponseSink {
+    let limit: Int
+    var status = 0
+    var headers = HTTPHeaders()
+    var body: [UInt8] = []
+    var completion: ((Result<HTTPResponse, HTTPError>) -> Void)?
+    weak var request: ClientRequest?
+    let loop: EventLoop
+
+    var consumesOnArrival: Bool { true }
+
+    init(limit: Int, loop: EventLoop, completion: @escaping (Result<HTTPResponse, HTTPError>) -> Void) {
+        self.limit = limit
+        self.loop = loop
         self.completion = completion
     }
 
-    var isDone: Bool { completion == nil }
-
-    /// Completes once (loop thread).
-    func complete(_ r: Result<HTTPResponse, HTTPError>, loop: EventLoop) {
-        guard let c = completion else { return }
-        completion = nil
-        onAbort = nil
-        if let t = timer { loop.cancel(t) }
-        c(r)
+    func responseHead(status: Int, headers: HTTPHeaders) {
+        self.status = status
+        self.headers = headers
     }
+
+    func responseData(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if limit > 0 && body.count + bytes.count > limit {
+            if let req = request {
+                let e = HTTPError(.tooLarge, "response body larger than \(limit) bytes")
+                req.connection?.abort(req, e)
+                req.fail(e, loop: loop)
+            }
+            return false
+        }
+        body.append(contentsOf: bytes)
+        return false
+    }
+
+    func responseEnd(trailers: HTTPHeaders) {
+        let c = completion
+        completion = nil
+        c?(.success(HTTPResponse(status: status, headers: headers, body: body, trailers: trailers)))
+    }
+
+    func responseFailed(_ error: HTTPError) {
+        let c = completion
+        completion = nil
+        c?(.failure(error))
+    }
+}
+
+/// A streaming request/response on the client, used from the caller's thread: `write` and `read`
+/// block (never call them on a loop thread); `write` waits while `highWater` bytes are unsent.
+public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
+    public static let highWater = 256 << 10
+    let loop: EventLoop
+    var request: ClientRequest?
+    private let cond = ConditionLock()
+    private var status = 0
+    private var headers: HTTPHeaders?
+    private var inQueue: [[UInt8]] = []
+    private var inHead = 0
+    private var inQueued = 0
+    private var inCredit = 0
+    private var trailers: HTTPHeaders?
+    private var error: HTTPError?
+    private var outstanding = 0
+    private var sendClosed = false
+
+    init(loop: EventLoop) {
+        self.loop = loop
+    }
+
+    var consumesOnArrival: Bool { false }
+
+    // Sink (loop thread).
+    func responseHead(status: Int, headers: HTTPHeaders) {
+        cond.withLock {
+            self.status = status
+            self.headers = headers
+            cond.broadcast()
+        }
+    }
+
+    func responseData(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        inQueue.append(Array(bytes))
+        inQueued += bytes.count
+        cond.broadcast()
+        return inQueued > HTTPClientCall.highWater
+    }
+
+    func responseEnd(trailers: HTTPHeaders) {
+        cond.withLock {
+            self.trailers = trailers
+            if headers == nil { headers = HTTPHeaders() }
+            cond.broadcast()
+        }
+    }
+
+    func responseFailed(_ error: HTTPError) {
+        cond.withLock {
+            if self.error == nil { self.error = error }
+            cond.broadcast()
+        }
+    }
+
+    func sent(_ n: Int) {
+        cond.withLock {
+            outstanding -= n
+            if outstanding < 0 { outstanding = 0 }
+            cond.broadcast()
+        }
+    }
+
+    /// Writes request body bytes. Returns nil, or the error that ended the call (the response may
+    /// still be readable: a server may answer before reading the whole request).
+    public func write(_ bytes: [UInt8]) -> HTTPError? {
+        if bytes.isEmpty { return nil }
+        cond.lock()
+        while error == nil && trailers == nil && outstanding > HTTPClientCall.highWater { cond.wait() }
+        if let e = error {
+            cond.unlock()
+            return e
+        }
+        if trailers != nil {
+            cond.unlock()
+            return HTTPError(.closed, "the server already ended the response")
+        }
+        if sendClosed {
+            cond.unlock()
+            return HTTPError(.invalidArgument, "the request body is already closed")
+        }
+        outstanding += bytes.count
+        cond.unlock()
+        loop.execute { [self] in
+            guard let req = request else { return }
+            if let c = req.connection {
+                c.sendBody(req, bytes)
+            } else {
+                req.pendingWrites.append(bytes)
+            }
+        }
+        return nil
+    }
+
+    /// Ends the request body (half-close).
+    public func closeSend() {
+        let first: Bool = cond.withLock {
+            let f = !sendClosed
+            sendClosed = true
+            return f
+        }
+        if !first { return }
+        loop.execute { [self] in
+            guard let req = request else { return }
+            if let c = req.connection {
+                c.endBody(req)
+            } else {
+                req.pendingEnd = true
+            }
+        }
+    }
+
+    /// Cancels the call: HTTP/2 RST_STREAM(CANCEL), HTTP/1.1 connection close.
+    public func cancel(_ err: HTTPError = HTTPError(.canceled, "the call was canceled")) {
+        cond.withLock {
+            if error == nil { error = err }
+            cond.broadcast()
+        }
+        loop.execute { [self] in
+            guard let req = request else { return }
+            req.connection?.abort(req, err)
+            req.fail(err, loop: loop)
+        }
+    }
+
+    /// Blocks until the response head arrives. Returns (status, headers) or the error.
+    public func awaitHead(untilNs deadline: UInt64? = nil) -> Result<(Int, HTTPHeaders), HTTPError> {
+        cond.lock()
+        defer { cond.unlock() }
+        while headers == nil && error == nil {
+            cond.wait()
+        }
+        if let h = headers { return .success((status, h)) }
+        return .failure(error ?? HTTPError(.io, "no response"))
+    }
+
+    /// Blocks until the next response body piece, the end (with trailers), or a failure.
+    public func read() -> HTTPBodyEvent {
+        cond.lock()
+        while true {
+            if inHead < inQueue.count {
+                let chunk = inQueue[inHead]
+                inQueue[inHead] = []
+                inHead += 1
+                if inHead == inQueue.count {
+                    inQueue.removeAll(keepingCapacity: true)
+                    inHead = 0
+                }
+                inQueued -= chunk.count
+                inCredit += chunk.count
+                var credit = 0
+                if inCredit >= 32 << 10 || inQueued == 0 {
+                    credit = inCredit
+                    inCredit = 0
+                }
+                cond.unlock()
+                if credit > 0 {
+                    loop.execute { [self] in
+                        guard let req = request, !req.isDone else { return }
+                        req.connection?.consumed(req, bytes: credit)
+                    }
+                }
+                return .data(chunk)
+            }
+            if let e = error {
+                cond.unlock()
+                return .failed(e)
+            }
+            if let t = trailers {
+                cond.unlock()
+                return .end(t)
+            }
+            cond.wait()
+        }
+    }
+
+    var queuedBytes: Int { cond.withLock { inQueued } }
 }
 
 public final class HTTPClient: @unchecked Sendable {
     public let endpoint: HTTPEndpoint
     public let config: HTTPClientConfig
     let loop: EventLoop
+    let tlsContext: TLSContext?
     // Loop-thread state.
     private var h2: H2ClientConnection?
     private var idleH1: [H1ClientConnection] = []
     private var activeH1: [ObjectIdentifier: H1ClientConnection] = [:]
     private var closed = false
 
-    public init(endpoint: HTTPEndpoint, config: HTTPClientConfig, group: EventLoopGroup) {
+    public init(endpoint: HTTPEndpoint, config: HTTPClientConfig, group: EventLoopGroup) throws {
         self.endpoint = endpoint
         self.config = config
         self.loop = group.next()
+        tlsContext = try config.tls.map { try TLSContext(config: $0, isServer: false) }
     }
 
-    /// Sends a request. `completion` runs on the client's loop thread, exactly once.
-    /// `timeoutNs` (nil = none) fails the request with `.timeout` and aborts it on the wire.
+    var scheme: String { tlsContext == nil ? "http" : "https" }
+
+    /// Sends a request with a complete body. `completion` runs on the client's loop thread, exactly
+    /// once. `timeoutNs` (nil = none) fails the request with `.timeout` and aborts it on the wire.
     public func execute(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutNs: UInt64?,
                         completion: @escaping (Result<HTTPResponse, HTTPError>) -> Void) {
-        let req = ClientRequest(method: method, path: path, headers: headers, body: body, completion: completion)
-        loop.execute { [self] in
-            if closed {
-                req.complete(.failure(HTTPError(.closed, "the client was closed")), loop: loop)
-                return
+        let sink = CollectingSink(limit: config.maxResponseBodyBytes, loop: loop, completion: completion)
+        let req = ClientRequest(method: method, path: path, headers: headers, body: body, bodyComplete: true, sink: sink)
+        sink.request = req
+        loop.execute { [self] in start(req, timeoutNs: timeoutNs) }
+    }
+
+    /// Starts a streaming request: write the body with `write`/`closeSend` and read the response
+    /// with `awaitHead`/`read`, on the caller's thread.
+    public func stream(method: String, path: String, headers: HTTPHeaders, timeoutNs: UInt64?) -> HTTPClientCall {
+        let call = HTTPClientCall(loop: loop)
+        let req = ClientRequest(method: method, path: path, headers: headers, body: [], bodyComplete: false, sink: call)
+        req.onSent = { [weak call] n in call?.sent(n) }
+        call.request = req
+        loop.execute { [self] in start(req, timeoutNs: timeoutNs) }
+        return call
+    }
+
+    private func start(_ req: ClientRequest, timeoutNs: UInt64?) {
+        if closed {
+            req.fail(HTTPError(.closed, "the client was closed"), loop: loop)
+            return
+        }
+        if req.isDone { return }
+        if let t = timeoutNs {
+            req.timer = loop.schedule(afterNs: t) { [weak req, loop] in
+                guard let req, !req.isDone else { return }
+                let err = HTTPError(.timeout, "deadline exceeded after \(t / 1_000_000) ms")
+                req.connection?.abort(req, err)
+                req.fail(err, loop: loop)
             }
-            if let t = timeoutNs {
-                req.timer = loop.schedule(afterNs: t) { [weak req, loop] in
-                    guard let req, !req.isDone else { return }
-                    let err = HTTPError(.timeout, "deadline exceeded after \(t / 1_000_000) ms")
-                    req.onAbort?(err)
-                    req.complete(.failure(err), loop: loop)
-                }
-            }
-            switch config.version {
-            case .http2: startH2(req)
-            case .http1_1: startH1(req)
-            }
+        }
+        switch config.version {
+        case .http2: startH2(req)
+        case .http1_1: startH1(req)
         }
     }
 
@@ -120,7 +422,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     // MARK: connections
 
-    func openSocket() -> Result<(fd: Int32, inProgress: Bool), HTTPError> {
+    func openSocket() -> Result<(SocketConnection, Bool), HTTPError> {
         var inProgress: Int32 = 0
         let fd: Int32
         switch endpoint {
@@ -128,7 +430,23 @@ public final class HTTPClient: @unchecked Sendable {
         case .unix(let path): fd = cp_connect_unix(path, &inProgress)
         }
         if fd < 0 { return .failure(HTTPError.errno("connect to \(endpoint.description)", Int(fd))) }
-        return .success((fd, inProgress != 0))
+        let socket = SocketConnection(fd: fd, loop: loop)
+        if let ctx = tlsContext {
+            var host: String? = nil
+            if case .tcp(let h, _) = endpoint { host = h }
+            do {
+                let engine = try TLSEngine(context: ctx, isServer: false, serverName: config.tls?.serverName ?? host,
+                                           alpn: config.version == .http2 ? ["h2"] : ["http/1.1"])
+                socket.enableTLS(engine)
+            } catch let e as HTTPError {
+                _ = cp_close(fd)
+                return .failure(e)
+            } catch {
+                _ = cp_close(fd)
+                return .failure(HTTPError(.io, "TLS setup failed"))
+            }
+        }
+        return .success((socket, inProgress != 0))
     }
 
     private func startH2(_ req: ClientRequest) {
@@ -138,9 +456,8 @@ public final class HTTPClient: @unchecked Sendable {
         }
         switch openSocket() {
         case .failure(let e):
-            req.complete(.failure(e), loop: loop)
-        case .success(let (fd, inProgress)):
-            let socket = SocketConnection(fd: fd, loop: loop)
+            req.fail(e, loop: loop)
+        case .success(let (socket, inProgress)):
             let conn = H2ClientConnection(socket: socket, client: self)
             h2 = conn
             conn.submit(req)
@@ -155,15 +472,15 @@ public final class HTTPClient: @unchecked Sendable {
     private func startH1(_ req: ClientRequest) {
         while let c = idleH1.popLast() {
             if !c.socket.isClosed {
+                activeH1[ObjectIdentifier(c)] = c
                 c.send(req)
                 return
             }
         }
         switch openSocket() {
         case .failure(let e):
-            req.complete(.failure(e), loop: loop)
-        case .success(let (fd, inProgress)):
-            let socket = SocketConnection(fd: fd, loop: loop)
+            req.fail(e, loop: loop)
+        case .success(let (socket, inProgress)):
             let conn = H1ClientConnection(socket: socket, client: self)
             activeH1[ObjectIdentifier(conn)] = conn
             conn.send(req)
@@ -172,6 +489,7 @@ public final class HTTPClient: @unchecked Sendable {
     }
 
     func h1Idle(_ c: H1ClientConnection) {
+        activeH1[ObjectIdentifier(c)] = nil
         if closed || idleH1.count >= config.maxIdleHTTP1Connections {
             c.socket.closeNow(nil)
         } else {
@@ -187,13 +505,13 @@ public final class HTTPClient: @unchecked Sendable {
 
 // MARK: - HTTP/2
 
-final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
+final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientConnection {
     let socket: SocketConnection
     /// Weak: a connection may outlive its client (a call still finishing when the host frees it).
     weak var owner: HTTPClient?
     let loop: EventLoop
     let endpoint: HTTPEndpoint
-    let config: HTTPClientConfig
+    let scheme: String
     private var session: H2Session?
     private var connecting = true
     private var pending: [ClientRequest] = []
@@ -206,17 +524,17 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
         var headers = HTTPHeaders()
         var trailers = HTTPHeaders()
         var headComplete = false
-        var body: [UInt8] = []
         init(req: ClientRequest) { self.req = req }
     }
     private var streams: [Int32: Stream] = [:]
+    private var ids: [ObjectIdentifier: Int32] = [:]
 
     init(socket: SocketConnection, client: HTTPClient) {
         self.socket = socket
         owner = client
         loop = client.loop
         endpoint = client.endpoint
-        config = client.config
+        scheme = client.scheme
     }
 
     var isUsable: Bool { !dead && !goingAway && !socket.isClosed }
@@ -225,6 +543,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
         connecting = false
         if let err {
             fail(all: HTTPError(.io, err.message))
+            return
+        }
+        if socket.isTLS && socket.negotiatedALPN != "h2" {
+            fail(all: HTTPError(.protocolError, "\(endpoint.description) did not negotiate HTTP/2 (ALPN h2) over TLS; use HTTP/1.1"))
+            socket.closeNow(nil)
             return
         }
         guard let s = H2Session(isServer: false, socket: socket, delegate: self) else {
@@ -243,31 +566,76 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
         if req.isDone { return }
         if connecting {
             pending.append(req)
-            req.onAbort = { [weak self, weak req] _ in self?.pending.removeAll { $0 === req } }
+            req.connection = self
             return
         }
         guard let session, isUsable else {
-            req.complete(.failure(HTTPError(.io, "connection to \(endpoint.description) is closed")), loop: loop)
+            req.fail(HTTPError(.io, "connection to \(endpoint.description) is closed"), loop: loop)
             return
         }
-        var h: [(String, String)] = [(":method", req.method), (":scheme", "http"), (":authority", endpoint.authority), (":path", req.path)]
+        var h: [(String, String)] = [(":method", req.method), (":scheme", scheme), (":authority", endpoint.authority), (":path", req.path)]
         for (n, v) in req.headers { h.append((n, v)) }
-        guard let id = session.submitRequest(headers: h, body: req.body) else {
-            req.complete(.failure(HTTPError(.io, "cannot start an HTTP/2 stream")), loop: loop)
+        let endNow = req.bodyComplete && req.body.isEmpty
+        guard let id = session.submitRequest(headers: h, endStream: endNow, onConsumed: { [weak req] n in req?.onSent?(n) }) else {
+            req.fail(HTTPError(.io, "cannot start an HTTP/2 stream"), loop: loop)
             return
         }
         streams[id] = Stream(req: req)
-        req.onAbort = { [weak self] _ in
-            guard let self else { return }
-            self.streams[id] = nil
-            self.session?.resetStream(id, errorCode: 8)  // CANCEL
-            self.flush()
+        ids[ObjectIdentifier(req)] = id
+        req.connection = self
+        if !endNow {
+            if !req.body.isEmpty {
+                session.send(stream: id, req.body)
+                req.body = []
+            }
+            for w in req.pendingWrites { session.send(stream: id, w) }
+            req.pendingWrites = []
+            if req.bodyComplete || req.pendingEnd { session.end(stream: id, trailers: []) }
         }
         flush()
     }
 
+    // MARK: ClientConnection
+
+    func sendBody(_ req: ClientRequest, _ bytes: [UInt8]) {
+        if connecting {
+            req.pendingWrites.append(bytes)
+            return
+        }
+        guard let id = ids[ObjectIdentifier(req)], let session else {
+            req.onSent?(bytes.count)
+            return
+        }
+        session.send(stream: id, bytes)
+        flush()
+    }
+
+    func endBody(_ req: ClientRequest) {
+        if connecting {
+            req.pendingEnd = true
+            return
+        }
+        guard let id = ids[ObjectIdentifier(req)], let session else { return }
+        session.end(stream: id, trailers: [])
+        flush()
+    }
+
+    func consumed(_ req: ClientRequest, bytes: Int) {
+        guard let id = ids[ObjectIdentifier(req)], let session else { return }
+        session.consume(stream: id, bytes)
+        flush()
+    }
+
+    func abort(_ req: ClientRequest, _ error: HTTPError) {
+        pending.removeAll { $0 === req }
+        guard let id = ids.removeValue(forKey: ObjectIdentifier(req)) else { return }
+        streams[id] = nil
+        session?.resetStream(id, errorCode: 8)  // CANCEL
+        flush()
+    }
+
     private func flush() {
-        guard let session else { return }
+        guard let session, !session.isBusy else { return }
         if !session.flush() { socket.closeAfterFlush() }
     }
 
@@ -275,10 +643,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
         dead = true
         let p = pending
         pending = []
-        for r in p { r.complete(.failure(err), loop: loop) }
+        for r in p { r.fail(err, loop: loop) }
         let s = streams
         streams.removeAll()
-        for (_, st) in s { st.req.complete(.failure(err), loop: loop) }
+        ids.removeAll()
+        for (_, st) in s { st.req.fail(err, loop: loop) }
         owner?.h2Finished(self)
     }
 
@@ -295,12 +664,14 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
     func connectionClosed(_ error: HTTPError?) {
         let msg = error.map { "connection to \(endpoint.description) failed: \($0.message)" }
             ?? "connection to \(endpoint.description) closed"
-        fail(all: HTTPError(.io, msg))
+        fail(all: HTTPError(error?.kind == .tls ? .tls : .io, msg))
         session?.destroy()
         session = nil
     }
 
-    func connectionDrained() {}
+    func connectionDrained() {
+        if session != nil { flush() }
+    }
 
     func h2BeginHeaders(stream: Int32) {}
 
@@ -326,34 +697,29 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
                 return
             }
             st.headComplete = true
+            st.req.head(st.status, st.headers)
         }
         if endStream { finish(id) }
     }
 
     func h2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
         guard let st = streams[id] else { return }
-        let limit = config.maxResponseBodyBytes
-        if limit > 0 && st.body.count + bytes.count > limit {
-            streams[id] = nil
-            session?.resetStream(id, errorCode: 8)
-            st.req.complete(.failure(HTTPError(.tooLarge, "response body larger than \(limit) bytes")), loop: loop)
-            return
-        }
-        st.body.append(contentsOf: bytes)
+        _ = st.req.data(bytes)
+        if st.req.sink?.consumesOnArrival ?? true { session?.consume(stream: id, bytes.count) }
     }
 
     func h2EndStream(stream id: Int32) { finish(id) }
 
     private func finish(_ id: Int32) {
         guard let st = streams.removeValue(forKey: id) else { return }
-        st.req.complete(.success(HTTPResponse(status: st.status, headers: st.headers, body: st.body, trailers: st.trailers)), loop: loop)
+        ids[ObjectIdentifier(st.req)] = nil
+        st.req.end(st.trailers, loop: loop)
     }
 
     func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
         guard let st = streams.removeValue(forKey: id) else { return }
-        let kind: HTTPError.Kind = errorCode == 8 ? .canceled : .io
-        let what = errorCode == 7 ? "refused the stream" : "reset the stream (HTTP/2 error code \(errorCode))"
-        st.req.complete(.failure(HTTPError(kind, "\(endpoint.description) \(what)")), loop: loop)
+        ids[ObjectIdentifier(st.req)] = nil
+        st.req.fail(HTTPError.fromH2Reset(errorCode, endpoint.description), loop: loop)
     }
 
     func h2GoAway(lastStreamID: Int32, errorCode: UInt32) {
@@ -361,68 +727,134 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate {
         owner?.h2Finished(self)
         for (id, st) in streams where id > lastStreamID {
             streams[id] = nil
-            st.req.complete(.failure(HTTPError(.io, "\(endpoint.description) is going away; the request was not processed")), loop: loop)
+            ids[ObjectIdentifier(st.req)] = nil
+            st.req.fail(HTTPError(.refused, "\(endpoint.description) is going away; the request was not processed"), loop: loop)
         }
     }
 }
 
 // MARK: - HTTP/1.1
 
-final class H1ClientConnection: ConnectionDelegate {
+final class H1ClientConnection: ConnectionDelegate, ClientConnection {
     let socket: SocketConnection
     /// Weak: a connection may outlive its client (a call still finishing when the host frees it).
     weak var owner: HTTPClient?
     let loop: EventLoop
     let endpoint: HTTPEndpoint
-    let config: HTTPClientConfig
     private var parser = HTTP1Parser(kind: .response)
     private var current: ClientRequest?
     private var connecting = true
-    private var head: HTTP1ResponseHead?
-    private var body: [UInt8] = []
+    private var headWritten = false
+    private var chunked = false
+    private var bodyEnded = false
+    private var responseEnded = false
+    private var keepAlive = true
+    private var uncredited = 0
+    private var pausedForReader = false
 
     init(socket: SocketConnection, client: HTTPClient) {
         self.socket = socket
         owner = client
         loop = client.loop
         endpoint = client.endpoint
-        config = client.config
     }
 
     func connected(_ err: HTTPError?) {
         connecting = false
         if let err, let req = current {
             current = nil
-            req.complete(.failure(HTTPError(.io, err.message)), loop: loop)
+            req.fail(HTTPError(err.kind == .tls ? .tls : .io, err.message), loop: loop)
             return
         }
-        if let req = current { write(req) }
+        if let req = current { writeHead(req) }
     }
 
     func send(_ req: ClientRequest) {
         current = req
-        head = nil
-        body = []
+        req.connection = self
+        headWritten = false
+        bodyEnded = false
+        responseEnded = false
+        keepAlive = true
+        uncredited = 0
         parser = HTTP1Parser(kind: .response)
         if req.method == "HEAD" { parser.expectHeadResponse() }
-        req.onAbort = { [weak self] err in
-            guard let self else { return }
-            self.current = nil
-            self.socket.closeNow(err)
-        }
-        if !connecting { write(req) }
+        if !connecting { writeHead(req) }
     }
 
-    private func write(_ req: ClientRequest) {
+    private func writeHead(_ req: ClientRequest) {
         var headers = HTTPHeaders()
         headers.add("host", endpoint.authority)
         for (n, v) in req.headers where n != "host" && n != "content-length" && n != "transfer-encoding" { headers.add(n, v) }
-        if req.method != "GET" && req.method != "HEAD" || !req.body.isEmpty { headers.add("content-length", String(req.body.count)) }
+        chunked = !req.bodyComplete
+        if chunked {
+            headers.add("transfer-encoding", "chunked")
+        } else if req.method != "GET" && req.method != "HEAD" || !req.body.isEmpty {
+            headers.add("content-length", String(req.body.count))
+        }
         var out: [UInt8] = []
         out.reserveCapacity(256 + req.body.count)
         HTTP1Serializer.requestHead(method: req.method, target: req.path, headers: headers, into: &out)
-        out.append(contentsOf: req.body)
+        headWritten = true
+        if chunked {
+            socket.write(out)
+            for w in req.pendingWrites { sendBody(req, w) }
+            req.pendingWrites = []
+            if req.pendingEnd { endBody(req) }
+        } else {
+            out.append(contentsOf: req.body)
+            bodyEnded = true
+            socket.write(out)
+        }
+    }
+
+    // MARK: ClientConnection
+
+    func sendBody(_ req: ClientRequest, _ bytes: [UInt8]) {
+        guard current === req, headWritten, !bodyEnded, chunked else {
+            if current === req && !headWritten {
+                req.pendingWrites.append(bytes)
+            } else {
+                req.onSent?(bytes.count)
+            }
+            return
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 16)
+        bytes.withUnsafeBytes { HTTP1Serializer.chunk($0, into: &out) }
         socket.write(out)
+        if socket.pendingWriteBytes == 0 {
+            req.onSent?(bytes.count)
+        } else {
+            uncredited += bytes.count
+        }
+    }
+
+    func endBody(_ req: ClientRequest) {
+        guard current === req else { return }
+        if !headWritten {
+            req.pendingEnd = true
+            return
+        }
+        if bodyEnded || !chunked { return }
+        bodyEnded = true
+        var out: [UInt8] = []
+        HTTP1Serializer.lastChunk(trailers: HTTPHeaders(), into: &out)
+        socket.write(out)
+        maybeDone()
+    }
+
+    func consumed(_ req: ClientRequest, bytes: Int) {
+        guard current === req, pausedForReader else { return }
+        if let call = req.sink as? HTTPClientCall, call.queuedBytes > HTTPClientCall.highWater / 2 { return }
+        pausedForReader = false
+        socket.setReadPaused(false)
+    }
+
+    func abort(_ req: ClientRequest, _ error: HTTPError) {
+        guard current === req else { return }
+        current = nil
+        socket.closeNow(error)
     }
 
     func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
@@ -445,36 +877,54 @@ final class H1ClientConnection: ConnectionDelegate {
         guard let req = current else { return }
         switch ev {
         case .responseHead(let h):
-            head = h
+            if h.status >= 100 && h.status < 200 { return }
+            keepAlive = h.keepAlive
+            req.head(h.status, h.headers)
         case .body(let b):
-            let limit = config.maxResponseBodyBytes
-            if limit > 0 && body.count + b.count > limit {
-                fail(HTTPError(.tooLarge, "response body larger than \(limit) bytes"))
-                socket.closeNow(nil)
-                return
+            let behind = b.withUnsafeBytes { req.data($0) }
+            if behind && !pausedForReader {
+                pausedForReader = true
+                socket.setReadPaused(true)
             }
-            body.append(contentsOf: b)
         case .end(let trailers):
-            guard let h = head else { return }
-            current = nil
-            let resp = HTTPResponse(status: h.status, headers: h.headers, body: body, trailers: trailers)
-            body = []
-            head = nil
-            req.complete(.success(resp), loop: loop)
-            if h.keepAlive && !socket.isClosed, let owner {
-                owner.h1Idle(self)
-            } else {
-                socket.closeNow(nil)
+            responseEnded = true
+            req.end(trailers, loop: loop)
+            if !bodyEnded {
+                // The server answered before the request body ended: this connection cannot be reused.
+                keepAlive = false
+                if let call = req.sink as? HTTPClientCall { _ = call }
             }
+            maybeDone()
         case .requestHead:
             break
+        }
+    }
+
+    private func maybeDone() {
+        guard let req = current, responseEnded else { return }
+        if !bodyEnded && chunked {
+            current = nil
+            socket.closeNow(nil)
+            return
+        }
+        current = nil
+        req.onSent?(uncredited)
+        uncredited = 0
+        if pausedForReader {
+            pausedForReader = false
+            socket.setReadPaused(false)
+        }
+        if keepAlive && !socket.isClosed, let owner {
+            owner.h1Idle(self)
+        } else {
+            socket.closeNow(nil)
         }
     }
 
     private func fail(_ e: HTTPError) {
         guard let req = current else { return }
         current = nil
-        req.complete(.failure(e), loop: loop)
+        req.fail(e, loop: loop)
     }
 
     func connectionClosed(_ error: HTTPError?) {
@@ -484,10 +934,16 @@ final class H1ClientConnection: ConnectionDelegate {
             }
             let msg = error.map { "connection to \(endpoint.description) failed: \($0.message)" }
                 ?? "connection to \(endpoint.description) closed before the response was complete"
-            fail(HTTPError(.io, msg))
+            fail(HTTPError(error?.kind == .tls ? .tls : .io, msg))
         }
         owner?.h1Closed(self)
     }
 
-    func connectionDrained() {}
+    func connectionDrained() {
+        if uncredited > 0, let req = current {
+            let n = uncredited
+            uncredited = 0
+            req.onSent?(n)
+        }
+    }
 }

@@ -16,15 +16,17 @@ protocol H2SessionDelegate: AnyObject {
     func h2GoAway(lastStreamID: Int32, errorCode: UInt32)
 }
 
-/// The body (and trailers) queued for one outgoing stream.
+/// The outgoing body of one stream: bytes queued by the sender, served to nghttp2 by the data
+/// provider. When the queue is empty and the body is not ended the provider defers, and `send`
+/// resumes it. `onConsumed` reports bytes nghttp2 took (the sender's back-pressure credit).
 final class H2OutgoingBody {
-    var bytes: [UInt8]
+    var bytes: [UInt8] = []
     var offset = 0
-    var trailers: [(String, String)]
-    init(bytes: [UInt8], trailers: [(String, String)]) {
-        self.bytes = bytes
-        self.trailers = trailers
-    }
+    var ended = false
+    var trailers: [(String, String)] = []
+    var deferred = false
+    var onConsumed: ((Int) -> Void)?
+    var queued: Int { bytes.count - offset }
 }
 
 final class H2Session {
@@ -33,12 +35,19 @@ final class H2Session {
     let socket: SocketConnection
     let isServer: Bool
     var outgoing: [Int32: H2OutgoingBody] = [:]
-    private var headersSeen: Set<Int32> = []
     /// Set when nghttp2 reports a fatal error or the session has nothing more to do.
     private(set) var isDead = false
     /// True while nghttp2_session_mem_recv runs: nghttp2 forbids mem_send from its callbacks, so a
     /// flush requested then (a response submitted synchronously) is done after mem_recv returns.
     private var receiving = false
+    private var sending = false
+    /// True inside nghttp2_session_mem_recv or mem_send: the session must not be destroyed (or the
+    /// socket closed) from a callback; the owner acts after the call returns.
+    var isBusy: Bool { receiving || sending }
+    /// mem_send stops while this many bytes wait in the socket; the owner flushes again when drained.
+    static let socketHighWater = 512 << 10
+    /// Per-stream receive window we advertise (flow control bounds what a stream can buffer).
+    static let streamWindow: UInt32 = 1 << 20
 
     /// Creates the session and queues our SETTINGS. Returns nil if nghttp2 cannot allocate.
     init?(isServer: Bool, socket: SocketConnection, delegate: H2SessionDelegate) {
@@ -53,20 +62,26 @@ final class H2Session {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, h2OnFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, h2OnDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, h2OnStreamClose)
+        var opt: OpaquePointer?
+        guard nghttp2_option_new(&opt) == 0, let option = opt else { return nil }
+        defer { nghttp2_option_del(option) }
+        // Stream windows are opened only as the application consumes data (back-pressure).
+        nghttp2_option_set_no_auto_window_update(option, 1)
         var s: OpaquePointer?
         let ud = Unmanaged.passUnretained(self).toOpaque()
-        let rc = isServer ? nghttp2_session_server_new(&s, callbacks, ud) : nghttp2_session_client_new(&s, callbacks, ud)
+        let rc = isServer ? nghttp2_session_server_new2(&s, callbacks, ud, option) : nghttp2_session_client_new2(&s, callbacks, ud, option)
         guard rc == 0, let sess = s else { return nil }
         session = sess
         var settings = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: 1000),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 20),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: 256),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: H2Session.streamWindow),
         ]
         _ = settings.withUnsafeMutableBufferPointer { buf in
             nghttp2_submit_settings(sess, UInt8(NGHTTP2_FLAG_NONE.rawValue), buf.baseAddress, buf.count)
         }
-        // A larger connection window than the 64 KiB default.
-        _ = nghttp2_session_set_local_window_size(sess, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 4 << 20)
+        // A larger connection window than the 64 KiB default; it is replenished as data arrives
+        // (connection-level flow control is not used for back-pressure, stream windows are).
+        _ = nghttp2_session_set_local_window_size(sess, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 16 << 20)
     }
 
     deinit {
@@ -75,10 +90,24 @@ final class H2Session {
 
     /// Frees the nghttp2 session (loop thread; after the socket closed).
     func destroy() {
-        if let s = session { nghttp2_session_del(s) }
-        session = nil
         isDead = true
         outgoing.removeAll()
+        if isBusy {
+            // Inside an nghttp2 call: free the session when it returns.
+            destroyPending = true
+            return
+        }
+        if let s = session { nghttp2_session_del(s) }
+        session = nil
+    }
+    private var destroyPending = false
+
+    private func finishPendingDestroy() {
+        if destroyPending && !isBusy {
+            destroyPending = false
+            if let s = session { nghttp2_session_del(s) }
+            session = nil
+        }
     }
 
     /// Feeds received bytes. Returns false on a fatal protocol error (GOAWAY is queued; flush, then close).
@@ -88,6 +117,10 @@ final class H2Session {
         receiving = true
         let n = nghttp2_session_mem_recv(s, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         receiving = false
+        if destroyPending {
+            finishPendingDestroy()
+            return false
+        }
         if n < 0 {
             // Protocol violation: tell the peer why, then the caller closes after flushing.
             _ = nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR.rawValue)
@@ -98,69 +131,132 @@ final class H2Session {
         return true
     }
 
-    /// Writes everything nghttp2 has queued. Returns false when the session is finished (the peer
-    /// and we are both done: GOAWAY exchanged, or fatal error).
+    /// Writes what nghttp2 has queued, until the socket holds `socketHighWater` bytes (the owner
+    /// calls flush again from connectionDrained). Returns false when the session is finished (GOAWAY
+    /// exchanged, or fatal error).
     @discardableResult
     func flush() -> Bool {
         guard let s = session else { return false }
-        if receiving { return true }
-        var out: [UInt8] = []
+        if receiving || sending { return true }
+        sending = true
+        defer { sending = false }
         while true {
-            var ptr: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(s, &ptr)
-            if n < 0 {
-                isDead = true
-                break
+            var out: [UInt8] = []
+            while socket.pendingWriteBytes + out.count < H2Session.socketHighWater {
+                var ptr: UnsafePointer<UInt8>?
+                let n = nghttp2_session_mem_send(s, &ptr)
+                if n < 0 {
+                    isDead = true
+                    break
+                }
+                if n == 0 || destroyPending { break }
+                if let p = ptr { out.append(contentsOf: UnsafeBufferPointer(start: p, count: n)) }
             }
-            if n == 0 { break }
-            if let p = ptr { out.append(contentsOf: UnsafeBufferPointer(start: p, count: n)) }
-            if out.count >= 1 << 20 {
-                socket.write(out)
-                out.removeAll(keepingCapacity: true)
+            if destroyPending {
+                sending = false
+                finishPendingDestroy()
+                return false
             }
+            if out.isEmpty { break }
+            socket.write(out)
+            // A failed write closes the socket, and its owner destroys this session.
+            if session == nil || destroyPending {
+                sending = false
+                finishPendingDestroy()
+                return false
+            }
+            // The socket took everything at once: its drained callback came while we were busy,
+            // so keep going ourselves. Otherwise connectionDrained calls flush again.
+            if socket.pendingWriteBytes > 0 || isDead || nghttp2_session_want_write(s) == 0 { break }
         }
-        if !out.isEmpty { socket.write(out) }
         if nghttp2_session_want_read(s) == 0 && nghttp2_session_want_write(s) == 0 { return false }
         return !isDead
     }
 
-    /// Submits response headers, a body and optional trailers on `stream` (server).
-    func submitResponse(stream: Int32, status: Int, headers: HTTPHeaders, body: [UInt8], trailers: HTTPHeaders) -> Bool {
+    /// Server: submits response headers. With `endStream` the HEADERS frame ends the stream (no body,
+    /// e.g. gRPC trailers-only); otherwise a body follows through `send`/`end`.
+    func submitResponseHead(stream: Int32, status: Int, headers: HTTPHeaders, endStream: Bool, onConsumed: ((Int) -> Void)?) -> Bool {
         guard let s = session else { return false }
         var nv: [(String, String)] = [(":status", String(status))]
         for (n, v) in headers where !H2Session.isConnectionSpecific(n) { nv.append((n, v)) }
-        let tr = trailers.entries.map { ($0.name, $0.value) }
-        let rc: Int32
-        if body.isEmpty && tr.isEmpty {
-            rc = withNV(nv) { nva, n in nghttp2_submit_response(s, stream, nva, n, nil) }
-        } else {
-            outgoing[stream] = H2OutgoingBody(bytes: body, trailers: tr)
-            var prd = nghttp2_data_provider()
-            prd.read_callback = h2ReadBody
-            rc = withNV(nv) { nva, n in nghttp2_submit_response(s, stream, nva, n, &prd) }
-            if rc != 0 { outgoing[stream] = nil }
+        if endStream {
+            return withNV(nv) { nva, n in nghttp2_submit_response(s, stream, nva, n, nil) } == 0
         }
+        let body = H2OutgoingBody()
+        body.onConsumed = onConsumed
+        outgoing[stream] = body
+        var prd = nghttp2_data_provider()
+        prd.read_callback = h2ReadBody
+        let rc = withNV(nv) { nva, n in nghttp2_submit_response(s, stream, nva, n, &prd) }
+        if rc != 0 { outgoing[stream] = nil }
         return rc == 0
     }
 
-    /// Submits a request (client). `headers` must start with the pseudo-headers. Returns the stream id.
-    func submitRequest(headers: [(String, String)], body: [UInt8]) -> Int32? {
+    /// Server: a complete response (headers, body, optional trailers).
+    func submitResponse(stream: Int32, status: Int, headers: HTTPHeaders, body: [UInt8], trailers: HTTPHeaders) -> Bool {
+        let tr = trailers.entries.map { ($0.name, $0.value) }
+        if body.isEmpty && tr.isEmpty {
+            return submitResponseHead(stream: stream, status: status, headers: headers, endStream: true, onConsumed: nil)
+        }
+        guard submitResponseHead(stream: stream, status: status, headers: headers, endStream: false, onConsumed: nil) else { return false }
+        send(stream: stream, body)
+        end(stream: stream, trailers: tr)
+        return true
+    }
+
+    /// Client: submits a request. `headers` must start with the pseudo-headers. With `endStream` there
+    /// is no body; otherwise the body follows through `send`/`end`. Returns the stream id.
+    func submitRequest(headers: [(String, String)], endStream: Bool, onConsumed: ((Int) -> Void)?) -> Int32? {
         guard let s = session, !isDead else { return nil }
+        if endStream {
+            let id = withNV(headers) { nva, n in nghttp2_submit_request(s, nil, nva, n, nil, nil) }
+            return id > 0 ? id : nil
+        }
         var prd = nghttp2_data_provider()
         prd.read_callback = h2ReadBody
-        let hasBody = !body.isEmpty
-        let holder = H2OutgoingBody(bytes: body, trailers: [])
-        let id: Int32 = withNV(headers) { nva, n in
-            if hasBody { return nghttp2_submit_request(s, nil, nva, n, &prd, nil) }
-            return nghttp2_submit_request(s, nil, nva, n, nil, nil)
-        }
+        let id: Int32 = withNV(headers) { nva, n in nghttp2_submit_request(s, nil, nva, n, &prd, nil) }
         if id <= 0 { return nil }
-        if hasBody { outgoing[id] = holder }
+        let body = H2OutgoingBody()
+        body.onConsumed = onConsumed
+        outgoing[id] = body
         return id
+    }
+
+    /// Queues body bytes on a stream opened with a body.
+    func send(stream: Int32, _ bytes: [UInt8]) {
+        guard let body = outgoing[stream], !body.ended, !bytes.isEmpty else { return }
+        if body.offset > 0 && body.offset >= body.bytes.count / 2 {
+            body.bytes.removeFirst(body.offset)
+            body.offset = 0
+        }
+        body.bytes.append(contentsOf: bytes)
+        resume(stream, body)
+    }
+
+    /// Ends a stream's body, with optional trailers.
+    func end(stream: Int32, trailers: [(String, String)]) {
+        guard let body = outgoing[stream], !body.ended else { return }
+        body.ended = true
+        body.trailers = trailers
+        resume(stream, body)
+    }
+
+    private func resume(_ stream: Int32, _ body: H2OutgoingBody) {
+        if body.deferred, let s = session {
+            body.deferred = false
+            _ = nghttp2_session_resume_data(s, stream)
+        }
+    }
+
+    /// The application consumed `n` received bytes of `stream`: open its window by that much.
+    func consume(stream: Int32, _ n: Int) {
+        guard let s = session, n > 0 else { return }
+        _ = nghttp2_session_consume_stream(s, stream, n)
     }
 
     func resetStream(_ stream: Int32, errorCode: UInt32) {
         guard let s = session else { return }
+        outgoing[stream] = nil
         _ = nghttp2_submit_rst_stream(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, errorCode)
     }
 
@@ -173,7 +269,7 @@ final class H2Session {
 
     static func isConnectionSpecific(_ name: String) -> Bool {
         name == "connection" || name == "keep-alive" || name == "transfer-encoding" || name == "upgrade"
-            || name == "proxy-connection" 
+            || name == "proxy-connection"
     }
 
     // MARK: Called from the C callbacks
@@ -184,14 +280,23 @@ final class H2Session {
             return 0
         }
         let remaining = body.bytes.count - body.offset
+        if remaining <= 0 && !body.ended {
+            body.deferred = true
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
         let n = min(remaining, length)
         if n > 0 {
             body.bytes.withUnsafeBytes { src in
                 if let b = src.baseAddress { buf.update(from: b.advanced(by: body.offset).assumingMemoryBound(to: UInt8.self), count: n) }
             }
             body.offset += n
+            if body.offset == body.bytes.count {
+                body.bytes.removeAll(keepingCapacity: body.bytes.capacity <= 1 << 20)
+                body.offset = 0
+            }
+            body.onConsumed?(n)
         }
-        if body.offset >= body.bytes.count {
+        if body.ended && body.offset >= body.bytes.count {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if !body.trailers.isEmpty, let s = session {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
@@ -224,7 +329,10 @@ final class H2Session {
 
     fileprivate func onBeginHeaders(_ stream: Int32) { delegate?.h2BeginHeaders(stream: stream) }
     fileprivate func onHeader(_ stream: Int32, _ name: String, _ value: String) { delegate?.h2Header(stream: stream, name: name, value: value) }
-    fileprivate func onData(_ stream: Int32, _ bytes: UnsafeRawBufferPointer) { delegate?.h2Data(stream: stream, bytes: bytes) }
+    fileprivate func onData(_ stream: Int32, _ bytes: UnsafeRawBufferPointer) {
+        if let s = session { _ = nghttp2_session_consume_connection(s, bytes.count) }
+        delegate?.h2Data(stream: stream, bytes: bytes)
+    }
 }
 
 /// Calls `body` with an nghttp2_nv array for `pairs` (nghttp2 copies names and values on submit).

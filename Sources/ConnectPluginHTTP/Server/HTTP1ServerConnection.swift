@@ -1,30 +1,40 @@
-// HTTP/1.1 server side of one connection: keep-alive, Content-Length and chunked bodies, pipelined
-// requests answered in order (one in flight at a time), 100-continue, limits.
+// HTTP/1.1 server side of one connection: keep-alive, Content-Length and chunked bodies streamed
+// both ways, pipelined requests answered in order (one in flight at a time), 100-continue, limits.
+//
+// A request is handed to the handler as soon as its head arrives; its body streams into the
+// HTTPServerStream (reading pauses while the handler is behind). The response may start before the
+// request body ended (half-duplex or full-duplex on one connection). Requests that arrive while one
+// is in flight wait (parsed events are kept in order, and reading pauses).
 
-final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol {
+final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol, HTTPServerStreamTransport {
     let socket: SocketConnection
     let server: HTTPServer
     var loop: EventLoop { socket.loop }
+    private let peer: HTTPPeerInfo?
     private var parser: HTTP1Parser
-    private enum Item {
-        case request(HTTPRequest, keepAlive: Bool)
-        case parseError(HTTP1ParseError)
-    }
-    private var queue: [Item] = []
-    // The request being received.
-    private var head: HTTP1RequestHead?
-    private var body: [UInt8] = []
-    private var tooLarge = false
-    private var discardingRest = false
-    private var current: HTTPServerExchange?
+    /// Events of requests after the current one.
+    private var backlog: [HTTP1ParseEvent] = []
+    private var current: HTTPServerStream?
+    private var currentKeepAlive = true
+    private var currentHTTP10 = false
+    private var inputDone = false
+    /// The handler gave up on the request body (too large): close after the response.
+    private var inputAbandoned = false
+    private var responded = false
+    private var responseStarted = false
+    private var chunkedResponse = false
+    private var pausedForReader = false
+    private var uncredited = 0
     private var closing = false
+    private var failed = false
     private var idleTimer: TimerHandle?
     private let inFlightLock = Lock()
     private var inFlightCount = 0
 
-    init(socket: SocketConnection, server: HTTPServer) {
+    init(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil) {
         self.socket = socket
         self.server = server
+        self.peer = peer
         parser = HTTP1Parser(kind: .request, maxHeaderBytes: server.config.maxHeaderBytes)
         armIdleTimer()
     }
@@ -37,7 +47,7 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
         if let t = idleTimer { loop.cancel(t) }
         idleTimer = loop.schedule(afterNs: server.config.idleTimeoutNs) { [weak self] in
             guard let self else { return }
-            if self.current == nil && self.queue.isEmpty {
+            if self.current == nil && self.backlog.isEmpty {
                 self.socket.closeNow(HTTPError(.timeout, "idle timeout"))
             } else {
                 self.armIdleTimer()
@@ -46,7 +56,7 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
     }
 
     func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
-        if discardingRest || closing { return }
+        if failed || closing && current == nil { return }
         armIdleTimer()
         let events: [HTTP1ParseEvent]
         do {
@@ -59,71 +69,91 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
             return
         }
         for ev in events {
-            if discardingRest { break }
-            handle(ev)
+            if failed || socket.isClosed { return }
+            process(ev)
         }
-        dispatchNext()
     }
 
-    private func fail(_ e: HTTP1ParseError) {
-        discardingRest = true
-        socket.setReadPaused(true)
-        queue.append(.parseError(e))
-        dispatchNext()
-    }
-
-    private func handle(_ ev: HTTP1ParseEvent) {
+    private func process(_ ev: HTTP1ParseEvent) {
+        if !backlog.isEmpty || (current != nil && inputDone) {
+            backlog.append(ev)
+            socket.setReadPaused(true)
+            return
+        }
         switch ev {
         case .requestHead(let h):
-            head = h
-            body = []
-            tooLarge = false
-            let limit = server.config.maxBodyBytes
-            if let cl = h.headers.first("content-length"), let n = Int(cl), limit > 0, n > limit {
-                tooLarge = true
-                completeTooLarge()
-                return
-            }
-            if let expect = h.headers.first("expect"), asciiLowercased(expect) == "100-continue" {
-                socket.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
-            }
+            if closing { return }
+            start(h)
         case .body(let chunk):
-            if tooLarge { return }
-            let limit = server.config.maxBodyBytes
-            if limit > 0 && body.count + chunk.count > limit {
-                tooLarge = true
-                completeTooLarge()
-                return
+            guard let s = current, !inputDone else { return }
+            if responded || inputAbandoned { return }
+            let behind = chunk.withUnsafeBytes { s.deliver($0) }
+            if behind && !pausedForReader {
+                pausedForReader = true
+                socket.setReadPaused(true)
             }
-            body.append(contentsOf: chunk)
-        case .end:
-            guard let h = head else { return }
-            head = nil
-            let req = HTTPRequest(method: h.method, target: h.target, authority: h.headers.first("host"),
-                                  headers: h.headers, body: body, bodyTooLarge: false, version: .http1_1)
-            body = []
-            queue.append(.request(req, keepAlive: h.keepAlive))
+        case .end(let trailers):
+            guard let s = current, !inputDone else { return }
+            inputDone = true
+            if responded {
+                advance()
+            } else if !inputAbandoned {
+                s.deliverEnd(trailers)
+            }
         case .responseHead:
             break
         }
     }
 
-    /// A body over the limit: answer now without reading the rest, then close the connection.
-    private func completeTooLarge() {
-        guard let h = head else { return }
-        head = nil
-        let req = HTTPRequest(method: h.method, target: h.target, authority: h.headers.first("host"),
-                              headers: h.headers, body: body, bodyTooLarge: true, version: .http1_1)
-        body = []
-        discardingRest = true
-        queue.append(.request(req, keepAlive: false))
+    private func start(_ h: HTTP1RequestHead) {
+        if let expect = h.headers.first("expect"), asciiLowercased(expect) == "100-continue" {
+            socket.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
+        let req = HTTPRequest(method: h.method, target: h.target, authority: h.headers.first("host"), headers: h.headers,
+                              version: .http1_1, peer: peer)
+        let s = HTTPServerStream(request: req, loop: loop, transport: self)
+        current = s
+        currentKeepAlive = h.keepAlive
+        currentHTTP10 = h.versionMinor == 0
+        inputDone = false
+        inputAbandoned = false
+        responded = false
+        responseStarted = false
+        chunkedResponse = false
+        uncredited = 0
+        setInFlight(1)
+        server.handler.handle(s)
     }
 
-    private func dispatchNext() {
-        if current != nil || socket.isClosed || queue.isEmpty { return }
-        let item = queue.removeFirst()
-        switch item {
-        case .parseError(let e):
+    /// The current exchange is over in both directions: go on with the next request, or close.
+    private func advance() {
+        current = nil
+        if !currentKeepAlive || closing {
+            closing = true
+            socket.closeAfterFlush()
+            return
+        }
+        if pausedForReader {
+            pausedForReader = false
+        }
+        let events = backlog
+        backlog = []
+        for ev in events {
+            if failed || socket.isClosed { return }
+            process(ev)
+        }
+        if backlog.isEmpty && !pausedForReader { socket.setReadPaused(false) }
+    }
+
+    private func fail(_ e: HTTP1ParseError) {
+        failed = true
+        socket.setReadPaused(true)
+        if let s = current, !responded {
+            responded = true
+            setInFlight(-1)
+            s.cancel(HTTPError(.protocolError, "malformed request: \(e.message)"))
+        }
+        if !responseStarted {
             var headers = HTTPHeaders()
             headers.add("content-type", "text/plain; charset=utf-8")
             headers.add("connection", "close")
@@ -133,29 +163,31 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
             HTTP1Serializer.responseHead(status: e.status, headers: headers, into: &out)
             out.append(contentsOf: msg)
             socket.write(out)
-            socket.lingerClose()
-            queue.removeAll()
-        case .request(let req, let keepAlive):
-            setInFlight(1)
-            let loop = self.loop
-            let ex = HTTPServerExchange(request: req, loop: loop) { [weak self] response in
-                self?.send(response, keepAlive: keepAlive && !(self?.closing ?? true))
-            }
-            current = ex
-            server.handler.handle(ex)
         }
+        current = nil
+        backlog.removeAll()
+        socket.lingerClose()
     }
 
-    private func send(_ response: HTTPResponse, keepAlive: Bool) {
-        guard current != nil else { return }
-        current = nil
-        setInFlight(-1)
-        if socket.isClosed { return }
-        var headers = response.headers
+    // MARK: HTTPServerStreamTransport
+
+    private func isCurrent(_ s: HTTPServerStream) -> Bool { current === s && !responded && !socket.isClosed }
+
+    private func cleanHeaders(_ h: HTTPHeaders) -> HTTPHeaders {
+        var headers = h
         headers.remove("content-length")
         headers.remove("transfer-encoding")
         headers.remove("connection")
-        let chunked = !response.trailers.isEmpty
+        return headers
+    }
+
+    /// Keep the connection only if the request will have been read to its end.
+    private var keepAliveAfterResponse: Bool { currentKeepAlive && !closing && !inputAbandoned }
+
+    func streamRespond(_ s: HTTPServerStream, _ response: HTTPResponse) {
+        guard isCurrent(s) else { return }
+        var headers = cleanHeaders(response.headers)
+        let chunked = !response.trailers.isEmpty && !currentHTTP10
         if chunked {
             headers.add("transfer-encoding", "chunked")
             var names: [String] = []
@@ -164,7 +196,7 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
         } else {
             headers.add("content-length", String(response.body.count))
         }
-        if !keepAlive { headers.add("connection", "close") }
+        if !keepAliveAfterResponse { headers.add("connection", "close") }
         var out: [UInt8] = []
         out.reserveCapacity(256 + response.body.count)
         HTTP1Serializer.responseHead(status: response.status, headers: headers, into: &out)
@@ -174,39 +206,132 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol 
         } else {
             out.append(contentsOf: response.body)
         }
+        responseStarted = true
         socket.write(out)
-        if !keepAlive {
-            closing = true
-            if discardingRest {
-                // The request (or what follows it) was not read to the end: let the peer finish
-                // sending before closing, so that it reads this response instead of a reset.
-                socket.lingerClose()
-            } else {
-                socket.closeAfterFlush()
-            }
+        responseDone()
+    }
+
+    func streamSendHead(_ s: HTTPServerStream, status: Int, headers h: HTTPHeaders, endStream: Bool) {
+        guard isCurrent(s) else { return }
+        var headers = cleanHeaders(h)
+        if endStream {
+            headers.add("content-length", "0")
+        } else if currentHTTP10 {
+            currentKeepAlive = false  // the body ends when the connection closes
+        } else {
+            headers.add("transfer-encoding", "chunked")
+            chunkedResponse = true
+        }
+        if !keepAliveAfterResponse || (endStream && !inputDone && !currentKeepAlive) { headers.add("connection", "close") }
+        var out: [UInt8] = []
+        HTTP1Serializer.responseHead(status: status, headers: headers, into: &out)
+        responseStarted = true
+        socket.write(out)
+        if endStream { responseDone() }
+    }
+
+    func streamWrite(_ s: HTTPServerStream, _ bytes: [UInt8]) {
+        guard isCurrent(s) else {
+            s.consumedOutbound(bytes.count)
             return
         }
-        dispatchNext()
-        if closing && current == nil && queue.isEmpty { socket.closeAfterFlush() }
+        if chunkedResponse {
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count + 16)
+            bytes.withUnsafeBytes { HTTP1Serializer.chunk($0, into: &out) }
+            socket.write(out)
+        } else {
+            socket.write(bytes)
+        }
+        if socket.pendingWriteBytes == 0 {
+            s.consumedOutbound(bytes.count)
+        } else {
+            uncredited += bytes.count
+        }
+    }
+
+    func streamFinish(_ s: HTTPServerStream, trailers: HTTPHeaders) {
+        guard isCurrent(s) else { return }
+        if chunkedResponse {
+            var out: [UInt8] = []
+            HTTP1Serializer.lastChunk(trailers: trailers, into: &out)
+            socket.write(out)
+        }
+        responseDone()
+    }
+
+    func streamReset(_ s: HTTPServerStream) {
+        guard isCurrent(s) else { return }
+        socket.closeNow(HTTPError(.canceled, "the handler reset the stream"))
+    }
+
+    func streamConsumed(_ s: HTTPServerStream, bytes: Int) {
+        guard current === s, pausedForReader else { return }
+        if s.inboundQueuedBytes <= HTTPServerStream.highWater / 2 {
+            pausedForReader = false
+            if backlog.isEmpty { socket.setReadPaused(false) }
+        }
+    }
+
+    func streamAbandonInput(_ s: HTTPServerStream) {
+        guard current === s else { return }
+        inputAbandoned = true
+    }
+
+    private func responseDone() {
+        guard let s = current else { return }
+        responded = true
+        setInFlight(-1)
+        if uncredited > 0 {
+            s.consumedOutbound(uncredited)
+            uncredited = 0
+        }
+        if !currentKeepAlive && !chunkedResponse && currentHTTP10 {
+            // HTTP/1.0 close-delimited body.
+        }
+        if inputAbandoned || (!keepAliveAfterResponse && !inputDone) {
+            // The request was not read to its end: let the peer finish sending before closing, so
+            // that it reads this response instead of a reset.
+            closing = true
+            current = nil
+            socket.lingerClose()
+            return
+        }
+        if inputDone {
+            advance()
+        } else if pausedForReader {
+            // Keep reading (and dropping) the rest of the request body.
+            pausedForReader = false
+            if backlog.isEmpty { socket.setReadPaused(false) }
+        }
     }
 
     func connectionClosed(_ error: HTTPError?) {
         if let t = idleTimer { loop.cancel(t) }
-        if let ex = current {
+        if let s = current {
             current = nil
-            setInFlight(-1)
-            ex.cancel()
+            if !responded {
+                responded = true
+                setInFlight(-1)
+            }
+            s.cancel(error ?? HTTPError(.io, "the client closed the connection"))
         }
-        queue.removeAll()
+        backlog.removeAll()
         server.unregister(self)
     }
 
-    func connectionDrained() {}
+    func connectionDrained() {
+        if uncredited > 0, let s = current {
+            let n = uncredited
+            uncredited = 0
+            s.consumedOutbound(n)
+        }
+    }
 
     func beginGracefulClose() {
         closing = true
         if current == nil {
-            queue.removeAll()
+            backlog.removeAll()
             socket.closeAfterFlush()
         }
     }

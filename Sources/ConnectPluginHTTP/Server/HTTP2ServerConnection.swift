@@ -1,21 +1,23 @@
-// HTTP/2 (h2c prior knowledge) server side of one connection: streams become exchanges once their
-// request is complete (or as soon as the body passes the limit); responses go out through nghttp2.
+// HTTP/2 (h2c prior knowledge, or TLS with ALPN h2) server side of one connection. Each stream is
+// handed to the server's handler as soon as its request head arrives; the body streams in with
+// flow-control back-pressure and the response streams out through nghttp2's deferred data provider.
 
-final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol, H2SessionDelegate {
+final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol, H2SessionDelegate, HTTPServerStreamTransport {
     let socket: SocketConnection
     let server: HTTPServer
     var loop: EventLoop { socket.loop }
     private var session: H2Session?
+    private let peer: HTTPPeerInfo?
 
     private final class Stream {
         var headers = HTTPHeaders()
+        var trailers = HTTPHeaders()
         var method = ""
         var path = ""
         var authority: String?
-        var body: [UInt8] = []
-        var tooLarge = false
         var headerBytes = 0
-        var exchange: HTTPServerExchange?
+        var stream: HTTPServerStream?
+        var responseDone = false
     }
     private var streams: [Int32: Stream] = [:]
     private var closing = false
@@ -23,9 +25,10 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
     private var inFlightCount = 0
     private var idleTimer: TimerHandle?
 
-    init?(socket: SocketConnection, server: HTTPServer) {
+    init?(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil) {
         self.socket = socket
         self.server = server
+        self.peer = peer
         guard let s = H2Session(isServer: true, socket: socket, delegate: self) else { return nil }
         session = s
         armIdleTimer()
@@ -59,7 +62,7 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
     }
 
     private func flushOrClose() {
-        guard let session else { return }
+        guard let session, !session.isBusy else { return }
         if !session.flush() {
             socket.closeAfterFlush()
         } else if closing && streams.isEmpty {
@@ -80,10 +83,15 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
     }
 
     func h2Header(stream id: Int32, name: String, value: String) {
-        guard let st = streams[id], st.exchange == nil else { return }
+        guard let st = streams[id] else { return }
         st.headerBytes += name.utf8.count + value.utf8.count + 32
         if st.headerBytes > server.config.maxHeaderBytes {
-            session?.resetStream(id, errorCode: 11)  // ENHANCE_YOUR_CALM
+            reset(id, st, code: 11)  // ENHANCE_YOUR_CALM
+            return
+        }
+        if st.stream != nil {
+            // A trailer block.
+            if !name.hasPrefix(":") { st.trailers.add(name, value) }
             return
         }
         switch name {
@@ -96,61 +104,132 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
         }
     }
 
-    func h2HeadersComplete(stream: Int32, endStream: Bool) {
-        if endStream { dispatch(stream) }
+    func h2HeadersComplete(stream id: Int32, endStream: Bool) {
+        guard let st = streams[id] else { return }
+        if st.stream == nil {
+            if st.method.isEmpty || st.path.isEmpty {
+                reset(id, st, code: 1)  // PROTOCOL_ERROR
+                return
+            }
+            let req = HTTPRequest(method: st.method, target: st.path, authority: st.authority, headers: st.headers,
+                                  version: .http2, peer: peer)
+            st.headers = HTTPHeaders()
+            let s = HTTPServerStream(request: req, loop: loop, transport: self, tag: id)
+            st.stream = s
+            setInFlight(1)
+            if endStream { s.deliverEnd(HTTPHeaders()) }
+            server.handler.handle(s)
+        } else if endStream {
+            st.stream?.deliverEnd(st.trailers)
+        }
     }
 
     func h2Data(stream id: Int32, bytes: UnsafeRawBufferPointer) {
-        guard let st = streams[id], st.exchange == nil else { return }
-        let limit = server.config.maxBodyBytes
-        if limit > 0 && st.body.count + bytes.count > limit {
-            st.tooLarge = true
-            dispatch(id)
-            return
-        }
-        st.body.append(contentsOf: bytes)
+        guard let st = streams[id], let s = st.stream else { return }
+        _ = s.deliver(bytes)
+        if st.responseDone || s.consumesOnArrival { session?.consume(stream: id, bytes.count) }
     }
 
-    func h2EndStream(stream: Int32) { dispatch(stream) }
-
-    private func dispatch(_ id: Int32) {
-        guard let st = streams[id], st.exchange == nil else { return }
-        if st.method.isEmpty || st.path.isEmpty {
-            session?.resetStream(id, errorCode: 1)  // PROTOCOL_ERROR
-            return
-        }
-        let req = HTTPRequest(method: st.method, target: st.path, authority: st.authority, headers: st.headers,
-                              body: st.body, bodyTooLarge: st.tooLarge, version: .http2)
-        st.body = []
-        setInFlight(1)
-        let ex = HTTPServerExchange(request: req, loop: loop) { [weak self] response in
-            self?.send(response, stream: id)
-        }
-        st.exchange = ex
-        server.handler.handle(ex)
+    func h2EndStream(stream id: Int32) {
+        guard let st = streams[id] else { return }
+        st.stream?.deliverEnd(st.trailers)
     }
 
-    private func send(_ response: HTTPResponse, stream id: Int32) {
-        guard let st = streams[id], st.exchange != nil, let session else { return }
-        setInFlight(-1)
-        st.exchange = nil
+    private func reset(_ id: Int32, _ st: Stream, code: UInt32) {
+        session?.resetStream(id, errorCode: code)
+        if let s = st.stream, !st.responseDone {
+            st.responseDone = true
+            setInFlight(-1)
+            s.cancel(HTTPError(.protocolError, "stream reset (HTTP/2 error code \(code))"))
+        }
         streams[id] = nil
-        if !session.submitResponse(stream: id, status: response.status, headers: response.headers, body: response.body, trailers: response.trailers) {
-            session.resetStream(id, errorCode: 2)  // INTERNAL_ERROR
-        }
-        flushOrClose()
     }
 
     func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
         guard let st = streams.removeValue(forKey: id) else { return }
-        if let ex = st.exchange {
-            setInFlight(-1)
-            ex.cancel()
+        if let s = st.stream {
+            if !st.responseDone {
+                st.responseDone = true
+                setInFlight(-1)
+            }
+            let kind: HTTPError.Kind = errorCode == 8 ? .canceled : .io
+            s.cancel(HTTPError(kind, errorCode == 0 ? "stream closed" : "the client reset the stream (HTTP/2 error code \(errorCode))"))
         }
-        if closing && streams.isEmpty { socket.closeAfterFlush() }
+        // Closing when the last stream is gone happens in flushOrClose, after nghttp2 returns.
     }
 
     func h2GoAway(lastStreamID: Int32, errorCode: UInt32) {}
+
+    // MARK: HTTPServerStreamTransport
+
+    private func live(_ s: HTTPServerStream) -> Stream? {
+        guard let st = streams[s.tag], st.stream === s, session != nil else { return nil }
+        return st
+    }
+
+    private func responseFinished(_ st: Stream, _ s: HTTPServerStream) {
+        if st.responseDone { return }
+        st.responseDone = true
+        setInFlight(-1)
+        // The request body is no longer needed: stop holding its window closed.
+        let queued = s.inboundQueuedBytes
+        if queued > 0 { session?.consume(stream: s.tag, queued) }
+    }
+
+    func streamRespond(_ s: HTTPServerStream, _ response: HTTPResponse) {
+        guard let st = live(s), let session else { return }
+        responseFinished(st, s)
+        if !session.submitResponse(stream: s.tag, status: response.status, headers: response.headers, body: response.body, trailers: response.trailers) {
+            session.resetStream(s.tag, errorCode: 2)  // INTERNAL_ERROR
+        }
+        flushOrClose()
+    }
+
+    func streamSendHead(_ s: HTTPServerStream, status: Int, headers: HTTPHeaders, endStream: Bool) {
+        guard let st = live(s), let session else { return }
+        if endStream { responseFinished(st, s) }
+        let ok = session.submitResponseHead(stream: s.tag, status: status, headers: headers, endStream: endStream) { [weak s] n in
+            s?.consumedOutbound(n)
+        }
+        if !ok { session.resetStream(s.tag, errorCode: 2) }
+        flushOrClose()
+    }
+
+    func streamWrite(_ s: HTTPServerStream, _ bytes: [UInt8]) {
+        guard live(s) != nil, let session else {
+            s.consumedOutbound(bytes.count)
+            return
+        }
+        session.send(stream: s.tag, bytes)
+        flushOrClose()
+    }
+
+    func streamFinish(_ s: HTTPServerStream, trailers: HTTPHeaders) {
+        guard let st = live(s), let session else { return }
+        responseFinished(st, s)
+        session.end(stream: s.tag, trailers: trailers.entries.map { ($0.name, $0.value) })
+        flushOrClose()
+    }
+
+    func streamReset(_ s: HTTPServerStream) {
+        guard let st = live(s), let session else { return }
+        responseFinished(st, s)
+        session.resetStream(s.tag, errorCode: 8)  // CANCEL
+        flushOrClose()
+    }
+
+    func streamConsumed(_ s: HTTPServerStream, bytes: Int) {
+        guard let st = live(s), !st.responseDone else { return }
+        session?.consume(stream: s.tag, bytes)
+        flushOrClose()
+    }
+
+    func streamAbandonInput(_ s: HTTPServerStream) {
+        guard live(s) != nil else { return }
+        // Keep reading (and discarding) so the connection's other streams are not stalled.
+        let queued = s.inboundQueuedBytes
+        if queued > 0 { session?.consume(stream: s.tag, queued) }
+    }
 
     // MARK: ConnectionDelegate
 
@@ -159,9 +238,12 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
         let all = streams
         streams.removeAll()
         for (_, st) in all {
-            if let ex = st.exchange {
-                setInFlight(-1)
-                ex.cancel()
+            if let s = st.stream {
+                if !st.responseDone {
+                    st.responseDone = true
+                    setInFlight(-1)
+                }
+                s.cancel(HTTPError(.io, "the connection closed"))
             }
         }
         session?.destroy()
@@ -169,7 +251,10 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
         server.unregister(self)
     }
 
-    func connectionDrained() {}
+    func connectionDrained() {
+        // mem_send stopped at the socket high-water mark: continue.
+        if session != nil { flushOrClose() }
+    }
 
     func beginGracefulClose() {
         closing = true

@@ -9,15 +9,17 @@ final class Listener: EventHandler {
     let loop: EventLoop
     let address: String
     let unixPath: String?
+    let tls: TLSContext?
     private var token: UInt64 = 0
     private weak var server: HTTPServer?
     private(set) var closed = false
 
-    init(fd: Int32, loop: EventLoop, address: String, unixPath: String?, server: HTTPServer) {
+    init(fd: Int32, loop: EventLoop, address: String, unixPath: String?, tls: TLSContext?, server: HTTPServer) {
         self.fd = fd
         self.loop = loop
         self.address = address
         self.unixPath = unixPath
+        self.tls = tls
         self.server = server
     }
 
@@ -40,7 +42,7 @@ final class Listener: EventHandler {
                 _ = cp_close(c)
                 return
             }
-            server.adopt(fd: c, isUnix: unixPath != nil)
+            server.adopt(fd: c, isUnix: unixPath != nil, tls: tls)
         }
     }
 
@@ -83,30 +85,32 @@ public final class HTTPServer: @unchecked Sendable {
 
     public var addresses: [String] { lock.withLock { listeners.map { $0.address } } }
 
-    /// Binds a TCP listener on "host:port". Returns the bound address.
-    public func listenTCP(host: String, port: Int) throws -> String {
+    /// Binds a TCP listener on "host:port". Returns the bound address. With `tls`, connections
+    /// speak TLS and pick HTTP/2 or HTTP/1.1 by ALPN.
+    public func listenTCP(host: String, port: Int, tls: TLSConfig? = nil) throws -> String {
+        let ctx = try tls.map { try TLSContext(config: $0, isServer: true) }
         var buf = [CChar](repeating: 0, count: 128)
         let fd = cp_listen_tcp(host, Int32(port), 1024, &buf, buf.count)
         if fd < 0 { throw HTTPError.errno("listen on \(host.isEmpty ? "*" : host):\(port)", Int(fd)) }
         let bound = String(cString: buf)
-        return try addListener(fd: fd, address: bound, unixPath: nil)
+        return try addListener(fd: fd, address: bound, unixPath: nil, tls: ctx)
     }
 
     /// Binds a Unix socket listener at `path`.
     public func listenUnix(path: String) throws -> String {
         let fd = cp_listen_unix(path, 1024)
         if fd < 0 { throw HTTPError.errno("listen on unix:\(path)", Int(fd)) }
-        return try addListener(fd: fd, address: "unix:" + path, unixPath: path)
+        return try addListener(fd: fd, address: "unix:" + path, unixPath: path, tls: nil)
     }
 
-    private func addListener(fd: Int32, address: String, unixPath: String?) throws -> String {
+    private func addListener(fd: Int32, address: String, unixPath: String?, tls: TLSContext?) throws -> String {
         lock.lock()
         if stopped {
             lock.unlock()
             _ = cp_close(fd)
             throw HTTPError(.closed, "the server was stopped")
         }
-        let l = Listener(fd: fd, loop: group.next(), address: address, unixPath: unixPath, server: self)
+        let l = Listener(fd: fd, loop: group.next(), address: address, unixPath: unixPath, tls: tls, server: self)
         listeners.append(l)
         let start = accepting
         lock.unlock()
@@ -126,12 +130,20 @@ public final class HTTPServer: @unchecked Sendable {
         for l in ls { l.loop.execute { l.startAccepting() } }
     }
 
-    func adopt(fd: Int32, isUnix: Bool) {
+    func adopt(fd: Int32, isUnix: Bool, tls: TLSContext?) {
         if !isUnix { _ = cp_set_nodelay(fd) }
         let loop = group.next()
         loop.execute { [self] in
             let socket = SocketConnection(fd: fd, loop: loop)
             let detector = ProtocolDetector(socket: socket, server: self)
+            if let ctx = tls {
+                guard let engine = try? TLSEngine(context: ctx, isServer: true) else {
+                    _ = cp_close(fd)
+                    return
+                }
+                socket.enableTLS(engine)
+                socket.onTLSHandshake = { [weak detector] alpn in detector?.alpnChosen(alpn) }
+            }
             socket.start(delegate: detector)
         }
     }
@@ -203,30 +215,53 @@ final class ProtocolDetector: ConnectionDelegate {
         }
     }
 
-    func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
-        buffered.append(contentsOf: bytes)
-        let n = min(buffered.count, ProtocolDetector.preface.count)
-        let isH2Prefix = buffered[0..<n].elementsEqual(ProtocolDetector.preface[0..<n])
-        if isH2Prefix && buffered.count < ProtocolDetector.preface.count { return }
+    /// TLS: the handshake finished. ALPN decides the protocol; without ALPN the preface does.
+    func alpnChosen(_ alpn: String?) {
+        guard let alpn else { return }
+        if alpn == "h2" {
+            adoptProtocol(h2: true, initial: [])
+        } else if alpn == "http/1.1" {
+            adoptProtocol(h2: false, initial: [])
+        }
+    }
+
+    private var peerInfo: HTTPPeerInfo? {
+        guard let id = socket.peerIdentity, id.verified else { return nil }
+        return HTTPPeerInfo(subject: id.subject, dnsNames: id.dnsNames, uris: id.uris, ips: id.ipAddresses)
+    }
+
+    private var adopted = false
+
+    private func adoptProtocol(h2: Bool, initial: [UInt8]) {
+        if adopted { return }
+        adopted = true
         if let t = idleTimer { socket.loop.cancel(t) }
         let handler: ServerConnectionProtocol & ConnectionDelegate
-        if isH2Prefix {
-            guard let h2 = HTTP2ServerConnection(socket: socket, server: server) else {
+        if h2 {
+            guard let c = HTTP2ServerConnection(socket: socket, server: server, peer: peerInfo) else {
                 socket.closeNow(HTTPError(.resource, "cannot create an HTTP/2 session"))
                 return
             }
-            handler = h2
+            handler = c
         } else {
-            handler = HTTP1ServerConnection(socket: socket, server: server)
+            handler = HTTP1ServerConnection(socket: socket, server: server, peer: peerInfo)
         }
         if !server.register(handler) {
             socket.closeNow(nil)
             return
         }
         socket.replaceDelegate(handler)
+        if !initial.isEmpty { initial.withUnsafeBytes { handler.connectionReceived($0) } }
+    }
+
+    func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
+        buffered.append(contentsOf: bytes)
+        let n = min(buffered.count, ProtocolDetector.preface.count)
+        let isH2Prefix = buffered[0..<n].elementsEqual(ProtocolDetector.preface[0..<n])
+        if isH2Prefix && buffered.count < ProtocolDetector.preface.count { return }
         let data = buffered
         buffered = []
-        data.withUnsafeBytes { handler.connectionReceived($0) }
+        adoptProtocol(h2: isH2Prefix, initial: data)
     }
 
     func connectionClosed(_ error: HTTPError?) {

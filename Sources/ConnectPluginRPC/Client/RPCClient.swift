@@ -22,6 +22,12 @@ public final class RPCClient: @unchecked Sendable {
         public var maxMessageBytes: Int = 4 << 20
         /// Sent with every call.
         public var headers = Metadata()
+        /// connect (default), grpc (HTTP/2 only) or grpcweb.
+        public var rpcProtocol: RPCProtocol = .connect
+        /// Connect: send unary calls of side-effect-free methods as GET requests.
+        public var useHTTPGet = false
+        /// TLS for https:// URLs (nil = system trust store, ALPN by `httpVersion`).
+        public var tls: TLSConfig? = nil
         public init() {}
     }
 
@@ -38,7 +44,10 @@ public final class RPCClient: @unchecked Sendable {
             throw ConnectError.local(.unsupported, "compression \"\(options.compression)\" is not supported; use identity or gzip")
         }
         if options.timeoutMs < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
-        let (endpoint, prefix) = try RPCClient.parse(baseURL)
+        if options.rpcProtocol == .grpc && options.httpVersion == .http1_1 {
+            throw ConnectError.local(.unsupported, "gRPC needs HTTP/2; use HTTP/2, or the connect or grpcweb protocol over HTTP/1.1")
+        }
+        let (endpoint, prefix, secure) = try RPCClient.parse(baseURL)
         self.baseURL = baseURL
         self.options = options
         self.pathPrefix = prefix
@@ -46,37 +55,36 @@ public final class RPCClient: @unchecked Sendable {
         cfg.version = options.httpVersion
         // Compressed bodies are checked again after inflating.
         cfg.maxResponseBodyBytes = options.maxMessageBytes == 0 ? 0 : options.maxMessageBytes &+ 1024
+        if secure { cfg.tls = options.tls ?? TLSConfig() }
         do {
-            transport = HTTPClient(endpoint: endpoint, config: cfg, group: try EventLoopGroup.shared())
+            transport = try HTTPClient(endpoint: endpoint, config: cfg, group: try EventLoopGroup.shared())
         } catch let e as HTTPError {
-            throw ConnectError.local(.resource, e.message)
+            throw ConnectError.local(e.kind == .tls ? .invalidArgument : .resource, e.message)
         }
     }
 
     /// Parses "http://host:port[/prefix]", "unix:///path" or "unix:/path".
-    static func parse(_ url: String) throws -> (HTTPEndpoint, String) {
+    static func parse(_ url: String) throws -> (HTTPEndpoint, String, Bool) {
         if url.hasPrefix("unix:") {
             var path = String(url.dropFirst(5))
             if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
             if path.isEmpty || !path.hasPrefix("/") {
                 throw ConnectError.local(.invalidArgument, "unix URL \"\(url)\" must name an absolute path, e.g. unix:///tmp/plugin.sock")
             }
-            return (.unix(path: path), "")
+            return (.unix(path: path), "", false)
         }
-        if url.hasPrefix("https://") {
-            throw ConnectError.local(.unsupported, "https:// is not supported yet (TLS arrives with the protocol-family release); use http:// or unix://")
+        let secure = url.hasPrefix("https://")
+        guard url.hasPrefix("http://") || secure else {
+            throw ConnectError.local(.invalidArgument, "URL \"\(url)\" must start with http://, https:// or unix://")
         }
-        guard url.hasPrefix("http://") else {
-            throw ConnectError.local(.invalidArgument, "URL \"\(url)\" must start with http:// or unix://")
-        }
-        let rest = url.dropFirst(7)
+        let rest = url.dropFirst(secure ? 8 : 7)
         let slash = rest.firstIndex(of: "/")
         let hostPort = slash.map { rest[..<$0] } ?? rest
         var prefix = slash.map { String(rest[$0...]) } ?? ""
         while prefix.hasSuffix("/") { prefix.removeLast() }
         if hostPort.isEmpty { throw ConnectError.local(.invalidArgument, "URL \"\(url)\" has no host") }
         let host: String
-        var port = 80
+        var port = secure ? 443 : 80
         if hostPort.hasPrefix("[") {
             guard let close = hostPort.firstIndex(of: "]") else { throw ConnectError.local(.invalidArgument, "URL \"\(url)\" has a malformed IPv6 host") }
             host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
@@ -95,14 +103,21 @@ public final class RPCClient: @unchecked Sendable {
             host = String(hostPort)
         }
         if host.isEmpty { throw ConnectError.local(.invalidArgument, "URL \"\(url)\" has no host") }
-        return (.tcp(host: host, port: port), prefix)
+        return (.tcp(host: host, port: port), prefix, secure)
     }
 
     /// A blocking unary call. Throws ConnectError (kind .rpc with the code for RPC failures).
-    public func unary(_ procedure: String, request: [UInt8], headers: Metadata = Metadata(), timeoutMs: Int64? = nil) throws -> UnaryResponse {
+    public func unary(_ procedure: String, request: [UInt8], headers: Metadata = Metadata(), timeoutMs: Int64? = nil,
+                      noSideEffects: Bool = false) throws -> UnaryResponse {
         try RPCServer.validateProcedure(procedure)
         let timeout = timeoutMs ?? options.timeoutMs
         if timeout < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
+        if options.rpcProtocol != .connect {
+            return try envelopedUnary(procedure, request: request, headers: headers, timeoutMs: timeout)
+        }
+        if options.useHTTPGet && noSideEffects {
+            return try getUnary(procedure, request: request, headers: headers, timeoutMs: timeout)
+        }
         var h = HTTPHeaders()
         h.add("content-type", ConnectProtocol.contentType(codec: options.codec))
         h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
@@ -138,7 +153,9 @@ public final class RPCClient: @unchecked Sendable {
         case .closed: return ConnectError(.canceled, e.message)
         case .protocolError: return ConnectError(.internal, e.message)
         case .invalidArgument: return ConnectError.local(.invalidArgument, e.message)
-        case .io, .resource: return ConnectError(.unavailable, e.message)
+        case .io, .resource, .refused, .tls: return ConnectError(.unavailable, e.message)
+        case .limit: return ConnectError(.resourceExhausted, e.message)
+        case .permission: return ConnectError(.permissionDenied, e.message)
         }
     }
 
@@ -176,6 +193,130 @@ public final class RPCClient: @unchecked Sendable {
             throw ConnectError(.resourceExhausted, "response message larger than \(limit) bytes", metadata: md)
         }
         return UnaryResponse(message: body, headers: md, trailers: trailers)
+    }
+
+    /// Runs an HTTP exchange with a whole body, blocking the caller.
+    func exchange(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutMs: Int64) throws -> HTTPResponse {
+        let promise = Promise<Result<HTTPResponse, HTTPError>>()
+        let timeoutNs: UInt64? = timeoutMs > 0 ? UInt64(timeoutMs) &* 1_000_000 : nil
+        transport.execute(method: method, path: pathPrefix + path, headers: headers, body: body, timeoutNs: timeoutNs) { r in
+            promise.fulfill(r)
+        }
+        guard let result = promise.wait() else { throw ConnectError(.internal, "the call finished without a result") }
+        switch result {
+        case .failure(let e): throw RPCClient.map(e)
+        case .success(let r): return r
+        }
+    }
+
+    /// Connect unary GET (protocol digest §4): parameters in the order connect, base64,
+    /// compression, encoding, message (CG-1); URL-safe unpadded base64 (CG-2).
+    private func getUnary(_ procedure: String, request: [UInt8], headers: Metadata, timeoutMs: Int64) throws -> UnaryResponse {
+        var h = HTTPHeaders()
+        h.add("accept-encoding", "gzip")
+        h.add("user-agent", ConnectProtocol.userAgent)
+        if timeoutMs > 0 { h.add("connect-timeout-ms", String(timeoutMs)) }
+        options.headers.write(to: &h)
+        headers.write(to: &h)
+        var payload = request
+        var compressed = false
+        if options.compression == "gzip" && !request.isEmpty {
+            payload = try Gzip.compress(request)
+            compressed = true
+        }
+        var q = "?connect=v1"
+        if options.codec == "proto" || compressed {
+            let b64 = Base64.encode(payload, padded: false)
+            q += "&base64=1"
+            if compressed { q += "&compression=gzip" }
+            q += "&encoding=" + options.codec + "&message="
+            q += String(decoding: b64.utf8.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: "-") : ($0 == UInt8(ascii: "/") ? UInt8(ascii: "_") : $0) }, as: UTF8.self)
+        } else {
+            q += "&encoding=" + options.codec + "&message=" + RPCClient.queryEscape(payload)
+        }
+        let resp = try exchange(method: "GET", path: procedure + q, headers: h, body: [], timeoutMs: timeoutMs)
+        return try decode(resp)
+    }
+
+    /// Go's url.QueryEscape: unreserved bytes as is, space as +, the rest %XX.
+    static func queryEscape(_ bytes: [UInt8]) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 3)
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                out.append(b)
+            case 0x20:
+                out.append(UInt8(ascii: "+"))
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0x0F)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    var wireProtocol: WireProtocol {
+        switch options.rpcProtocol {
+        case .connect: return .connectStream
+        case .grpc: return .grpc
+        case .grpcWeb: return .grpcWeb
+        }
+    }
+
+    /// Request headers of an enveloped call (Connect streaming, gRPC, gRPC-Web).
+    func envelopedHeaders(_ extra: Metadata, timeoutMs: Int64) -> HTTPHeaders {
+        var h = HTTPHeaders()
+        let wire = wireProtocol
+        h.add("content-type", wire.contentType(codec: options.codec))
+        switch options.rpcProtocol {
+        case .connect:
+            h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
+            if timeoutMs > 0 { h.add("connect-timeout-ms", String(timeoutMs)) }
+            if options.compression == "gzip" { h.add("connect-content-encoding", "gzip") }
+            h.add("connect-accept-encoding", "gzip")
+        case .grpc, .grpcWeb:
+            if options.rpcProtocol == .grpc { h.add("te", "trailers") }
+            if timeoutMs > 0 { h.add("grpc-timeout", GRPCTimeout.encode(ns: UInt64(timeoutMs) &* 1_000_000)) }
+            if options.compression == "gzip" { h.add("grpc-encoding", "gzip") }
+            h.add("grpc-accept-encoding", "gzip")
+            if options.rpcProtocol == .grpcWeb { h.add("x-grpc-web", "1") }
+        }
+        h.add("user-agent", ConnectProtocol.userAgent)
+        options.headers.write(to: &h)
+        extra.write(to: &h)
+        return h
+    }
+
+    /// gRPC and gRPC-Web unary: one enveloped message each way, status in trailers.
+    private func envelopedUnary(_ procedure: String, request: [UInt8], headers: Metadata, timeoutMs: Int64) throws -> UnaryResponse {
+        let h = envelopedHeaders(headers, timeoutMs: timeoutMs)
+        var body: [UInt8] = []
+        try EnvelopeCodec.encodeMessage(request, compress: options.compression == "gzip", into: &body)
+        let resp = try exchange(method: "POST", path: procedure, headers: h, body: body, timeoutMs: timeoutMs)
+        var decoder = ResponseDecoder(client: self, kind: .unary)
+        try decoder.head(status: resp.status, headers: resp.headers)
+        var messages: [[UInt8]] = []
+        try decoder.push(resp.body) { messages.append($0) }
+        let trailers = try decoder.end(httpTrailers: resp.trailers)
+        if messages.count != 1 {
+            throw ConnectError(.unimplemented, "protocol error: unary response has \(messages.count) messages", metadata: decoder.headers)
+        }
+        return UnaryResponse(message: messages[0], headers: decoder.headers, trailers: trailers)
+    }
+
+    /// Opens a streaming call (client, server or bidi streaming).
+    public func stream(_ procedure: String, kind: MethodKind, headers: Metadata = Metadata(), timeoutMs: Int64? = nil) throws -> ClientStream {
+        try RPCServer.validateProcedure(procedure)
+        let timeout = timeoutMs ?? options.timeoutMs
+        if timeout < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
+        let h = envelopedHeaders(headers, timeoutMs: timeout)
+        let timeoutNs: UInt64? = timeout > 0 ? UInt64(timeout) &* 1_000_000 : nil
+        let call = transport.stream(method: "POST", path: pathPrefix + procedure, headers: h, timeoutNs: timeoutNs)
+        return ClientStream(client: self, call: call, kind: kind)
     }
 
     /// Closes the client's connections. Calls in progress fail with canceled.

@@ -3,6 +3,16 @@
 import ConnectPluginHTTP
 
 public typealias UnaryHandler = (UnaryCall) -> Void
+public typealias StreamHandler = (StreamCall) -> Void
+
+/// How a procedure is served.
+struct Route {
+    let kind: MethodKind
+    let unary: UnaryHandler?
+    let stream: StreamHandler?
+    /// Connect GET is allowed (the method has no side effects).
+    let noSideEffects: Bool
+}
 
 public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
     public struct Options: Sendable {
@@ -14,7 +24,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
 
     public let options: Options
     private let lock = Lock()
-    private var routes: [String: UnaryHandler] = [:]
+    private var routes: [String: Route] = [:]
     private var started = false
     private var stopped = false
     private let httpServer: HTTPServer
@@ -26,10 +36,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         do {
             pool = try ThreadPool(threads: options.handlerThreads, name: "connectplugin-handler")
             let group = try EventLoopGroup.shared()
-            var cfg = HTTPServerConfig()
-            // Compressed bodies may be slightly larger than the message; the decompressed size is
-            // checked again after inflating.
-            cfg.maxBodyBytes = options.maxMessageBytes == 0 ? 0 : options.maxMessageBytes &+ 1024
+            let cfg = HTTPServerConfig()
             httpServer = HTTPServer(config: cfg, group: group, handler: relay)
         } catch let e as HTTPError {
             throw ConnectError.local(.resource, e.message)
@@ -39,14 +46,37 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
 
     public var addresses: [String] { httpServer.addresses }
 
-    /// Registers a unary handler for "/package.Service/Method".
-    public func register(_ procedure: String, _ handler: @escaping UnaryHandler) throws {
+    /// Registers a unary handler for "/package.Service/Method". With `noSideEffects` the method
+    /// also accepts Connect GET requests.
+    public func register(_ procedure: String, noSideEffects: Bool = false, _ handler: @escaping UnaryHandler) throws {
+        try add(procedure, Route(kind: .unary, unary: handler, stream: nil, noSideEffects: noSideEffects))
+    }
+
+    /// Registers a streaming handler (client, server or bidi streaming) for "/package.Service/Method".
+    public func register(_ procedure: String, kind: MethodKind, _ handler: @escaping StreamHandler) throws {
+        if kind == .unary {
+            throw ConnectError.local(.invalidArgument, "use a unary handler for unary methods")
+        }
+        try add(procedure, Route(kind: kind, unary: nil, stream: handler, noSideEffects: false))
+    }
+
+    /// Marks a registered unary method as free of side effects: it also accepts Connect GET.
+    public func setNoSideEffects(_ procedure: String) throws {
+        try lock.withLock {
+            if started { throw ConnectError.local(.state, "methods must be configured before the server starts") }
+            guard let r = routes[procedure] else { throw ConnectError.local(.invalidArgument, "no handler is registered for \(procedure)") }
+            guard r.kind == .unary else { throw ConnectError.local(.invalidArgument, "\(procedure) is a streaming method; only unary methods can use GET") }
+            routes[procedure] = Route(kind: r.kind, unary: r.unary, stream: r.stream, noSideEffects: true)
+        }
+    }
+
+    private func add(_ procedure: String, _ route: Route) throws {
         try RPCServer.validateProcedure(procedure)
         try lock.withLock {
             if started { throw ConnectError.local(.state, "handlers must be registered before the server starts") }
             if stopped { throw ConnectError.local(.closed, "the server was stopped") }
             if routes[procedure] != nil { throw ConnectError.local(.invalidArgument, "a handler for \(procedure) is already registered") }
-            routes[procedure] = handler
+            routes[procedure] = route
         }
     }
 
@@ -61,11 +91,13 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
     }
 
     /// Listens on "host:port" (":port" for all interfaces, "[::1]:0"). Returns the bound address.
-    public func listenTCP(_ hostPort: String) throws -> String {
+    /// With `tls`, the listener speaks TLS (HTTP/2 or HTTP/1.1 by ALPN; mTLS when the config asks
+    /// for client certificates).
+    public func listenTCP(_ hostPort: String, tls: TLSConfig? = nil) throws -> String {
         guard let (host, port) = RPCServer.splitHostPort(hostPort) else {
             throw ConnectError.local(.invalidArgument, "address \"\(hostPort)\" must look like host:port (e.g. 127.0.0.1:0)")
         }
-        do { return try httpServer.listenTCP(host: host, port: port) } catch let e as HTTPError { throw RPCServer.map(e) }
+        do { return try httpServer.listenTCP(host: host, port: port, tls: tls) } catch let e as HTTPError { throw RPCServer.map(e) }
     }
 
     public func listenUnix(_ path: String) throws -> String {
@@ -98,6 +130,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         case .closed: return ConnectError.local(.closed, e.message)
         case .resource: return ConnectError.local(.resource, e.message)
         case .invalidArgument: return ConnectError.local(.invalidArgument, e.message)
+        case .tls: return ConnectError.local(.invalidArgument, e.message)
         default: return ConnectError.local(.io, e.message)
         }
     }
@@ -127,93 +160,315 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
 
     // MARK: HTTPServerHandler (loop thread)
 
-    public func handle(_ exchange: HTTPServerExchange) {
-        let req = exchange.request
+    public func handle(_ stream: HTTPServerStream) {
+        let req = stream.request
         let procedure = String(req.path)
-        let handler: UnaryHandler? = lock.withLock { routes[procedure] }
-        guard let handler else {
-            // HTTP 404, which every Connect client reads as unimplemented (protocol digest GEN-2).
-            ConnectServerResponses.sendError(ConnectError(.unimplemented, "unknown procedure \(procedure)"), on: exchange, status: 404)
+        let route: Route? = lock.withLock { routes[procedure] }
+        let isGET = req.method == "GET"
+        var query: [String: String] = [:]
+        if isGET, let q = req.query { query = ConnectGET.parseQuery(q) }
+        let detected = WireProtocol.detect(contentType: req.headers.first("content-type"), method: req.method,
+                                           getEncoding: isGET ? query["encoding"] : nil)
+        guard let route else {
+            // gRPC clients read a trailers-only UNIMPLEMENTED; Connect clients an HTTP 404 (GEN-2).
+            let err = ConnectError(.unimplemented, "unknown procedure \(procedure)")
+            if let (p, codec) = detected, p == .grpc || p == .grpcWeb {
+                let core = makeCore(stream, p, codec, .identity, .identity, isGET: false)
+                core.finish(message: nil, error: err)
+            } else {
+                var h = HTTPHeaders()
+                h.add("content-type", "application/json")
+                stream.respond(HTTPResponse(status: 404, headers: h, body: ConnectErrorJSON.encode(err)))
+            }
             return
         }
-        if req.method != "POST" {
-            ConnectServerResponses.sendHTTP(405, on: exchange, headers: [("allow", "POST")])
+        if isGET && !(route.kind == .unary && route.noSideEffects) || req.method != "POST" && !isGET {
+            var h = HTTPHeaders()
+            h.add("allow", route.kind == .unary && route.noSideEffects ? "GET, POST" : "POST")
+            stream.respond(HTTPResponse(status: 405, headers: h))
             return
         }
-        let contentType = req.headers.first("content-type")
-        guard let codec = ConnectProtocol.unaryCodec(contentType: contentType) else {
-            ConnectServerResponses.sendHTTP(415, on: exchange, headers: [("accept-post", "application/json, application/proto")])
-            return
-        }
-        if let v = req.headers.first("connect-protocol-version"), v != ConnectProtocol.protocolVersion {
-            ConnectServerResponses.sendError(ConnectError(.invalidArgument, "connect-protocol-version must be \"1\", got \"\(v)\""), on: exchange)
-            return
-        }
-        var deadlineNs: UInt64?
-        if let t = req.headers.first("connect-timeout-ms") {
-            guard let ms = ConnectProtocol.parseTimeoutMs(t) else {
-                ConnectServerResponses.sendError(ConnectError(.invalidArgument, "connect-timeout-ms must be 1 to 10 digits, got \"\(t)\""), on: exchange)
+        guard let (wire, codec) = detected,
+              route.kind == .unary ? wire != .connectStream : wire != .connectUnary else {
+            var h = HTTPHeaders()
+            if isGET {
+                h.add("content-type", "application/json")
+                let err = ConnectError(.unimplemented, "GET request needs encoding=proto or encoding=json")
+                stream.respond(HTTPResponse(status: 415, headers: h, body: ConnectErrorJSON.encode(err)))
                 return
             }
-            let ns = UInt64(ms).multipliedReportingOverflow(by: 1_000_000)
-            let sum = monotonicNowNs().addingReportingOverflow(ns.partialValue)
-            deadlineNs = (ns.overflow || sum.overflow) ? UInt64.max : sum.partialValue
-        }
-        let encoding = asciiLowercased(req.headers.first("content-encoding") ?? "identity")
-        if encoding != "identity" && encoding != "gzip" {
-            ConnectServerResponses.sendError(
-                ConnectError(.unimplemented, "content-encoding \"\(encoding)\" is not supported; supported: gzip, identity"),
-                on: exchange, extraHeaders: [("accept-encoding", "gzip")])
+            h.add("accept-post", route.kind == .unary
+                  ? "application/json, application/proto, application/grpc, application/grpc+json, application/grpc-web, application/grpc-web+json"
+                  : "application/connect+json, application/connect+proto, application/grpc, application/grpc+json, application/grpc-web, application/grpc-web+json")
+            stream.respond(HTTPResponse(status: 415, headers: h))
             return
         }
-        let limit = options.maxMessageBytes
-        if req.bodyTooLarge || (limit > 0 && encoding == "identity" && req.body.count > limit) {
-            ConnectServerResponses.sendError(ConnectError(.resourceExhausted, "request message larger than \(limit) bytes"), on: exchange)
+        // Encodings, per protocol.
+        let reqEncName: String?
+        let acceptName: String?
+        switch wire {
+        case .connectUnary:
+            reqEncName = isGET ? query["compression"] : req.headers.first("content-encoding")
+            acceptName = req.headers.first("accept-encoding")
+        case .connectStream:
+            reqEncName = req.headers.first("connect-content-encoding")
+            acceptName = req.headers.first("connect-accept-encoding")
+        case .grpc, .grpcWeb:
+            reqEncName = req.headers.first("grpc-encoding")
+            acceptName = req.headers.first("grpc-accept-encoding")
+        }
+        let reqEnc = MessageEncoding(name: reqEncName)
+        var respEnc = MessageEncoding.negotiateResponse(request: reqEnc ?? .identity, acceptHeader: acceptName)
+        if wire == .connectUnary && !ConnectProtocol.encodingList(acceptName).contains("gzip") { respEnc = .identity }
+        let core = makeCore(stream, wire, codec, reqEnc ?? .identity, respEnc, isGET: isGET)
+        guard reqEnc != nil else {
+            core.finish(message: nil, error: ConnectError(.unimplemented, "compression \"\(reqEncName ?? "")\" is not supported; supported: \(MessageEncoding.acceptHeaderValue)"))
             return
         }
-        var message = req.body
-        if encoding == "gzip" && !message.isEmpty {
+        // Protocol version and timeout.
+        var timeoutNs: UInt64?
+        switch wire {
+        case .connectUnary, .connectStream:
+            let version = isGET ? query["connect"] : req.headers.first("connect-protocol-version")
+            if let v = version, v != (isGET ? "v1" : ConnectProtocol.protocolVersion) {
+                core.finish(message: nil, error: ConnectError(.invalidArgument, "connect protocol version must be \(isGET ? "v1" : "1"), got \"\(v)\""))
+                return
+            }
+            if let t = req.headers.first("connect-timeout-ms") {
+                guard let ms = ConnectProtocol.parseTimeoutMs(t) else {
+                    core.finish(message: nil, error: ConnectError(.invalidArgument, "connect-timeout-ms must be 1 to 10 digits, got \"\(t)\""))
+                    return
+                }
+                let ns = UInt64(ms).multipliedReportingOverflow(by: 1_000_000)
+                timeoutNs = ns.overflow ? UInt64.max : ns.partialValue
+            }
+        case .grpc, .grpcWeb:
             do {
-                message = try Gzip.decompress(message, maxBytes: limit)
+                timeoutNs = try GRPCTimeout.decode(req.headers.first("grpc-timeout"))
             } catch let e as ConnectError {
-                let err = e.code == .resourceExhausted ? ConnectError(.resourceExhausted, "request message larger than \(limit) bytes after decompression") : ConnectError(.invalidArgument, e.message)
-                ConnectServerResponses.sendError(err, on: exchange)
+                core.finish(message: nil, error: e)
                 return
             } catch {
-                ConnectServerResponses.sendError(ConnectError(.invalidArgument, "invalid gzip request body"), on: exchange)
+                core.finish(message: nil, error: ConnectError(.invalidArgument, "invalid grpc-timeout"))
                 return
             }
         }
-        let (md, _) = Metadata.from(req.headers)
-        let call = UnaryCall(procedure: procedure, codec: codec, request: message, requestHeaders: md, deadlineNs: deadlineNs,
-                             exchange: exchange, acceptEncodings: ConnectProtocol.encodingList(req.headers.first("accept-encoding")))
-        if let d = deadlineNs {
-            let now = monotonicNowNs()
-            let delay = d > now ? d - now : 0
-            let timer = exchange.loop.schedule(afterNs: delay) { [weak call] in
-                call?.failIfUnanswered(ConnectError(.deadlineExceeded, "the deadline passed before the handler answered"))
+        var deadlineNs: UInt64?
+        if let t = timeoutNs {
+            let sum = monotonicNowNs().addingReportingOverflow(t)
+            deadlineNs = sum.overflow ? UInt64.max : sum.partialValue
+            let timer = stream.loop.schedule(afterNs: t) { [weak core] in
+                guard let core else { return }
+                core.finish(message: nil, error: ConnectError(.deadlineExceeded, "the deadline passed before the call finished"), byRuntime: true)
+                core.stream.failReads(HTTPError(.timeout, "deadline exceeded"))
             }
-            exchange.onCancel { [loop = exchange.loop] in loop.cancel(timer) }
+            stream.onCancel { [loop = stream.loop] in loop.cancel(timer) }
         }
+        let (md, _) = Metadata.from(req.headers)
+        let limit = options.maxMessageBytes
+        let peer = req.peer
+
+        if route.kind.clientStreams {
+            stream.startReading()
+            let call = StreamCall(procedure: procedure, kind: route.kind, core: core, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
+            dispatch(core) { route.stream?(call) }
+            return
+        }
+        // Unary and server streaming: exactly one request message, collected on the loop.
+        if isGET {
+            let message: [UInt8]
+            do {
+                message = try ConnectGET.message(query: query, encoding: reqEnc ?? .identity, maxBytes: limit)
+            } catch let e as ConnectError {
+                core.finish(message: nil, error: e)
+                return
+            } catch {
+                core.finish(message: nil, error: ConnectError(.invalidArgument, "invalid GET request"))
+                return
+            }
+            runUnary(route, core, procedure, message, md, deadlineNs, peer)
+            return
+        }
+        let bodyLimit = limit == 0 ? 0 : limit &+ 1024
+        stream.collectBody(limit: bodyLimit) { [weak self] body, tooLarge in
+            guard let self else { return }
+            if tooLarge {
+                core.finish(message: nil, error: ConnectError(.resourceExhausted, "request message larger than \(limit) bytes"))
+                return
+            }
+            let message: [UInt8]
+            do {
+                message = try RPCServer.singleMessage(body, wire: wire, encoding: reqEnc ?? .identity, limit: limit)
+            } catch let e as ConnectError {
+                core.finish(message: nil, error: e)
+                return
+            } catch {
+                core.finish(message: nil, error: ConnectError(.internal, "cannot read the request"))
+                return
+            }
+            if route.kind == .unary {
+                self.runUnary(route, core, procedure, message, md, deadlineNs, peer)
+            } else {
+                let call = StreamCall(procedure: procedure, kind: route.kind, core: core, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
+                call.firstMessage = message
+                self.dispatch(core) { route.stream?(call) }
+            }
+        }
+    }
+
+    private func makeCore(_ stream: HTTPServerStream, _ wire: WireProtocol, _ codec: String, _ reqEnc: MessageEncoding,
+                          _ respEnc: MessageEncoding, isGET: Bool) -> ServerCallCore {
+        let proto: RPCProtocol
+        switch wire {
+        case .connectUnary, .connectStream: proto = .connect
+        case .grpc: proto = .grpc
+        case .grpcWeb: proto = .grpcWeb
+        }
+        var ct = wire.contentType(codec: codec)
+        if wire == .grpc || wire == .grpcWeb, let reqCT = stream.request.headers.first("content-type") {
+            ct = asciiLowercased(reqCT)  // echo the request's (G-5)
+        }
+        return ServerCallCore(stream: stream, proto: proto, enveloped: wire != .connectUnary, codec: codec, responseContentType: ct,
+                              requestEncoding: reqEnc, responseEncoding: respEnc, maxMessageBytes: options.maxMessageBytes, isGET: isGET)
+    }
+
+    /// The one message of a unary or server-streaming request body.
+    static func singleMessage(_ body: [UInt8], wire: WireProtocol, encoding: MessageEncoding, limit: Int) throws -> [UInt8] {
+        if wire == .connectUnary {
+            if encoding == .identity || body.isEmpty {
+                if limit > 0 && body.count > limit { throw ConnectError(.resourceExhausted, "request message larger than \(limit) bytes") }
+                return body
+            }
+            do {
+                return try Gzip.decompress(body, maxBytes: limit)
+            } catch let e as ConnectError {
+                if e.code == .resourceExhausted { throw ConnectError(.resourceExhausted, "request message larger than \(limit) bytes after decompression") }
+                throw ConnectError(.invalidArgument, e.message)
+            }
+        }
+        var reader = EnvelopeReader(maxMessageBytes: limit)
+        reader.push(body)
+        var messages: [[UInt8]] = []
+        while let env = try reader.next() {
+            if messages.count >= 1 { throw ConnectError(.unimplemented, "the method takes exactly one request message; got more") }
+            messages.append(try EnvelopeCodec.decodeMessage(env, encoding: encoding, maxBytes: limit, decompressFailureCode: .invalidArgument))
+        }
+        try reader.finish()
+        guard let m = messages.first else { throw ConnectError(.unimplemented, "the method takes exactly one request message; got none") }
+        return m
+    }
+
+    private func runUnary(_ route: Route, _ core: ServerCallCore, _ procedure: String, _ message: [UInt8], _ md: Metadata,
+                          _ deadlineNs: UInt64?, _ peer: HTTPPeerInfo?) {
+        let call = UnaryCall(procedure: procedure, core: core, request: message, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
         let submitted = pool.submit {
             if call.isDone { return }
-            handler(call)
+            route.unary?(call)
             call.failIfUnanswered(ConnectError(.internal, "the handler returned without a response"))
         }
         if !submitted {
             call.failIfUnanswered(ConnectError(.unavailable, "the server is shutting down"))
         }
     }
+
+    /// Runs a streaming handler on the pool; returning without finishing finishes with OK.
+    private func dispatch(_ core: ServerCallCore, _ body: @escaping () -> Void) {
+        let submitted = pool.submit {
+            if core.stream.isDone { return }
+            body()
+            core.finish(message: nil, error: nil, byRuntime: true)
+        }
+        if !submitted {
+            core.finish(message: nil, error: ConnectError(.unavailable, "the server is shutting down"), byRuntime: true)
+        }
+    }
+}
+
+/// Connect unary GET (protocol digest §4): the query carries the message.
+enum ConnectGET {
+    /// Splits "a=1&b=2" with form decoding (+ is a space, %XX escapes); the first value of a key wins.
+    static func parseQuery(_ q: Substring) -> [String: String] {
+        var out: [String: String] = [:]
+        for part in q.split(separator: "&", omittingEmptySubsequences: true) {
+            let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let k = kv.first else { continue }
+            let key = formDecode(k)
+            let value = kv.count > 1 ? formDecode(kv[1]) : ""
+            if out[key] == nil { out[key] = value }
+        }
+        return out
+    }
+
+    static func formDecodeBytes(_ s: Substring) -> [UInt8] {
+        var out: [UInt8] = []
+        let u = Array(s.utf8)
+        var i = 0
+        while i < u.count {
+            let b = u[i]
+            if b == UInt8(ascii: "+") {
+                out.append(0x20)
+                i += 1
+            } else if b == UInt8(ascii: "%"), i + 2 < u.count, let h = hex(u[i + 1]), let l = hex(u[i + 2]) {
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(b)
+                i += 1
+            }
+        }
+        return out
+    }
+
+    static func formDecode(_ s: Substring) -> String { String(decoding: formDecodeBytes(s), as: UTF8.self) }
+
+    static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+
+    static func message(query: [String: String], encoding: MessageEncoding, maxBytes: Int) throws -> [UInt8] {
+        guard let raw = query["message"] else { throw ConnectError(.invalidArgument, "GET request has no message parameter") }
+        var bytes: [UInt8]
+        if query["base64"] == "1" {
+            var s = raw.replacingDashUnderscore()
+            while s.hasSuffix("=") { s.removeLast() }
+            guard let d = Base64.decode(s) else { throw ConnectError(.invalidArgument, "message parameter is not valid base64") }
+            bytes = d
+        } else {
+            bytes = Array(raw.utf8)
+        }
+        if encoding == .gzip && !bytes.isEmpty {
+            do {
+                bytes = try Gzip.decompress(bytes, maxBytes: maxBytes)
+            } catch let e as ConnectError {
+                if e.code == .resourceExhausted { throw ConnectError(.resourceExhausted, "request message larger than \(maxBytes) bytes after decompression") }
+                throw ConnectError(.invalidArgument, e.message)
+            }
+        }
+        if maxBytes > 0 && bytes.count > maxBytes { throw ConnectError(.resourceExhausted, "request message larger than \(maxBytes) bytes") }
+        return bytes
+    }
+}
+
+extension String {
+    /// URL-safe base64 → standard alphabet.
+    func replacingDashUnderscore() -> String {
+        String(decoding: utf8.map { $0 == UInt8(ascii: "-") ? UInt8(ascii: "+") : ($0 == UInt8(ascii: "_") ? UInt8(ascii: "/") : $0) }, as: UTF8.self)
+    }
 }
 
 /// Breaks the server ↔ HTTP server reference cycle.
 final class Weak: HTTPServerHandler {
     weak var target: RPCServer?
-    func handle(_ exchange: HTTPServerExchange) {
+    func handle(_ stream: HTTPServerStream) {
         if let t = target {
-            t.handle(exchange)
+            t.handle(stream)
         } else {
-            _ = exchange.respond(HTTPResponse(status: 503))
+            _ = stream.respond(HTTPResponse(status: 503))
         }
     }
 }

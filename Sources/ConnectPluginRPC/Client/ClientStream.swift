@@ -1,0 +1,249 @@
+// A streaming call on the client, and the response decoder shared with gRPC/gRPC-Web unary:
+// envelopes in, Connect EndStreamResponse / gRPC trailers / gRPC-Web trailer frame at the end.
+import ConnectPluginHTTP
+
+/// Turns a response (head, body bytes, end) into messages and a final status, per protocol.
+struct ResponseDecoder {
+    let proto: RPCProtocol
+    let wire: WireProtocol
+    let codec: String
+    let maxBytes: Int
+    let kind: MethodKind
+    var status = 0
+    var headers = Metadata()
+    var rawHeaders = HTTPHeaders()
+    var encoding = MessageEncoding.identity
+    var reader: EnvelopeReader
+    var bodyReceived = false
+    var terminal: Envelope?
+    var messageCount = 0
+
+    init(client: RPCClient, kind: MethodKind) {
+        proto = client.options.rpcProtocol
+        wire = client.wireProtocol
+        codec = client.options.codec
+        maxBytes = client.options.maxMessageBytes
+        self.kind = kind
+        let terminalFlags: UInt8 = proto == .connect ? Envelope.endStreamFlag : (proto == .grpcWeb ? Envelope.trailersFlag : 0)
+        reader = EnvelopeReader(maxMessageBytes: maxBytes, truncatedCode: .internal, terminalFlags: terminalFlags)
+    }
+
+    mutating func head(status: Int, headers h: HTTPHeaders) throws {
+        self.status = status
+        rawHeaders = h
+        headers = Metadata.from(h).headers
+        if status != 200 {
+            if proto == .connect {
+                throw ConnectError(Code.fromHTTPStatus(status), ConnectErrorJSON.statusText(status), metadata: headers)
+            }
+            return  // gRPC: classified at the end (G-12 step 1).
+        }
+        if let e = wire.validateResponseContentType(h.first("content-type"), codec: codec) {
+            var err = e
+            err.metadata = headers
+            // A gRPC trailers-only response may omit or vary the content type: let the status speak.
+            if proto == .connect || h.first("grpc-status") == nil { throw err }
+        }
+        let name = proto == .connect ? h.first("connect-content-encoding") : h.first("grpc-encoding")
+        do {
+            encoding = try MessageEncoding.forResponse(name)
+        } catch var e as ConnectError {
+            e.metadata = headers
+            throw e
+        }
+    }
+
+    /// Feeds body bytes; `onMessage` gets each decoded message.
+    mutating func push(_ bytes: [UInt8], _ onMessage: ([UInt8]) throws -> Void) throws {
+        if bytes.isEmpty { return }
+        bodyReceived = true
+        if status != 200 { return }
+        reader.push(bytes)
+        while let env = try reader.next() {
+            if reader.sawTerminal && terminal == nil && (env.flags & (Envelope.endStreamFlag | Envelope.trailersFlag)) != 0 {
+                terminal = env
+                continue
+            }
+            let m = try EnvelopeCodec.decodeMessage(env, encoding: encoding, maxBytes: maxBytes)
+            messageCount += 1
+            if !kind.serverStreams && messageCount > 1 {
+                throw ConnectError(.unimplemented, "protocol error: the server sent more than one response message", metadata: headers)
+            }
+            try onMessage(m)
+        }
+    }
+
+    /// The end of the response: returns the trailers on success, throws the RPC's error otherwise.
+    mutating func end(httpTrailers: HTTPHeaders) throws -> Metadata {
+        var trailerMD = Metadata()
+        switch proto {
+        case .connect:
+            if status == 200 { try reader.finish() }
+            guard let t = terminal else {
+                throw ConnectError(.internal, "protocol error: the response ended without an end-stream message", metadata: headers)
+            }
+            let es = try EndStreamResponse.decode(envelope: t, encoding: encoding, maxBytes: maxBytes)
+            trailerMD = es.metadata
+            if var e = es.error {
+                var all = headers
+                all.append(contentsOf: es.metadata)
+                e.metadata = all
+                throw e
+            }
+        case .grpc, .grpcWeb:
+            var trailers = httpTrailers
+            if proto == .grpcWeb {
+                if status == 200 && bodyReceived { try reader.finish() }
+                trailers = HTTPHeaders()
+                if let t = terminal { trailers = try GRPCWebTrailers.decode(envelope: t, encoding: encoding, maxBytes: maxBytes) }
+            }
+            let outcome = GRPCTrailers.classify(httpStatus: status, headers: rawHeaders, trailers: trailers, bodyReceived: bodyReceived)
+            if let e = outcome.error { throw e }
+            trailerMD = outcome.trailers
+        }
+        if !kind.serverStreams && messageCount != 1 {
+            throw ConnectError(.unimplemented, "protocol error: expected exactly one response message, got \(messageCount)", metadata: headers)
+        }
+        return trailerMD
+    }
+}
+
+/// A streaming call: `send` request messages, `closeSend`, `receive` response messages until nil.
+/// Thread-safety: one thread may send while another receives; `cancel` from any thread.
+public final class ClientStream: @unchecked Sendable {
+    public let kind: MethodKind
+    let client: RPCClient
+    let call: HTTPClientCall
+    private let sendLock = Lock()
+    private let recvLock = Lock()
+    private var decoder: ResponseDecoder
+    private var headSeen = false
+    private var pending: [[UInt8]] = []
+    private var pendingIndex = 0
+    private var finished = false
+    private var finalError: ConnectError?
+    private var sendClosed = false
+    private var _trailers = Metadata()
+    private var canceled = false
+
+    init(client: RPCClient, call: HTTPClientCall, kind: MethodKind) {
+        self.client = client
+        self.call = call
+        self.kind = kind
+        decoder = ResponseDecoder(client: client, kind: kind)
+    }
+
+    /// Sends one request message. Blocks while the transport is behind (back-pressure).
+    /// When the server already ended the call, throws its status (or canceled).
+    public func send(_ message: [UInt8]) throws {
+        try sendLock.withLock {
+            if sendClosed { throw ConnectError.local(.state, "send after closeSend") }
+            if !kind.clientStreams && sentOne { throw ConnectError.local(.state, "this method takes exactly one request message") }
+            var out: [UInt8] = []
+            out.reserveCapacity(message.count + 5)
+            try EnvelopeCodec.encodeMessage(message, compress: client.options.compression == "gzip", into: &out)
+            if let e = call.write(out) {
+                throw errorAfterSendFailure(e)
+            }
+            sentOne = true
+        }
+    }
+    private var sentOne = false
+
+    private func errorAfterSendFailure(_ e: HTTPError) -> ConnectError {
+        if canceledLocally { return ConnectError(.canceled, "the call was canceled") }
+        return RPCClient.map(e)
+    }
+
+    private var canceledLocally: Bool { recvLock.withLock { canceled } }
+
+    /// Half-closes the request stream.
+    public func closeSend() {
+        sendLock.withLock {
+            if sendClosed { return }
+            sendClosed = true
+            call.closeSend()
+        }
+    }
+
+    /// Cancels the call; pending and later operations fail with canceled.
+    public func cancel() {
+        recvLock.withLock { canceled = true }
+        call.cancel()
+    }
+
+    /// Cancels unless the call already ended (used when a stream handle is freed).
+    public func cancelIfRunning() {
+        let running = recvLock.withLock { !finished }
+        if running { cancel() }
+    }
+
+    /// Response headers (after the first receive).
+    public var responseHeaders: Metadata { recvLock.withLock { decoder.headers } }
+    /// Response trailers (after receive returned nil).
+    public var responseTrailers: Metadata { recvLock.withLock { _trailers } }
+
+    /// The next response message; nil when the call ended successfully; throws the call's error.
+    public func receive() throws -> [UInt8]? {
+        try recvLock.withLock {
+            while true {
+                if pendingIndex < pending.count {
+                    let m = pending[pendingIndex]
+                    pending[pendingIndex] = []
+                    pendingIndex += 1
+                    if pendingIndex == pending.count {
+                        pending.removeAll(keepingCapacity: true)
+                        pendingIndex = 0
+                    }
+                    return m
+                }
+                if let e = finalError { throw e }
+                if finished { return nil }
+                do {
+                    try step()
+                } catch let e as ConnectError {
+                    finalError = e
+                    finished = true
+                    call.cancel(HTTPError(.canceled, "the client stopped reading"))
+                    throw e
+                }
+            }
+        }
+    }
+
+    /// One transport event (recvLock held).
+    private func step() throws {
+        if !headSeen {
+            switch call.awaitHead() {
+            case .failure(let e):
+                throw canceled ? ConnectError(.canceled, "the call was canceled") : RPCClient.map(e)
+            case .success(let (status, headers)):
+                headSeen = true
+                try decoder.head(status: status, headers: headers)
+            }
+            return
+        }
+        switch call.read() {
+        case .data(let bytes):
+            try decoder.push(bytes) { pending.append($0) }
+        case .end(let trailers):
+            _trailers = try decoder.end(httpTrailers: trailers)
+            finished = true
+        case .failed(let e):
+            if canceled { throw ConnectError(.canceled, "the call was canceled") }
+            throw RPCClient.map(e)
+        }
+    }
+
+    /// Client streaming: half-closes and returns the single response message.
+    public func closeAndReceive() throws -> [UInt8] {
+        closeSend()
+        guard let m = try receive() else {
+            throw ConnectError(.unimplemented, "protocol error: the server sent no response message")
+        }
+        if try receive() != nil {
+            throw ConnectError(.unimplemented, "protocol error: the server sent more than one response message")
+        }
+        return m
+    }
+}
