@@ -406,8 +406,19 @@ func protocolHex(_ s: String) -> [UInt8] {
         try EnvelopeCodec.encodeMessage([1, 2, 3], compress: true, compressMinBytes: 4, into: &small)
         #expect(small == [0, 0, 0, 0, 3, 1, 2, 3])
         var exact = [UInt8]()
-        try EnvelopeCodec.encodeMessage([1, 2, 3, 4], compress: true, compressMinBytes: 4, into: &exact)
+        try EnvelopeCodec.encodeMessage([1, 2, 3, 4], compress: true, compressMinBytes: 4, keepIfLarger: true, into: &exact)
         #expect(exact[0] == 0x01)
+    }
+
+    @Test func incompressibleMessagesAreSentAsIsUnlessKept() throws {
+        // gzip of 4 bytes is larger than 4 bytes: a server sends them uncompressed (flag 0) ...
+        var plain = [UInt8]()
+        try EnvelopeCodec.encodeMessage([1, 2, 3, 4], compress: true, into: &plain)
+        #expect(plain == [0, 0, 0, 0, 4, 1, 2, 3, 4])
+        // ... compressible ones compressed ...
+        var z = [UInt8]()
+        try EnvelopeCodec.encodeMessage([UInt8](repeating: 9, count: 4096), compress: true, into: &z)
+        #expect(z[0] == 0x01 && z.count < 200)
     }
 
     @Test func emptyPayloadIsNeverCompressed() throws {

@@ -87,13 +87,15 @@ import Testing
     @Test func compressedTrailerFrame() throws {
         // GW-3 / conformance "gRPC-Web Compressed Trailers": flag 0x81, gzip.
         var out = [UInt8]()
-        try GRPCWebTrailers.encodeEnvelope([("grpc-status", "9"), ("grpc-message", "error")], compress: true, into: &out)
+        // A block long enough for gzip to shrink it (a smaller one is sent uncompressed, flag 0x80).
+        let long = Array(repeating: "error", count: 40).joined(separator: " ")
+        try GRPCWebTrailers.encodeEnvelope([("grpc-status", "9"), ("grpc-message", long)], compress: true, into: &out)
         #expect(out[0] == 0x81)
         var r = EnvelopeReader(terminalFlags: Envelope.trailersFlag)
         r.push(out)
         let env = try #require(try r.next())
         let h = try GRPCWebTrailers.decode(envelope: env, encoding: .gzip, maxBytes: 0)
-        #expect(h == HTTPHeaders([("grpc-status", "9"), ("grpc-message", "error")]))
+        #expect(h == HTTPHeaders([("grpc-status", "9"), ("grpc-message", long)]))
         #expect(protocolThrownError { _ = try GRPCWebTrailers.decode(envelope: env, encoding: .identity, maxBytes: 0) }?.code == .internal)
         #expect(protocolThrownError { _ = try GRPCWebTrailers.decode(envelope: Envelope(flags: 0x82, payload: []), encoding: .gzip, maxBytes: 0) }?.code == .internal)
         #expect(protocolThrownError { _ = try GRPCWebTrailers.decode(envelope: Envelope(flags: 0, payload: []), encoding: .gzip, maxBytes: 0) }?.code == .internal)

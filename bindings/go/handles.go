@@ -59,6 +59,8 @@ func goUnaryHandler(call *C.connectplugin_call, h C.uintptr_t) {
 		Procedure: C.GoString(C.connectplugin_call_procedure(call)),
 		Codec:     C.GoString(C.connectplugin_call_codec(call)),
 		Header:    copyMetadata(C.connectplugin_call_request_headers(call)),
+		protocol:  C.GoString(C.connectplugin_call_protocol(call)),
+		peer:      peerFromMetadata(C.connectplugin_call_peer(call)),
 		call:      call,
 	}
 	var n C.size_t

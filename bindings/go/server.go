@@ -31,12 +31,22 @@ type Request struct {
 	Message   []byte   // the serialized request message
 	Header    Metadata // request headers (protocol headers removed)
 
+	protocol string
+	peer     *PeerCertificate
+
 	mu       sync.Mutex
 	finished bool
 	call     *C.connectplugin_call // valid only while the handler runs
 	headers  Metadata
 	trailers Metadata
 }
+
+// Protocol returns the call's wire protocol: "connect", "grpc" or "grpcweb".
+func (r *Request) Protocol() string { return r.protocol }
+
+// Peer returns the verified TLS client certificate of the caller (mTLS), or nil when the
+// connection has none (plaintext, or TLS without a client certificate).
+func (r *Request) Peer() *PeerCertificate { return r.peer }
 
 // AddResponseHeader adds a response header, sent with the response or the error. Safe from any
 // goroutine while the handler runs. Keys ending in "-bin" may carry arbitrary bytes.
@@ -163,16 +173,29 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 // ListenTCP binds and listens on "host:port" (port 0 picks a free port) and returns the bound
 // address, e.g. "127.0.0.1:43127". Allowed before and after Start.
 func (s *Server) ListenTCP(addr string) (string, error) {
-	return s.listen("tcp", addr)
+	return s.listen("tcp", addr, nil)
+}
+
+// ListenTLS binds and listens on "host:port" like ListenTCP, speaking TLS only: HTTP/2 or
+// HTTP/1.1 chosen by ALPN, all three protocols. cfg needs a certificate and key; with a CA and
+// RequireClientCert it demands client certificates (mTLS). A bad certificate or key is an
+// *Error with StatusInvalidArgument and the reason. It returns the bound address.
+func (s *Server) ListenTLS(addr string, cfg *TLSConfig) (string, error) {
+	opts, err := newTLSOptions(cfg)
+	if err != nil {
+		return "", err
+	}
+	defer C.connectplugin_tls_options_free(opts)
+	return s.listen("tls", addr, opts)
 }
 
 // ListenUnix binds and listens on a Unix domain socket at path (an existing socket file is
 // replaced; the file is removed when the server stops) and returns "unix:PATH".
 func (s *Server) ListenUnix(path string) (string, error) {
-	return s.listen("unix", path)
+	return s.listen("unix", path, nil)
 }
 
-func (s *Server) listen(kind, addr string) (string, error) {
+func (s *Server) listen(kind, addr string, tls *C.connectplugin_tls_options) (string, error) {
 	caddr, err := cString("address", addr)
 	if err != nil {
 		return "", err
@@ -187,9 +210,12 @@ func (s *Server) listen(kind, addr string) (string, error) {
 	}
 	var cerr *C.connectplugin_error
 	var status C.connectplugin_status
-	if kind == "unix" {
+	switch kind {
+	case "unix":
 		status = C.connectplugin_server_listen_unix(s._ptr, caddr, &cerr)
-	} else {
+	case "tls":
+		status = C.connectplugin_server_listen_tls(s._ptr, caddr, tls, &cerr)
+	default:
 		status = C.connectplugin_server_listen_tcp(s._ptr, caddr, &cerr)
 	}
 	if err := check(status, &cerr); err != nil {
@@ -236,6 +262,26 @@ func (s *Server) HandleUnary(procedure string, h UnaryHandler) error {
 	status := C.connectplugin_server_register_unary(s._ptr, cproc,
 		C.connectplugin_unary_handler(C.go_unary_trampoline), C.go_handle_to_user_data(ud),
 		C.connectplugin_free_func(C.go_free_trampoline), &cerr)
+	runtime.KeepAlive(s)
+	return check(status, &cerr)
+}
+
+// SetNoSideEffects marks the registered unary procedure as free of side effects
+// (idempotency_level = NO_SIDE_EFFECTS): it then also accepts Connect GET requests, which HTTP
+// caches can serve. Register the procedure first; allowed before Start only.
+func (s *Server) SetNoSideEffects(procedure string) error {
+	cproc, err := cString("procedure", procedure)
+	if err != nil {
+		return err
+	}
+	defer freeCString(cproc)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s._ptr == nil {
+		return errClosed("server")
+	}
+	var cerr *C.connectplugin_error
+	status := C.connectplugin_server_set_no_side_effects(s._ptr, cproc, &cerr)
 	runtime.KeepAlive(s)
 	return check(status, &cerr)
 }

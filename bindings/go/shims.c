@@ -7,6 +7,10 @@ void go_unary_trampoline(connectplugin_call *call, void *user_data) {
     goUnaryHandler(call, (uintptr_t)user_data);
 }
 
+void go_stream_trampoline(connectplugin_stream *stream, void *user_data) {
+    goStreamHandler(stream, (uintptr_t)user_data);
+}
+
 void go_free_trampoline(void *user_data) {
     goFreeHandle((uintptr_t)user_data);
 }

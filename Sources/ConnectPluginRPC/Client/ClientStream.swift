@@ -141,7 +141,7 @@ public final class ClientStream: @unchecked Sendable {
             if !kind.clientStreams && sentOne { throw ConnectError.local(.state, "this method takes exactly one request message") }
             var out: [UInt8] = []
             out.reserveCapacity(message.count + 5)
-            try EnvelopeCodec.encodeMessage(message, compress: client.options.compression == "gzip", into: &out)
+            try EnvelopeCodec.encodeMessage(message, compress: client.options.compression == "gzip", keepIfLarger: true, into: &out)
             if let e = call.write(out) {
                 throw errorAfterSendFailure(e)
             }

@@ -295,7 +295,7 @@ public final class RPCClient: @unchecked Sendable {
     private func envelopedUnary(_ procedure: String, request: [UInt8], headers: Metadata, timeoutMs: Int64) throws -> UnaryResponse {
         let h = envelopedHeaders(headers, timeoutMs: timeoutMs)
         var body: [UInt8] = []
-        try EnvelopeCodec.encodeMessage(request, compress: options.compression == "gzip", into: &body)
+        try EnvelopeCodec.encodeMessage(request, compress: options.compression == "gzip", keepIfLarger: true, into: &body)
         let resp = try exchange(method: "POST", path: procedure, headers: h, body: body, timeoutMs: timeoutMs)
         var decoder = ResponseDecoder(client: self, kind: .unary)
         try decoder.head(status: resp.status, headers: resp.headers)

@@ -263,13 +263,19 @@ public enum EnvelopeCodec {
     /// (CMP-7).
     public static func encodeMessage(
         _ payload: [UInt8], flags: UInt8 = 0, compress: Bool, compressMinBytes: Int = 0,
-        sendMaxBytes: Int = 0, into out: inout [UInt8]
+        sendMaxBytes: Int = 0, keepIfLarger: Bool = false, into out: inout [UInt8]
     ) throws {
         var f = flags & ~Envelope.compressedFlag
         var body = payload
         if compress && !payload.isEmpty && payload.count >= compressMinBytes {
-            body = try Gzip.compress(payload)
-            f |= Envelope.compressedFlag
+            let z = try Gzip.compress(payload)
+            // Incompressible data goes out as is: the flag is per message (CMP-5). Clients keep
+            // the compressed form (`keepIfLarger`): a peer may check that every request message
+            // uses the compression the call declared.
+            if keepIfLarger || z.count < payload.count {
+                body = z
+                f |= Envelope.compressedFlag
+            }
         }
         if sendMaxBytes > 0 && body.count > sendMaxBytes {
             throw ConnectError(.resourceExhausted, "message size \(body.count) exceeds send limit of \(sendMaxBytes) bytes")

@@ -218,8 +218,13 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
             acceptName = req.headers.first("grpc-accept-encoding")
         }
         let reqEnc = MessageEncoding(name: reqEncName)
-        var respEnc = MessageEncoding.negotiateResponse(request: reqEnc ?? .identity, acceptHeader: acceptName)
-        if wire == .connectUnary && !ConnectProtocol.encodingList(acceptName).contains("gzip") { respEnc = .identity }
+        // Streams mirror the request's compression (as grpc-go does): a client that sends identity
+        // gets identity, and no CPU goes into compressing for a peer that did not ask. Connect
+        // unary compresses large responses when the client accepts gzip.
+        var respEnc = reqEnc ?? .identity
+        if wire == .connectUnary {
+            respEnc = ConnectProtocol.encodingList(acceptName).contains("gzip") ? .gzip : .identity
+        }
         let core = makeCore(stream, wire, codec, reqEnc ?? .identity, respEnc, isGET: isGET)
         guard reqEnc != nil else {
             core.finish(message: nil, error: ConnectError(.unimplemented, "compression \"\(reqEncName ?? "")\" is not supported; supported: \(MessageEncoding.acceptHeaderValue)"))

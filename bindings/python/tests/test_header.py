@@ -51,9 +51,32 @@ _SCALARS = {
     "int64_t": ctypes.c_int64,
     "uint64_t": ctypes.c_uint64,
     "size_t": ctypes.c_size_t,
-    "connectplugin_status": ctypes.c_int32,
-    "connectplugin_code": ctypes.c_int32,
 }
+
+
+def parse_scalar_typedefs():
+    """`typedef int32_t connectplugin_status;` & co.: name -> the ctypes type of the underlying scalar."""
+    text = _strip_comments(HEADER.read_text())
+    return {name: _SCALARS[base] for base, name in re.findall(r"typedef\s+(\w+)\s+(connectplugin_\w+)\s*;", text)
+            if base in _SCALARS}
+
+
+def parse_callback_typedefs():
+    """`typedef void (*connectplugin_x)(args);`: name -> (return type, [parameter types])."""
+    text = _strip_comments(HEADER.read_text())
+    out = {}
+    for m in re.finditer(r"typedef\s+([\w\s\*]+?)\s*\(\s*\*\s*(connectplugin_\w+)\s*\)\s*\(([^()]*)\)\s*;", text):
+        ret, name, args = m.group(1), m.group(2), " ".join(m.group(3).split())
+        params = []
+        if args and args != "void":
+            for a in args.split(","):
+                params.append(_parse_type(re.sub(r"\b\w+$", "", a.strip()).strip()))
+        out[name] = (_parse_type(ret), params)
+    return out
+
+
+SCALAR_TYPEDEFS = parse_scalar_typedefs()
+CALLBACK_TYPEDEFS = parse_callback_typedefs()
 
 
 def expected_ctype(base, depth):
@@ -64,7 +87,9 @@ def expected_ctype(base, depth):
         return _wrap(ctypes.c_char_p, depth - 1)
     if base in _SCALARS:
         return _wrap(_SCALARS[base], depth)
-    if base in ("connectplugin_unary_handler", "connectplugin_free_func"):
+    if base in SCALAR_TYPEDEFS:
+        return _wrap(SCALAR_TYPEDEFS[base], depth)
+    if base in CALLBACK_TYPEDEFS:
         return _wrap(getattr(_ffi, base), depth)
     struct = getattr(_ffi, base, None)
     assert isinstance(struct, type) and issubclass(struct, ctypes.Structure), f"no opaque type {base} in _ffi"
@@ -105,6 +130,46 @@ def test_signature_matches_header(name):
     assert fn.restype is expected_ctype(*ret), f"{name}: restype {fn.restype} != header {ret}"
     expected = [expected_ctype(*p) for p in params]
     assert list(fn.argtypes) == expected, f"{name}: argtypes {fn.argtypes} != header {params}"
+
+
+def test_typedefs_parsed():
+    for name in ("connectplugin_status", "connectplugin_code", "connectplugin_method_kind"):
+        assert SCALAR_TYPEDEFS[name] is ctypes.c_int32
+    assert set(CALLBACK_TYPEDEFS) >= {"connectplugin_unary_handler", "connectplugin_free_func",
+                                      "connectplugin_stream_handler"}
+
+
+@pytest.mark.parametrize("name", sorted(CALLBACK_TYPEDEFS))
+def test_callback_type_matches_header(name):
+    (ret, params) = CALLBACK_TYPEDEFS[name]
+    cb = getattr(_ffi, name)
+    assert issubclass(cb, ctypes._CFuncPtr), f"{name} is not a CFUNCTYPE"
+    assert cb._restype_ is expected_ctype(*ret)
+    assert list(cb._argtypes_) == [expected_ctype(*p) for p in params]
+
+
+@pytest.mark.parametrize("name", sorted(SCALAR_TYPEDEFS))
+def test_scalar_typedef_matches_header(name):
+    assert getattr(_ffi, name) is SCALAR_TYPEDEFS[name]
+
+
+def test_defines_match_header():
+    """The numeric constants the binding mirrors (codes, statuses, kinds, EOF, HTTP versions)."""
+    from connectplugin import Code, MethodKind, Status
+    from connectplugin import _client
+
+    defines = dict(re.findall(r"#define (CONNECTPLUGIN_\w+) \(?(-?\d+)\)?\s*$", HEADER.read_text(), flags=re.M))
+    defines = {k: int(v) for k, v in defines.items()}
+    for c in Code:
+        assert defines[f"CONNECTPLUGIN_CODE_{c.name}"] == c.value
+    for st in Status:
+        key = "CONNECTPLUGIN_OK" if st is Status.OK else f"CONNECTPLUGIN_ERR_{st.name}"
+        assert defines[key] == st.value
+    for k in MethodKind:
+        assert defines[f"CONNECTPLUGIN_{k.name}"] == k.value
+    assert defines["CONNECTPLUGIN_EOF"] == _ffi.EOF
+    assert defines["CONNECTPLUGIN_HTTP_1_1"] == _client.HTTP_1_1
+    assert defines["CONNECTPLUGIN_HTTP_2"] == _client.HTTP_2
 
 
 def test_opaque_handles_are_distinct_types():

@@ -61,6 +61,38 @@ class Code(enum.IntEnum):
             return cls.UNKNOWN
 
 
+class MethodKind(enum.IntEnum):
+    """The shape of a method (``connectplugin_method_kind``)."""
+
+    UNARY = 0
+    CLIENT_STREAM = 1
+    SERVER_STREAM = 2
+    BIDI_STREAM = 3
+
+    @classmethod
+    def parse(cls, value: Union["MethodKind", int, str]) -> "MethodKind":
+        """A MethodKind from itself, its number, or a name: "unary", "client_stream" (or "client"),
+        "server_stream" (or "server"), "bidi_stream" (or "bidi"); case-insensitive, "-" works as "_"."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            name = value.strip().lower().replace("-", "_")
+            aliases = {"client": "client_stream", "server": "server_stream", "bidi": "bidi_stream"}
+            name = aliases.get(name, name)
+            try:
+                return cls[name.upper()]
+            except KeyError:
+                raise ValueError(
+                    f"unknown method kind {value!r}: use 'unary', 'client_stream', 'server_stream' or 'bidi_stream'"
+                ) from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                raise ValueError(f"unknown method kind {value!r} (0..3)") from None
+        raise TypeError(f"method kind must be a MethodKind, int or str, not {type(value).__name__}")
+
+
 def version() -> str:
     """The library's version string, e.g. "0.1.0"."""
     return _ffi.decode_str(_ffi.connectplugin_version())
@@ -222,6 +254,7 @@ def check(status: int, err: Any, what: str = "") -> None:
 __all__: Sequence[str] = [
     "Status",
     "Code",
+    "MethodKind",
     "ConnectPluginError",
     "RPCError",
     "version",

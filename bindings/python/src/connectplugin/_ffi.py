@@ -136,13 +136,36 @@ class connectplugin_response(ctypes.Structure):
     pass
 
 
+class connectplugin_tls_options(ctypes.Structure):
+    pass
+
+
+class connectplugin_stream(ctypes.Structure):
+    pass
+
+
+class connectplugin_client_stream(ctypes.Structure):
+    pass
+
+
 connectplugin_status = c_int32
 connectplugin_code = c_int32
+connectplugin_method_kind = c_int32
+
+#: Not an error: *_receive has no more messages (CONNECTPLUGIN_EOF).
+EOF = 1
+#: Method kinds (CONNECTPLUGIN_UNARY, …).
+UNARY = 0
+CLIENT_STREAM = 1
+SERVER_STREAM = 2
+BIDI_STREAM = 3
 
 #: typedef void (*connectplugin_unary_handler)(connectplugin_call *call, void *user_data);
 connectplugin_unary_handler = CFUNCTYPE(None, POINTER(connectplugin_call), c_void_p)
 #: typedef void (*connectplugin_free_func)(void *user_data);
 connectplugin_free_func = CFUNCTYPE(None, c_void_p)
+#: typedef void (*connectplugin_stream_handler)(connectplugin_stream *stream, void *user_data);
+connectplugin_stream_handler = CFUNCTYPE(None, POINTER(connectplugin_stream), c_void_p)
 
 _u8p = POINTER(c_uint8)
 _u8pp = POINTER(POINTER(c_uint8))
@@ -186,6 +209,37 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "connectplugin_metadata_lookup": (_u8p, [POINTER(connectplugin_metadata), c_char_p, _sizep]),
     "connectplugin_metadata_free": (None, [POINTER(connectplugin_metadata)]),
+    # TLS options
+    "connectplugin_tls_options_new": (POINTER(connectplugin_tls_options), []),
+    "connectplugin_tls_options_set_cert_files": (
+        connectplugin_status,
+        [POINTER(connectplugin_tls_options), c_char_p, c_char_p, _errpp],
+    ),
+    "connectplugin_tls_options_set_cert_pem": (
+        connectplugin_status,
+        [POINTER(connectplugin_tls_options), _u8p, c_size_t, _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_tls_options_set_ca_file": (
+        connectplugin_status,
+        [POINTER(connectplugin_tls_options), c_char_p, _errpp],
+    ),
+    "connectplugin_tls_options_set_ca_pem": (
+        connectplugin_status,
+        [POINTER(connectplugin_tls_options), _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_tls_options_set_require_client_cert": (
+        connectplugin_status,
+        [POINTER(connectplugin_tls_options), c_int32, _errpp],
+    ),
+    "connectplugin_tls_options_set_server_name": (
+        connectplugin_status,
+        [POINTER(connectplugin_tls_options), c_char_p, _errpp],
+    ),
+    "connectplugin_tls_options_set_insecure_skip_verify": (
+        connectplugin_status,
+        [POINTER(connectplugin_tls_options), c_int32, _errpp],
+    ),
+    "connectplugin_tls_options_free": (None, [POINTER(connectplugin_tls_options)]),
     # Server options
     "connectplugin_server_options_new": (POINTER(connectplugin_server_options), []),
     "connectplugin_server_options_set_max_message_bytes": (
@@ -206,6 +260,10 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_server), c_char_p, _errpp],
     ),
+    "connectplugin_server_listen_tls": (
+        connectplugin_status,
+        [POINTER(connectplugin_server), c_char_p, POINTER(connectplugin_tls_options), _errpp],
+    ),
     "connectplugin_server_listen_unix": (
         connectplugin_status,
         [POINTER(connectplugin_server), c_char_p, _errpp],
@@ -222,6 +280,22 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
             connectplugin_free_func,
             _errpp,
         ],
+    ),
+    "connectplugin_server_register_stream": (
+        connectplugin_status,
+        [
+            POINTER(connectplugin_server),
+            c_char_p,
+            connectplugin_method_kind,
+            connectplugin_stream_handler,
+            c_void_p,
+            connectplugin_free_func,
+            _errpp,
+        ],
+    ),
+    "connectplugin_server_set_no_side_effects": (
+        connectplugin_status,
+        [POINTER(connectplugin_server), c_char_p, _errpp],
     ),
     "connectplugin_server_start": (connectplugin_status, [POINTER(connectplugin_server), _errpp]),
     "connectplugin_server_stop": (connectplugin_status, [POINTER(connectplugin_server), c_int64, _errpp]),
@@ -253,6 +327,43 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_call), connectplugin_code, c_char_p, _errpp],
     ),
+    "connectplugin_call_protocol": (c_char_p, [POINTER(connectplugin_call)]),
+    "connectplugin_call_peer": (POINTER(connectplugin_metadata), [POINTER(connectplugin_call)]),
+    # Inside a streaming handler
+    "connectplugin_stream_procedure": (c_char_p, [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_codec": (c_char_p, [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_protocol": (c_char_p, [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_kind": (connectplugin_method_kind, [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_request_headers": (POINTER(connectplugin_metadata), [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_peer": (POINTER(connectplugin_metadata), [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_timeout_remaining_ms": (c_int64, [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_is_done": (c_int32, [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_receive": (
+        connectplugin_status,
+        [POINTER(connectplugin_stream), _u8pp, _sizep, _errpp],
+    ),
+    "connectplugin_stream_send": (
+        connectplugin_status,
+        [POINTER(connectplugin_stream), _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_stream_send_headers": (connectplugin_status, [POINTER(connectplugin_stream), _errpp]),
+    "connectplugin_stream_add_response_header": (
+        connectplugin_status,
+        [POINTER(connectplugin_stream), c_char_p, _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_stream_add_response_trailer": (
+        connectplugin_status,
+        [POINTER(connectplugin_stream), c_char_p, _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_stream_add_error_detail": (
+        connectplugin_status,
+        [POINTER(connectplugin_stream), c_char_p, _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_stream_fail": (
+        connectplugin_status,
+        [POINTER(connectplugin_stream), connectplugin_code, c_char_p, _errpp],
+    ),
+    "connectplugin_stream_finish": (connectplugin_status, [POINTER(connectplugin_stream), _errpp]),
     # Client options
     "connectplugin_client_options_new": (POINTER(connectplugin_client_options), []),
     "connectplugin_client_options_set_codec": (
@@ -279,6 +390,18 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_client_options), c_char_p, _u8p, c_size_t, _errpp],
     ),
+    "connectplugin_client_options_set_protocol": (
+        connectplugin_status,
+        [POINTER(connectplugin_client_options), c_char_p, _errpp],
+    ),
+    "connectplugin_client_options_set_tls": (
+        connectplugin_status,
+        [POINTER(connectplugin_client_options), POINTER(connectplugin_tls_options), _errpp],
+    ),
+    "connectplugin_client_options_set_use_get": (
+        connectplugin_status,
+        [POINTER(connectplugin_client_options), c_int32, _errpp],
+    ),
     "connectplugin_client_options_free": (None, [POINTER(connectplugin_client_options)]),
     # Client
     "connectplugin_client_new": (
@@ -294,6 +417,10 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "connectplugin_call_options_add_header": (
         connectplugin_status,
         [POINTER(connectplugin_call_options), c_char_p, _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_call_options_set_no_side_effects": (
+        connectplugin_status,
+        [POINTER(connectplugin_call_options), c_int32, _errpp],
     ),
     "connectplugin_call_options_free": (None, [POINTER(connectplugin_call_options)]),
     "connectplugin_client_call_unary": (
@@ -312,6 +439,40 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "connectplugin_response_headers": (POINTER(connectplugin_metadata), [POINTER(connectplugin_response)]),
     "connectplugin_response_trailers": (POINTER(connectplugin_metadata), [POINTER(connectplugin_response)]),
     "connectplugin_response_free": (None, [POINTER(connectplugin_response)]),
+    # Client streams
+    "connectplugin_client_open_stream": (
+        connectplugin_status,
+        [
+            POINTER(connectplugin_client),
+            c_char_p,
+            connectplugin_method_kind,
+            POINTER(connectplugin_call_options),
+            POINTER(POINTER(connectplugin_client_stream)),
+            _errpp,
+        ],
+    ),
+    "connectplugin_client_stream_send": (
+        connectplugin_status,
+        [POINTER(connectplugin_client_stream), _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_client_stream_close_send": (
+        connectplugin_status,
+        [POINTER(connectplugin_client_stream), _errpp],
+    ),
+    "connectplugin_client_stream_receive": (
+        connectplugin_status,
+        [POINTER(connectplugin_client_stream), _u8pp, _sizep, _errpp],
+    ),
+    "connectplugin_client_stream_headers": (
+        POINTER(connectplugin_metadata),
+        [POINTER(connectplugin_client_stream)],
+    ),
+    "connectplugin_client_stream_trailers": (
+        POINTER(connectplugin_metadata),
+        [POINTER(connectplugin_client_stream)],
+    ),
+    "connectplugin_client_stream_cancel": (None, [POINTER(connectplugin_client_stream)]),
+    "connectplugin_client_stream_free": (None, [POINTER(connectplugin_client_stream)]),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

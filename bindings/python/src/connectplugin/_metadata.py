@@ -132,3 +132,38 @@ def first(pairs: Iterable[Tuple[str, bytes]], key: str) -> Optional[bytes]:
         if k.lower() == key:
             return v
     return None
+
+
+class Peer:
+    """The verified TLS client certificate of a call's peer (mTLS).
+
+    ``subject`` is the distinguished name (e.g. ``"CN=client"``); ``dns``, ``uri`` and ``ip`` are the
+    subject alternative names, as tuples of str; ``pairs`` is the library's list as (key, bytes).
+    Handlers get ``None`` instead of a Peer when the connection has no client certificate.
+    """
+
+    __slots__ = ("subject", "dns", "uri", "ip", "pairs")
+
+    def __init__(self, pairs: List[Tuple[str, bytes]]) -> None:
+        self.pairs: List[Tuple[str, bytes]] = list(pairs)
+        text = [(k, _ffi.decode_str(v)) for k, v in self.pairs]
+        self.subject: str = next((v for k, v in text if k == "subject"), "")
+        self.dns: Tuple[str, ...] = tuple(v for k, v in text if k == "dns")
+        self.uri: Tuple[str, ...] = tuple(v for k, v in text if k == "uri")
+        self.ip: Tuple[str, ...] = tuple(v for k, v in text if k == "ip")
+
+    @classmethod
+    def from_ptr(cls, md: Any) -> Optional["Peer"]:
+        """A Peer copied from a borrowed ``connectplugin_metadata *``, or None for NULL."""
+        if not md:
+            return None
+        return cls(read_metadata(md))
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Peer) and self.pairs == other.pairs
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.pairs))
+
+    def __repr__(self) -> str:
+        return f"Peer(subject={self.subject!r}, dns={self.dns!r}, uri={self.uri!r}, ip={self.ip!r})"
