@@ -632,8 +632,11 @@ connectplugin_status connectplugin_client_open_stream(connectplugin_client *clie
                                                       connectplugin_error **out_error);
 /**
  * @brief Sends one request message (copied). Blocks while the transport is behind (back-pressure).
- * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_RPC when the call already ended (receive to learn its
- *         status); CONNECTPLUGIN_ERR_STATE after close_send, or a second message to a method that takes one.
+ *        When the server has already ended the call (an early error), the message is dropped and
+ *        this returns OK: receive reports the call's status.
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_RPC when the transport failed (connection lost,
+ *         deadline, canceled); CONNECTPLUGIN_ERR_STATE after close_send, or a second message to a
+ *         method that takes one.
  */
 connectplugin_status connectplugin_client_stream_send(connectplugin_client_stream *stream, const uint8_t *data,
                                                       size_t len, connectplugin_error **out_error);

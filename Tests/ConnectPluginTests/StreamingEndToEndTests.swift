@@ -134,6 +134,28 @@ struct StreamingEndToEndTests {
         }
     }
 
+    @Test(arguments: combos)
+    fileprivate func unaryThroughAStreamHandle(combo: Combo) throws {
+        // What hosts use for cancellable unary calls: open_stream with the unary kind.
+        let (server, url) = try makeServer()
+        defer { server.stop(graceMs: 0) }
+        let c = try client(url, combo)
+        defer { c.close() }
+        for msg in [[UInt8](), [1, 2, 3], [UInt8](repeating: 4, count: 100_000)] {
+            let s = try c.stream(svc + "Echo", kind: .unary)
+            try s.send(msg)
+            #expect(try s.closeAndReceive() == msg)
+        }
+        let s = try c.stream(svc + "Nope", kind: .unary)
+        try s.send([1])
+        do {
+            _ = try s.closeAndReceive()
+            Issue.record("unknown procedure succeeded")
+        } catch let e as ConnectError {
+            #expect(e.code == .unimplemented)
+        }
+    }
+
     @Test(arguments: RPCProtocol.allCases)
     func fullDuplexBidiOverHTTP2(proto: RPCProtocol) throws {
         let (server, url) = try makeServer()

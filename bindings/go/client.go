@@ -23,6 +23,9 @@ type clientConfig struct {
 	timeout     time.Duration
 	maxBytes    *uint64
 	headers     []MetadataEntry
+	protocol    string
+	useGet      *bool
+	tls         *TLSConfig
 }
 
 // WithCodec selects the codec: "proto" (default, application/proto) or "json" (application/json).
@@ -51,13 +54,38 @@ func WithHeader(key, value string) ClientOption {
 	return func(c *clientConfig) { c.headers = append(c.headers, MetadataEntry{Key: key, Value: []byte(value)}) }
 }
 
-// CallOption configures one CallUnary.
+// WithProtocol selects the RPC protocol: "connect" (default), "grpc" (needs HTTP/2) or "grpcweb".
+// Every protocol works with every connectplugin server, and with any server of that protocol.
+func WithProtocol(protocol string) ClientOption {
+	return func(c *clientConfig) { c.protocol = protocol }
+}
+
+// WithHTTPGet makes Connect unary calls marked with NoSideEffects use HTTP GET (cacheable; the
+// server must have the procedure marked with Server.SetNoSideEffects). Connect only; default false.
+func WithHTTPGet(enable bool) ClientOption {
+	return func(c *clientConfig) { c.useGet = &enable }
+}
+
+// WithTLS sets the TLS settings of https:// URLs: the CA bundle that verifies the server, a client
+// certificate for mTLS, the server name. Without it https:// uses the system trust store.
+// Verification failures are CodeUnavailable errors whose message names the cause (unknown CA,
+// expired, name mismatch).
+func WithTLS(cfg *TLSConfig) ClientOption {
+	return func(c *clientConfig) { c.tls = cfg }
+}
+
+// CallOption configures one call (CallUnary, Stream and the streaming helpers).
 type CallOption func(*callConfig)
 
 type callConfig struct {
-	timeout time.Duration
-	headers []MetadataEntry
+	timeout       time.Duration
+	headers       []MetadataEntry
+	noSideEffects bool
 }
+
+// NoSideEffects marks the called method as free of side effects (idempotency_level =
+// NO_SIDE_EFFECTS): with WithHTTPGet(true), a Connect unary call then uses HTTP GET.
+func NoSideEffects() CallOption { return func(c *callConfig) { c.noSideEffects = true } }
 
 // WithCallTimeout sets this call's timeout, replacing the client's default (a context deadline that
 // ends sooner still wins).
@@ -75,16 +103,18 @@ type Response struct {
 	Trailer Metadata // response trailers
 }
 
-// Client is a Connect client (connectplugin_client). It may be used by any number of goroutines at
-// once; connections are made lazily and reused.
+// Client is a Connect, gRPC or gRPC-Web client (connectplugin_client). It may be used by any number
+// of goroutines at once; connections are made lazily and reused.
 type Client struct {
 	mu      sync.RWMutex // Close takes it exclusively; calls hold it shared
 	_ptr    *C.connectplugin_client
 	timeout time.Duration
+
+	streams *streamRegistry // open streams, closed by Close
 }
 
-// NewClient creates a client for baseURL: "http://host:port[/prefix]" or "unix:///path/to/socket".
-// No connection is made until the first call.
+// NewClient creates a client for baseURL: "http://host:port[/prefix]", "https://host:port[/prefix]"
+// (see WithTLS) or "unix:///path/to/socket". No connection is made until the first call.
 func NewClient(baseURL string, opts ...ClientOption) (*Client, error) {
 	if err := checkABI(); err != nil {
 		return nil, err
@@ -171,11 +201,43 @@ func NewClient(baseURL string, opts ...ClientOption) (*Client, error) {
 		}
 	}
 
+	if cfg.protocol != "" {
+		s, err := cString("protocol", cfg.protocol)
+		if err != nil {
+			return nil, err
+		}
+		status := C.connectplugin_client_options_set_protocol(copts, s, &cerr)
+		freeCString(s)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.useGet != nil {
+		v := C.int32_t(0)
+		if *cfg.useGet {
+			v = 1
+		}
+		if err := check(C.connectplugin_client_options_set_use_get(copts, v, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.tls != nil {
+		topts, err := newTLSOptions(cfg.tls)
+		if err != nil {
+			return nil, err
+		}
+		status := C.connectplugin_client_options_set_tls(copts, topts, &cerr)
+		C.connectplugin_tls_options_free(topts)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+
 	var p *C.connectplugin_client
 	if err := check(C.connectplugin_client_new(curl, copts, &p, &cerr), &cerr); err != nil {
 		return nil, err
 	}
-	c := &Client{_ptr: p, timeout: cfg.timeout}
+	c := &Client{_ptr: p, timeout: cfg.timeout, streams: &streamRegistry{open: map[*clientStreamCore]struct{}{}}}
 	runtime.SetFinalizer(c, (*Client).Close)
 	return c, nil
 }
@@ -198,64 +260,18 @@ func (c *Client) CallUnary(ctx context.Context, procedure string, req []byte, op
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.timeout < 0 {
-		return nil, newLocalError(StatusInvalidArgument, CodeInvalidArgument, "call timeout must not be negative")
+	copts, err := c.callOptions(ctx, &cfg)
+	if err != nil {
+		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, contextError(err)
-	}
-	// Effective timeout: the per-call option (or the client default), shortened by the ctx deadline.
-	timeout := c.timeout
-	if cfg.timeout > 0 {
-		timeout = cfg.timeout
-	}
-	setTimeout := cfg.timeout > 0
-	if dl, ok := ctx.Deadline(); ok {
-		remaining := time.Until(dl)
-		if remaining <= 0 {
-			return nil, newLocalError(StatusRPC, CodeDeadlineExceeded, "context deadline exceeded")
-		}
-		if timeout <= 0 || remaining < timeout {
-			timeout = remaining
-			setTimeout = true
-		}
-	}
-
+	defer C.connectplugin_call_options_free(copts) // NULL is a no-op
 	cproc, err := cString("procedure", procedure)
 	if err != nil {
 		return nil, err
 	}
 	defer freeCString(cproc)
 
-	var copts *C.connectplugin_call_options
 	var cerr *C.connectplugin_error
-	if setTimeout || len(cfg.headers) > 0 {
-		copts = C.connectplugin_call_options_new()
-		if copts == nil {
-			return nil, newLocalError(StatusResource, CodeResourceExhausted, "connectplugin_call_options_new: out of memory")
-		}
-		defer C.connectplugin_call_options_free(copts)
-		if setTimeout {
-			status := C.connectplugin_call_options_set_timeout_ms(copts, C.int64_t(durationToMs(timeout)), &cerr)
-			if err := check(status, &cerr); err != nil {
-				return nil, err
-			}
-		}
-		for _, h := range cfg.headers {
-			k, err := cString("header key", h.Key)
-			if err != nil {
-				return nil, err
-			}
-			v, n := cBytes(h.Value)
-			status := C.connectplugin_call_options_add_header(copts, k, v, n, &cerr)
-			freeCString(k)
-			runtime.KeepAlive(h.Value)
-			if err := check(status, &cerr); err != nil {
-				return nil, err
-			}
-		}
-	}
-
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c._ptr == nil {
@@ -285,7 +301,75 @@ func (c *Client) CallUnary(ctx context.Context, procedure string, req []byte, op
 	}, nil
 }
 
-// Close closes the client's connections and frees it, after waiting for calls in progress. It is
+// callOptions checks ctx and cfg and builds the C call options: the effective timeout is the
+// per-call option (or the client default), shortened by the ctx deadline. It returns NULL when no
+// option is needed; the caller frees the result with C.connectplugin_call_options_free.
+func (c *Client) callOptions(ctx context.Context, cfg *callConfig) (*C.connectplugin_call_options, error) {
+	if cfg.timeout < 0 {
+		return nil, newLocalError(StatusInvalidArgument, CodeInvalidArgument, "call timeout must not be negative")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, contextError(err)
+	}
+	timeout := c.timeout
+	if cfg.timeout > 0 {
+		timeout = cfg.timeout
+	}
+	setTimeout := cfg.timeout > 0
+	if dl, ok := ctx.Deadline(); ok {
+		remaining := time.Until(dl)
+		if remaining <= 0 {
+			return nil, newLocalError(StatusRPC, CodeDeadlineExceeded, "context deadline exceeded")
+		}
+		if timeout <= 0 || remaining < timeout {
+			timeout = remaining
+			setTimeout = true
+		}
+	}
+	if !setTimeout && len(cfg.headers) == 0 && !cfg.noSideEffects {
+		return nil, nil
+	}
+	copts := C.connectplugin_call_options_new()
+	if copts == nil {
+		return nil, newLocalError(StatusResource, CodeResourceExhausted, "connectplugin_call_options_new: out of memory")
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			C.connectplugin_call_options_free(copts)
+		}
+	}()
+	var cerr *C.connectplugin_error
+	if setTimeout {
+		status := C.connectplugin_call_options_set_timeout_ms(copts, C.int64_t(durationToMs(timeout)), &cerr)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range cfg.headers {
+		k, err := cString("header key", h.Key)
+		if err != nil {
+			return nil, err
+		}
+		v, n := cBytes(h.Value)
+		status := C.connectplugin_call_options_add_header(copts, k, v, n, &cerr)
+		freeCString(k)
+		runtime.KeepAlive(h.Value)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.noSideEffects {
+		if err := check(C.connectplugin_call_options_set_no_side_effects(copts, 1, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return copts, nil
+}
+
+// Close closes the client's connections and frees it, after waiting for unary calls in progress.
+// Streams still open are canceled and closed first (their blocked Send/Receive return). It is
 // idempotent and also run by a finalizer; later calls return an error with StatusClosed.
 func (c *Client) Close() {
 	c.mu.Lock()
@@ -294,6 +378,9 @@ func (c *Client) Close() {
 		return
 	}
 	runtime.SetFinalizer(c, nil)
+	for _, s := range c.streams.all() {
+		s.close()
+	}
 	C.connectplugin_client_free(c._ptr)
 	c._ptr = nil
 }

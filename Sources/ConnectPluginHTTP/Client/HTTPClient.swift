@@ -226,8 +226,8 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
         }
     }
 
-    /// Writes request body bytes. Returns nil, or the error that ended the call (the response may
-    /// still be readable: a server may answer before reading the whole request).
+    /// Writes request body bytes. Returns nil (also when the server already ended its response: the
+    /// bytes are dropped, and `read` reports the outcome), or the transport error that ended the call.
     public func write(_ bytes: [UInt8]) -> HTTPError? {
         if bytes.isEmpty { return nil }
         cond.lock()
@@ -237,8 +237,10 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
             return e
         }
         if trailers != nil {
+            // The server answered already (e.g. an early error): the bytes are dropped and the
+            // reader learns the outcome from the response.
             cond.unlock()
-            return HTTPError(.closed, "the server already ended the response")
+            return nil
         }
         if sendClosed {
             cond.unlock()

@@ -126,10 +126,18 @@ public final class ClientStream: @unchecked Sendable {
     private var _trailers = Metadata()
     private var canceled = false
 
-    init(client: RPCClient, call: HTTPClientCall, kind: MethodKind) {
+    /// Connect unary framing (a unary method called through a stream handle): the body is the
+    /// message, the response is decoded as a whole.
+    private let connectUnary: Bool
+    private var unaryStatus = 0
+    private var unaryHeaders = HTTPHeaders()
+    private var unaryBody: [UInt8] = []
+
+    init(client: RPCClient, call: HTTPClientCall, kind: MethodKind, connectUnary: Bool = false) {
         self.client = client
         self.call = call
         self.kind = kind
+        self.connectUnary = connectUnary
         decoder = ResponseDecoder(client: client, kind: kind)
     }
 
@@ -140,8 +148,16 @@ public final class ClientStream: @unchecked Sendable {
             if sendClosed { throw ConnectError.local(.state, "send after closeSend") }
             if !kind.clientStreams && sentOne { throw ConnectError.local(.state, "this method takes exactly one request message") }
             var out: [UInt8] = []
-            out.reserveCapacity(message.count + 5)
-            try EnvelopeCodec.encodeMessage(message, compress: client.options.compression == "gzip", keepIfLarger: true, into: &out)
+            if connectUnary {
+                out = try client.connectUnaryBody(message)
+            } else {
+                out.reserveCapacity(message.count + 5)
+                try EnvelopeCodec.encodeMessage(message, compress: client.options.compression == "gzip", keepIfLarger: true, into: &out)
+            }
+            if out.isEmpty {
+                sentOne = true
+                return
+            }
             if let e = call.write(out) {
                 throw errorAfterSendFailure(e)
             }
@@ -219,7 +235,33 @@ public final class ClientStream: @unchecked Sendable {
                 throw canceled ? ConnectError(.canceled, "the call was canceled") : RPCClient.map(e)
             case .success(let (status, headers)):
                 headSeen = true
-                try decoder.head(status: status, headers: headers)
+                if connectUnary {
+                    unaryStatus = status
+                    unaryHeaders = headers
+                    decoder.headers = Metadata.from(headers, trailerPrefix: "trailer-").headers
+                } else {
+                    try decoder.head(status: status, headers: headers)
+                }
+            }
+            return
+        }
+        if connectUnary {
+            switch call.read() {
+            case .data(let bytes):
+                let limit = client.options.maxMessageBytes
+                if limit > 0 && unaryBody.count + bytes.count > limit &+ 1024 {
+                    throw ConnectError(.resourceExhausted, "response message larger than \(limit) bytes", metadata: decoder.headers)
+                }
+                unaryBody.append(contentsOf: bytes)
+            case .end(let trailers):
+                let r = try client.decode(HTTPResponse(status: unaryStatus, headers: unaryHeaders, body: unaryBody, trailers: trailers))
+                unaryBody = []
+                pending.append(r.message)
+                _trailers = r.trailers
+                finished = true
+            case .failed(let e):
+                if canceled { throw ConnectError(.canceled, "the call was canceled") }
+                throw RPCClient.map(e)
             }
             return
         }

@@ -118,19 +118,8 @@ public final class RPCClient: @unchecked Sendable {
         if options.useHTTPGet && noSideEffects {
             return try getUnary(procedure, request: request, headers: headers, timeoutMs: timeout)
         }
-        var h = HTTPHeaders()
-        h.add("content-type", ConnectProtocol.contentType(codec: options.codec))
-        h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
-        h.add("accept-encoding", "gzip")
-        h.add("user-agent", ConnectProtocol.userAgent)
-        if timeout > 0 { h.add("connect-timeout-ms", String(timeout)) }
-        var body = request
-        if options.compression == "gzip" && !request.isEmpty {
-            body = try Gzip.compress(request)
-            h.add("content-encoding", "gzip")
-        }
-        options.headers.write(to: &h)
-        headers.write(to: &h)
+        let h = connectUnaryHeaders(headers, timeoutMs: timeout)
+        let body = try connectUnaryBody(request)
         let promise = Promise<Result<HTTPResponse, HTTPError>>()
         let timeoutNs: UInt64? = timeout > 0 ? UInt64(timeout) &* 1_000_000 : nil
         transport.execute(method: "POST", path: pathPrefix + procedure, headers: h, body: body, timeoutNs: timeoutNs) { r in
@@ -159,7 +148,28 @@ public final class RPCClient: @unchecked Sendable {
         }
     }
 
-    private func decode(_ resp: HTTPResponse) throws -> UnaryResponse {
+    /// Request headers of a Connect unary POST.
+    func connectUnaryHeaders(_ extra: Metadata, timeoutMs: Int64) -> HTTPHeaders {
+        var h = HTTPHeaders()
+        h.add("content-type", ConnectProtocol.contentType(codec: options.codec))
+        h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
+        h.add("accept-encoding", "gzip")
+        h.add("user-agent", ConnectProtocol.userAgent)
+        if timeoutMs > 0 { h.add("connect-timeout-ms", String(timeoutMs)) }
+        if options.compression == "gzip" { h.add("content-encoding", "gzip") }
+        options.headers.write(to: &h)
+        extra.write(to: &h)
+        return h
+    }
+
+    /// The body of a Connect unary POST (the message, gzipped when the client compresses; an empty
+    /// message stays empty, which decodes the same under any encoding).
+    func connectUnaryBody(_ request: [UInt8]) throws -> [UInt8] {
+        if options.compression == "gzip" && !request.isEmpty { return try Gzip.compress(request) }
+        return request
+    }
+
+    func decode(_ resp: HTTPResponse) throws -> UnaryResponse {
         let (md, trailers) = Metadata.from(resp.headers, trailerPrefix: "trailer-")
         let encoding = asciiLowercased(resp.headers.first("content-encoding") ?? "identity")
         let limit = options.maxMessageBytes
@@ -313,10 +323,13 @@ public final class RPCClient: @unchecked Sendable {
         try RPCServer.validateProcedure(procedure)
         let timeout = timeoutMs ?? options.timeoutMs
         if timeout < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
-        let h = envelopedHeaders(headers, timeoutMs: timeout)
+        // A unary method called through a stream handle (cancellable from another thread): Connect
+        // uses its unary framing; gRPC and gRPC-Web are enveloped either way.
+        let connectUnary = kind == .unary && options.rpcProtocol == .connect
+        let h = connectUnary ? connectUnaryHeaders(headers, timeoutMs: timeout) : envelopedHeaders(headers, timeoutMs: timeout)
         let timeoutNs: UInt64? = timeout > 0 ? UInt64(timeout) &* 1_000_000 : nil
         let call = transport.stream(method: "POST", path: pathPrefix + procedure, headers: h, timeoutNs: timeoutNs)
-        return ClientStream(client: self, call: call, kind: kind)
+        return ClientStream(client: self, call: call, kind: kind, connectUnary: connectUnary)
     }
 
     /// Closes the client's connections. Calls in progress fail with canceled.

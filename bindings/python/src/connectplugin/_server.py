@@ -1,10 +1,14 @@
-"""The server: unary handlers written in Python, run on the library's handler threads.
+"""The server: unary and streaming handlers written in Python, run on the library's handler threads.
 
 Callbacks follow wasmtime-py's slab pattern: the Python callable lives in the module-level registry
 ``_HANDLERS`` under an integer key, and that integer is the ``user_data`` given to the library. One
 module-level CFUNCTYPE trampoline serves every handler and one module-level finalizer removes the
 registry entry when the library lets go of ``user_data``. Both objects live as long as the module, so
 ctypes never collects a callback the library may still call.
+
+Streaming handlers get one callback per call (never one per message): the handler's thread pulls
+request messages with :meth:`ServerStream.receive` and pushes responses with :meth:`ServerStream.send`,
+both blocking calls that release the GIL.
 """
 
 from __future__ import annotations
@@ -15,29 +19,32 @@ import logging
 import os
 import threading
 import weakref
-from ctypes import POINTER, byref, c_size_t, c_void_p
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+import time
+from ctypes import POINTER, byref, c_size_t, c_uint8, c_void_p
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import _ffi
-from ._error import Code, ConnectPluginError, RPCError, Status, check
-from ._metadata import add_pairs, first, read_metadata
+from ._error import Code, ConnectPluginError, MethodKind, RPCError, Status, _normalize_details, check
+from ._metadata import Peer, add_pairs, first, read_metadata
+from ._tls import PEM, PathLike, TLSOptions
 
 logger = logging.getLogger("connectplugin")
 
 Handler = Callable[[bytes, "CallContext"], Union[bytes, bytearray, memoryview]]
+StreamHandler = Callable[["ServerStream"], Any]
 
 # ---------------------------------------------------------------------------------------------------
 # Registry (slab): integer user_data -> Python handler
 # ---------------------------------------------------------------------------------------------------
 
-_HANDLERS: Dict[int, Tuple[Handler, str]] = {}
+_HANDLERS: Dict[int, Tuple[Any, str]] = {}
 _HANDLERS_LOCK = threading.Lock()
 _NEXT_KEY = itertools.count(1)  # 0 would arrive as None (a NULL void *)
 
 _local = threading.local()
 
 
-def _registry_put(fn: Handler, procedure: str) -> int:
+def _registry_put(fn: Any, procedure: str) -> int:
     with _HANDLERS_LOCK:
         key = next(_NEXT_KEY)
         _HANDLERS[key] = (fn, procedure)
@@ -64,13 +71,22 @@ def _in_handler() -> bool:
 class CallContext:
     """What a handler knows about its call. Valid only while the handler runs."""
 
-    __slots__ = ("_call", "procedure", "codec", "headers")
+    __slots__ = ("_call", "procedure", "codec", "protocol", "headers", "peer")
 
     def __init__(self, call: Any) -> None:
         self._call = call
         self.procedure: str = _ffi.decode_str(_ffi.connectplugin_call_procedure(call))
         self.codec: str = _ffi.decode_str(_ffi.connectplugin_call_codec(call))
+        #: "connect", "grpc" or "grpcweb".
+        self.protocol: str = _ffi.decode_str(_ffi.connectplugin_call_protocol(call))
         self.headers: List[Tuple[str, bytes]] = read_metadata(_ffi.connectplugin_call_request_headers(call))
+        #: The verified client certificate (mTLS) as a :class:`Peer`, or None without one.
+        self.peer: Optional[Peer] = Peer.from_ptr(_ffi.connectplugin_call_peer(call))
+
+    @property
+    def request_headers(self) -> List[Tuple[str, bytes]]:
+        """The request headers (same as ``headers``)."""
+        return self.headers
 
     def _ptr(self) -> Any:
         c = self._call
@@ -158,6 +174,295 @@ def _dispatch(call: Any, user_data: Optional[int]) -> None:
     _finish_status(st, err, "connectplugin_call_respond", procedure)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Streaming handlers
+# ---------------------------------------------------------------------------------------------------
+
+
+class ServerStream:
+    """One streaming call as its handler sees it (client, server or bidi streaming).
+
+    Valid only while the handler runs; afterwards every method raises ``ValueError``. Copied
+    attributes: ``procedure``, ``codec`` ("proto"/"json"), ``protocol`` ("connect"/"grpc"/"grpcweb"),
+    ``kind`` (:class:`MethodKind`), ``headers``/``request_headers`` (list of (key, bytes)) and
+    ``peer`` (:class:`Peer` or None).
+
+    Reading: ``for message in stream:`` yields each request message (``bytes``) until the client
+    finishes sending; ``receive()`` returns one message or ``None`` at the end. A failed request
+    stream (client gone: CANCELED, deadline: DEADLINE_EXCEEDED, oversized message:
+    RESOURCE_EXHAUSTED, …) raises :class:`RPCError`. Server-streaming methods receive exactly one
+    message (``stream.receive()``).
+
+    Writing: ``send(bytes)`` sends one response message (blocks while the client is behind; raises
+    :class:`ConnectPluginError` with status CLOSED once the call is over), ``send_headers()`` sends
+    the response headers early, ``add_response_header``/``add_response_trailer`` add metadata,
+    ``fail(code, message, details)`` ends the call with an error and ``finish()`` with OK (returning
+    from the handler does the same).
+
+    Threads: call it from the handler's thread. A full-duplex bidi handler may let **one** other
+    thread ``receive()`` while the handler's thread sends; the binding then waits, after the handler
+    returns, until that thread's ``receive()`` has returned (note: the C header restricts every
+    ``connectplugin_stream_*`` call to the handler's thread; the library's implementation keeps
+    receiving and sending independent, which this relies on).
+    """
+
+    __slots__ = (
+        "_stream",
+        "_cond",
+        "_inflight",
+        "_recv_lock",
+        "_send_lock",
+        "_handler_thread",
+        "_eof",
+        "procedure",
+        "codec",
+        "protocol",
+        "kind",
+        "headers",
+        "peer",
+    )
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._recv_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._handler_thread = threading.get_ident()
+        self._eof = False
+        self.procedure: str = _ffi.decode_str(_ffi.connectplugin_stream_procedure(stream))
+        self.codec: str = _ffi.decode_str(_ffi.connectplugin_stream_codec(stream))
+        self.protocol: str = _ffi.decode_str(_ffi.connectplugin_stream_protocol(stream))
+        self.kind: MethodKind = MethodKind(int(_ffi.connectplugin_stream_kind(stream)))
+        self.headers: List[Tuple[str, bytes]] = read_metadata(_ffi.connectplugin_stream_request_headers(stream))
+        self.peer: Optional[Peer] = Peer.from_ptr(_ffi.connectplugin_stream_peer(stream))
+
+    # -- handle bookkeeping: no library call may run on the stream after the handler returned ------
+
+    def _enter(self) -> Any:
+        with self._cond:
+            s = self._stream
+            if s is None:
+                raise ValueError("ServerStream already closed (the handler has returned)")
+            self._inflight += 1
+            return s
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._cond.notify_all()
+
+    def _close(self, procedure: str) -> None:
+        """Handler thread, after the handler returned: no new calls; wait for calls still running
+        on other threads (they end when the client half-closes, cancels or the deadline passes)."""
+        with self._cond:
+            self._stream = None
+            waited = 0.0
+            while self._inflight:
+                if not self._cond.wait(5.0):
+                    waited += 5.0
+                    logger.warning(
+                        "%s: the handler returned while another thread is still inside a ServerStream call; "
+                        "waiting for it (%.0f s so far)",
+                        procedure,
+                        waited,
+                    )
+
+    @property
+    def closed(self) -> bool:
+        return self._stream is None
+
+    # -- metadata about the call -------------------------------------------------------------------
+
+    @property
+    def request_headers(self) -> List[Tuple[str, bytes]]:
+        """The request headers (same as ``headers``)."""
+        return self.headers
+
+    def header(self, key: str) -> Optional[bytes]:
+        """The first request header ``key`` (case-insensitive), or None."""
+        return first(self.headers, key)
+
+    @property
+    def timeout_remaining_ms(self) -> Optional[int]:
+        """Milliseconds left until the deadline (0 once passed), or None if the client set none."""
+        s = self._enter()
+        try:
+            v = int(_ffi.connectplugin_stream_timeout_remaining_ms(s))
+        finally:
+            self._leave()
+        return None if v < 0 else v
+
+    @property
+    def is_done(self) -> bool:
+        """True once the call is over (finished, deadline passed, client gone, server stopping)."""
+        s = self._enter()
+        try:
+            return bool(_ffi.connectplugin_stream_is_done(s))
+        finally:
+            self._leave()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def receive(self) -> Optional[bytes]:
+        """The next request message (bytes, copied), or None once the client finished sending.
+        Blocks (without the GIL). Raises :class:`RPCError` if the request stream failed."""
+        with self._recv_lock:
+            s = self._enter()
+            try:
+                data = POINTER(c_uint8)()
+                n = c_size_t(0)
+                err = _ffi.new_error_out()
+                st = _ffi.connectplugin_stream_receive(s, byref(data), byref(n), byref(err))
+                if st == _ffi.EOF:
+                    check(Status.OK, err)  # frees a (never expected) error object
+                    self._eof = True
+                    return None
+                check(st, err, "receive")
+                # Borrowed until the next receive: copy now.
+                return _ffi.read_bytes(data, n.value)
+            finally:
+                self._leave()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            msg = self.receive()
+            if msg is None:
+                return
+            yield msg
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _send_side(self, fn: Any, *args: Any, what: str) -> None:
+        with self._send_lock:
+            s = self._enter()
+            try:
+                err = _ffi.new_error_out()
+                st = fn(s, *args, byref(err))
+                check(st, err, what)
+            finally:
+                self._leave()
+
+    def send(self, message: Union[bytes, bytearray, memoryview]) -> None:
+        """Sends one response message (the response headers go first, with the first message).
+        Blocks while the client is behind. Raises :class:`ConnectPluginError` with status CLOSED
+        when the call is over (client gone, deadline) and STATE after ``fail``/``finish``."""
+        data = _ffi.as_bytes(message, "message")
+        self._send_side(_ffi.connectplugin_stream_send, _ffi.u8_ptr(data), len(data), what="send")
+
+    def send_headers(self) -> None:
+        """Sends the response headers now, before any message."""
+        self._send_side(_ffi.connectplugin_stream_send_headers, what="send_headers")
+
+    def add_response_header(self, key: str, value: Union[bytes, str]) -> None:
+        """Adds a response header; only before the headers are sent."""
+        k = _ffi.as_cstr(key, "header key")
+        v = _ffi.as_bytes(value, "header value")
+        self._send_side(_ffi.connectplugin_stream_add_response_header, k, _ffi.u8_ptr(v), len(v),
+                        what="add_response_header")
+
+    def add_response_trailer(self, key: str, value: Union[bytes, str]) -> None:
+        """Adds a response trailer (sent when the call ends, with OK or an error)."""
+        k = _ffi.as_cstr(key, "trailer key")
+        v = _ffi.as_bytes(value, "trailer value")
+        self._send_side(_ffi.connectplugin_stream_add_response_trailer, k, _ffi.u8_ptr(v), len(v),
+                        what="add_response_trailer")
+
+    def add_error_detail(self, type_name: Any, value: Any = None) -> None:
+        """Adds an error detail for ``fail``: ``(type_name, serialized bytes)``, e.g.
+        ``("google.rpc.ErrorInfo", info.SerializeToString())``, or one protobuf message."""
+        detail = (type_name, value) if value is not None else type_name
+        for t, v in _normalize_details([detail]):
+            self._send_side(_ffi.connectplugin_stream_add_error_detail, _ffi.as_cstr(t, "detail type"),
+                            _ffi.u8_ptr(v), len(v), what="add_error_detail")
+
+    def fail(self, code: int, message: str = "", details: Optional[Iterable[Any]] = None) -> None:
+        """Ends the call with ``code`` (1–16), ``message`` and ``details`` (``(type, bytes)`` pairs
+        or protobuf messages), after the messages already sent."""
+        for t, v in _normalize_details(details):
+            self.add_error_detail(t, v)
+        msg = str(message).replace("\0", "\\0").encode("utf-8", errors="replace")
+        self._send_side(_ffi.connectplugin_stream_fail, int(code), msg, what="fail")
+
+    def finish(self) -> None:
+        """Ends the call with OK now (returning from the handler does the same)."""
+        self._send_side(_ffi.connectplugin_stream_finish, what="finish")
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"ServerStream({self.procedure!r}, {self.kind.name}, {self.protocol}, {self.codec}, {state})"
+
+
+def _stream_fail(stream: ServerStream, procedure: str, code: int, message: str, details: Any = ()) -> None:
+    try:
+        stream.fail(code, message, details)
+    except ConnectPluginError as e:
+        if e.status in (Status.CLOSED, Status.STATE):
+            logger.debug("%s: fail not delivered, the call is over: %s", procedure, e)
+        else:
+            logger.warning("%s: fail failed: %s", procedure, e)
+
+
+def _send_result(stream: ServerStream, result: Any) -> None:
+    """Sends what the handler returned: None (nothing), one bytes-like message, or an iterable
+    (e.g. a generator) of bytes-like messages."""
+    if result is None:
+        return
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        stream.send(result)
+        return
+    if isinstance(result, str) or not hasattr(result, "__iter__"):
+        raise TypeError(f"stream handler returned {type(result).__name__}, expected None, bytes or an iterable of bytes")
+    for item in result:
+        if not isinstance(item, (bytes, bytearray, memoryview)):
+            raise TypeError(f"stream handler produced {type(item).__name__}, expected bytes")
+        stream.send(item)
+
+
+def _dispatch_stream(handle: Any, user_data: Optional[int]) -> None:
+    with _HANDLERS_LOCK:
+        entry = _HANDLERS.get(int(user_data or 0))
+    if entry is None:
+        err = _ffi.new_error_out()
+        st = _ffi.connectplugin_stream_fail(handle, int(Code.INTERNAL), b"connectplugin: no Python handler registered",
+                                            byref(err))
+        _finish_status(st, err, "connectplugin_stream_fail", "?")
+        return
+    fn, procedure = entry
+    stream = ServerStream(handle)
+    try:
+        _local.depth = getattr(_local, "depth", 0) + 1
+        try:
+            _send_result(stream, fn(stream))
+        finally:
+            _local.depth -= 1
+    except RPCError as e:
+        _stream_fail(stream, procedure, e.code, e.message, e.details)
+    except ConnectPluginError as e:
+        if e.status in (Status.CLOSED,):
+            # The call ended under the handler (client gone, deadline, server stopping).
+            logger.debug("%s: the call ended while the handler ran: %s", procedure, e)
+        else:
+            logger.error("connectplugin: stream handler for %s raised", procedure, exc_info=True)
+            _stream_fail(stream, procedure, Code.INTERNAL, str(e) or type(e).__name__)
+    except BaseException as e:  # any other exception (even SystemExit) fails the call with INTERNAL
+        logger.error("connectplugin: stream handler for %s raised", procedure, exc_info=True)
+        _stream_fail(stream, procedure, Code.INTERNAL, str(e) or type(e).__name__)
+    finally:
+        stream._close(procedure)
+
+
+def _stream_trampoline(handle: Any, user_data: Optional[int]) -> None:
+    try:
+        _dispatch_stream(handle, user_data)
+    except BaseException:  # ctypes would print and swallow it; log instead
+        try:
+            logger.critical("connectplugin: unexpected error in the stream handler trampoline", exc_info=True)
+        except BaseException:
+            pass
+
+
 def _trampoline(call: Any, user_data: Optional[int]) -> None:
     try:
         _dispatch(call, user_data)
@@ -170,6 +475,7 @@ def _trampoline(call: Any, user_data: Optional[int]) -> None:
 
 # The two C callbacks, alive for the module's lifetime.
 TRAMPOLINE = _ffi.connectplugin_unary_handler(_trampoline)
+STREAM_TRAMPOLINE = _ffi.connectplugin_stream_handler(_stream_trampoline)
 FINALIZER = _ffi.connectplugin_free_func(_finalize)
 
 # Servers still open at exit are freed before the interpreter shuts down, so that no library thread
@@ -267,6 +573,61 @@ class Server(_ffi.Managed):
         """Binds and listens on TCP "host:port" (port 0 picks one). Returns the bound address."""
         return self._listen(_ffi.connectplugin_server_listen_tcp, _ffi.as_cstr(host_port, "host_port"), "listen_tcp")
 
+    def listen_tls(
+        self,
+        host_port: str,
+        tls: Optional[TLSOptions] = None,
+        *,
+        cert_file: Optional[PathLike] = None,
+        key_file: Optional[PathLike] = None,
+        cert_pem: Optional[PEM] = None,
+        key_pem: Optional[PEM] = None,
+        client_ca_file: Optional[PathLike] = None,
+        client_ca_pem: Optional[PEM] = None,
+        require_client_cert: Optional[bool] = None,
+    ) -> str:
+        """Binds and listens on TCP "host:port", speaking TLS only: HTTP/2 or HTTP/1.1 by ALPN, every
+        protocol. Returns the bound address.
+
+        Give either ``tls`` (a :class:`TLSOptions` with a certificate) or the keyword arguments: the
+        certificate chain and key as files (``cert_file``, ``key_file``) or PEM bytes (``cert_pem``,
+        ``key_pem``), and for mutual TLS the CA that signs client certificates (``client_ca_file`` or
+        ``client_ca_pem``). ``require_client_cert`` defaults to True when a client CA is given
+        (clients without a certificate signed by it get no RPC served). Handlers see the client
+        certificate as ``ctx.peer``/``stream.peer``. A bad certificate or key raises
+        :class:`ConnectPluginError` (INVALID_ARGUMENT) with the reason.
+        """
+        if tls is not None:
+            if any(v is not None for v in (cert_file, key_file, cert_pem, key_pem, client_ca_file, client_ca_pem,
+                                           require_client_cert)):
+                raise ValueError("give either tls=TLSOptions(...) or the keyword arguments, not both")
+            opts = tls
+        else:
+            has_ca = client_ca_file is not None or client_ca_pem is not None
+            opts = TLSOptions(
+                cert_file=cert_file,
+                key_file=key_file,
+                cert_pem=cert_pem,
+                key_pem=key_pem,
+                ca_file=client_ca_file,
+                ca_pem=client_ca_pem,
+                require_client_cert=has_ca if require_client_cert is None else require_client_cert,
+            )
+        if not opts.has_certificate:
+            raise ValueError("a TLS listener needs a certificate and a key (cert_file/key_file or cert_pem/key_pem)")
+        addr = _ffi.as_cstr(host_port, "host_port")
+        h = self._ptr()
+        with opts._native() as native:
+            with self._lock:
+                err = _ffi.new_error_out()
+                st = _ffi.connectplugin_server_listen_tls(h, addr, native, byref(err))
+                check(st, err, "listen_tls")
+                n = int(_ffi.connectplugin_server_address_count(h))
+                a = _ffi.connectplugin_server_address(h, n - 1) if n > 0 else None
+        if a is None:
+            raise RuntimeError("listen_tls succeeded but the server reports no address")
+        return _ffi.decode_str(a)
+
     def listen_unix(self, path: Union[str, "os.PathLike[str]"]) -> str:
         """Binds and listens on a Unix domain socket. Returns the address, "unix:/path"."""
         return self._listen(_ffi.connectplugin_server_listen_unix, _ffi.as_cstr(path, "path"), "listen_unix")
@@ -297,6 +658,40 @@ class Server(_ffi.Managed):
         # On failure the library calls FINALIZER (removing the entry) before returning.
         st = _ffi.connectplugin_server_register_unary(h, proc, TRAMPOLINE, c_void_p(key), FINALIZER, byref(err))
         check(st, err, "register_unary")
+
+    def register_stream(self, procedure: str, kind: Union[MethodKind, int, str], fn: StreamHandler) -> None:
+        """Registers a streaming handler ``fn(stream: ServerStream)`` for ``procedure``
+        ("/package.Service/Method"). ``kind`` is ``MethodKind.CLIENT_STREAM``, ``SERVER_STREAM`` or
+        ``BIDI_STREAM`` (or "client_stream", "server_stream", "bidi_stream"). Allowed before start only.
+
+        ``fn`` runs once per call on a library handler thread; it reads request messages from the
+        stream (``for msg in stream`` or ``stream.receive()``) and sends responses with
+        ``stream.send(msg)``. It may also return the responses: one ``bytes`` message (handy for
+        client streaming) or an iterable of ``bytes`` (e.g. be a generator). Returning ends the call
+        with OK. Raise :class:`RPCError` to fail the call with its code, message and details (after
+        the messages already sent); any other exception fails it with INTERNAL (and is logged).
+        Every protocol is served (Connect, gRPC, gRPC-Web; HTTP/1.1 and HTTP/2; bidi over HTTP/1.1 is
+        half-duplex)."""
+        if not callable(fn):
+            raise TypeError("handler must be callable")
+        k = MethodKind.parse(kind)
+        h = self._ptr()
+        proc = _ffi.as_cstr(procedure, "procedure")
+        key = _registry_put(fn, str(procedure))
+        err = _ffi.new_error_out()
+        # On failure the library calls FINALIZER (removing the entry) before returning.
+        st = _ffi.connectplugin_server_register_stream(
+            h, proc, int(k), STREAM_TRAMPOLINE, c_void_p(key), FINALIZER, byref(err)
+        )
+        check(st, err, "register_stream")
+
+    def set_no_side_effects(self, procedure: str) -> None:
+        """Marks the registered unary ``procedure`` as free of side effects: it then also accepts
+        Connect GET requests (cacheable). Allowed before start only."""
+        err = _ffi.new_error_out()
+        st = _ffi.connectplugin_server_set_no_side_effects(self._ptr(), _ffi.as_cstr(procedure, "procedure"),
+                                                           byref(err))
+        check(st, err, "set_no_side_effects")
 
     def start(self) -> None:
         """Starts accepting connections on every listener."""
