@@ -715,6 +715,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
     private func finish(_ id: Int32) {
         guard let st = streams.removeValue(forKey: id) else { return }
         ids[ObjectIdentifier(st.req)] = nil
+        if let session, session.outgoing[id] != nil {
+            // G-13: the response ended before our request body did; stop sending it.
+            session.resetStream(id, errorCode: 0)
+            flush()
+        }
         st.req.end(st.trailers, loop: loop)
     }
 

@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 import weakref
-import time
 from ctypes import POINTER, byref, c_size_t, c_uint8, c_void_p
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -212,7 +211,6 @@ class ServerStream:
         "_inflight",
         "_recv_lock",
         "_send_lock",
-        "_handler_thread",
         "_eof",
         "procedure",
         "codec",
@@ -228,7 +226,6 @@ class ServerStream:
         self._inflight = 0
         self._recv_lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._handler_thread = threading.get_ident()
         self._eof = False
         self.procedure: str = _ffi.decode_str(_ffi.connectplugin_stream_procedure(stream))
         self.codec: str = _ffi.decode_str(_ffi.connectplugin_stream_codec(stream))
