@@ -121,7 +121,7 @@ public final class RPCClient: @unchecked Sendable {
         let h = connectUnaryHeaders(headers, timeoutMs: timeout)
         let body = try connectUnaryBody(request)
         let promise = Promise<Result<HTTPResponse, HTTPError>>()
-        let timeoutNs: UInt64? = timeout > 0 ? UInt64(timeout) &* 1_000_000 : nil
+        let timeoutNs: UInt64? = timeout > 0 ? msToNs(timeout) : nil
         transport.execute(method: "POST", path: pathPrefix + procedure, headers: h, body: body, timeoutNs: timeoutNs) { r in
             promise.fulfill(r)
         }
@@ -208,7 +208,7 @@ public final class RPCClient: @unchecked Sendable {
     /// Runs an HTTP exchange with a whole body, blocking the caller.
     func exchange(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutMs: Int64) throws -> HTTPResponse {
         let promise = Promise<Result<HTTPResponse, HTTPError>>()
-        let timeoutNs: UInt64? = timeoutMs > 0 ? UInt64(timeoutMs) &* 1_000_000 : nil
+        let timeoutNs: UInt64? = timeoutMs > 0 ? msToNs(timeoutMs) : nil
         transport.execute(method: method, path: pathPrefix + path, headers: headers, body: body, timeoutNs: timeoutNs) { r in
             promise.fulfill(r)
         }
@@ -290,7 +290,7 @@ public final class RPCClient: @unchecked Sendable {
             h.add("connect-accept-encoding", "gzip")
         case .grpc, .grpcWeb:
             if options.rpcProtocol == .grpc { h.add("te", "trailers") }
-            if timeoutMs > 0 { h.add("grpc-timeout", GRPCTimeout.encode(ns: UInt64(timeoutMs) &* 1_000_000)) }
+            if timeoutMs > 0 { h.add("grpc-timeout", GRPCTimeout.encode(ns: msToNs(timeoutMs))) }
             if options.compression == "gzip" { h.add("grpc-encoding", "gzip") }
             h.add("grpc-accept-encoding", "gzip")
             if options.rpcProtocol == .grpcWeb { h.add("x-grpc-web", "1") }
@@ -327,7 +327,7 @@ public final class RPCClient: @unchecked Sendable {
         // uses its unary framing; gRPC and gRPC-Web are enveloped either way.
         let connectUnary = kind == .unary && options.rpcProtocol == .connect
         let h = connectUnary ? connectUnaryHeaders(headers, timeoutMs: timeout) : envelopedHeaders(headers, timeoutMs: timeout)
-        let timeoutNs: UInt64? = timeout > 0 ? UInt64(timeout) &* 1_000_000 : nil
+        let timeoutNs: UInt64? = timeout > 0 ? msToNs(timeout) : nil
         let call = transport.stream(method: "POST", path: pathPrefix + procedure, headers: h, timeoutNs: timeoutNs)
         return ClientStream(client: self, call: call, kind: kind, connectUnary: connectUnary)
     }
@@ -336,4 +336,10 @@ public final class RPCClient: @unchecked Sendable {
     public func close() {
         transport.close()
     }
+}
+
+/// Milliseconds (≥ 0) to nanoseconds, saturating instead of wrapping.
+func msToNs(_ ms: Int64) -> UInt64 {
+    let r = UInt64(max(0, ms)).multipliedReportingOverflow(by: 1_000_000)
+    return r.overflow ? UInt64.max : r.partialValue
 }
