@@ -155,7 +155,7 @@ public final class RPCClient: @unchecked Sendable {
         h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
         h.add("accept-encoding", "gzip")
         h.add("user-agent", ConnectProtocol.userAgent)
-        if timeoutMs > 0 { h.add("connect-timeout-ms", String(timeoutMs)) }
+        if timeoutMs > 0 { h.add("connect-timeout-ms", String(min(timeoutMs, 9_999_999_999))) }
         if options.compression == "gzip" { h.add("content-encoding", "gzip") }
         options.headers.write(to: &h)
         extra.write(to: &h)
@@ -225,7 +225,7 @@ public final class RPCClient: @unchecked Sendable {
         var h = HTTPHeaders()
         h.add("accept-encoding", "gzip")
         h.add("user-agent", ConnectProtocol.userAgent)
-        if timeoutMs > 0 { h.add("connect-timeout-ms", String(timeoutMs)) }
+        if timeoutMs > 0 { h.add("connect-timeout-ms", String(min(timeoutMs, 9_999_999_999))) }
         options.headers.write(to: &h)
         headers.write(to: &h)
         var payload = request
@@ -285,7 +285,7 @@ public final class RPCClient: @unchecked Sendable {
         switch options.rpcProtocol {
         case .connect:
             h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
-            if timeoutMs > 0 { h.add("connect-timeout-ms", String(timeoutMs)) }
+            if timeoutMs > 0 { h.add("connect-timeout-ms", String(min(timeoutMs, 9_999_999_999))) }
             if options.compression == "gzip" { h.add("connect-content-encoding", "gzip") }
             h.add("connect-accept-encoding", "gzip")
         case .grpc, .grpcWeb:
