@@ -136,7 +136,11 @@ public final class HTTPServerStream: @unchecked Sendable {
 
     /// Loop thread: collects the whole body (up to `limit` bytes, 0 = no limit) and calls `done` on
     /// the loop with it; with `tooLarge` true it holds only a prefix and the rest is not read.
-    public func collectBody(limit: Int, _ done: @escaping (_ body: [UInt8], _ tooLarge: Bool) -> Void) {
+    /// `headCheck` (optional) sees the first `headCheckBytes` bytes once they arrived; returning false
+    /// ends the collection at once as too large (an envelope whose length prefix exceeds the limit
+    /// is refused before its payload is read).
+    public func collectBody(limit: Int, headCheckBytes: Int = 0, headCheck: ((ArraySlice<UInt8>) -> Bool)? = nil,
+                            _ done: @escaping (_ body: [UInt8], _ tooLarge: Bool) -> Void) {
         cond.lock()
         guard inMode == .pending else {
             cond.unlock()
@@ -144,6 +148,8 @@ public final class HTTPServerStream: @unchecked Sendable {
         }
         inMode = .collecting
         collectLimit = limit
+        self.headCheck = headCheck
+        self.headCheckBytes = headCheckBytes
         var body: [UInt8] = []
         for c in inQueue[inHead...] { body.append(contentsOf: c) }
         inQueue = []
@@ -152,7 +158,7 @@ public final class HTTPServerStream: @unchecked Sendable {
         inQueued = 0
         collected = body
         collectDone = done
-        let over = limit > 0 && collected.count > limit
+        let over = (limit > 0 && collected.count > limit) || !passesHeadCheck()
         let ended = inEnded
         cond.unlock()
         if moved > 0 { transport?.streamConsumed(self, bytes: moved) }
@@ -161,6 +167,16 @@ public final class HTTPServerStream: @unchecked Sendable {
         } else if ended {
             finishCollect(tooLarge: false)
         }
+    }
+
+    private var headCheck: ((ArraySlice<UInt8>) -> Bool)?
+    private var headCheckBytes = 0
+
+    /// Runs the head check once enough bytes are in (lock held). False = refuse.
+    private func passesHeadCheck() -> Bool {
+        guard let check = headCheck, collected.count >= headCheckBytes else { return true }
+        headCheck = nil
+        return check(collected[0..<headCheckBytes])
     }
 
     private func finishCollect(tooLarge: Bool) {
@@ -257,7 +273,7 @@ public final class HTTPServerStream: @unchecked Sendable {
             return behind
         case .collecting:
             collected.append(contentsOf: bytes)
-            let over = collectLimit > 0 && collected.count > collectLimit
+            let over = (collectLimit > 0 && collected.count > collectLimit) || !passesHeadCheck()
             cond.unlock()
             if over { finishCollect(tooLarge: true) }
             return false

@@ -295,7 +295,13 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
             return
         }
         let bodyLimit = limit == 0 ? 0 : limit &+ 1024
-        stream.collectBody(limit: bodyLimit) { [weak self] body, tooLarge in
+        // Envelopes: a length prefix over the limit is refused before its payload arrives (CMP-6).
+        let checkPrefix: ((ArraySlice<UInt8>) -> Bool)? = wire == .connectUnary || limit == 0 ? nil : { head in
+            var n: UInt64 = 0
+            for b in head.dropFirst() { n = n << 8 | UInt64(b) }
+            return n <= UInt64(limit)
+        }
+        stream.collectBody(limit: bodyLimit, headCheckBytes: 5, headCheck: checkPrefix) { [weak self] body, tooLarge in
             guard let self else { return }
             if tooLarge {
                 core.finish(message: nil, error: ConnectError(.resourceExhausted, "request message larger than \(limit) bytes"))
