@@ -81,9 +81,13 @@ def _recv(sock, deadline) -> bytes:
         raise TimeoutError from e
 
 
+# Bytes read past the end of a response (pipelined responses can arrive in one read), per socket.
+_LEFTOVER: dict[int, bytes] = {}
+
+
 def read_response(sock, timeout: float = IO_TIMEOUT) -> H1Resp:
     deadline = time.monotonic() + timeout
-    buf = b""
+    buf = _LEFTOVER.pop(id(sock), b"")
     try:
         while b"\r\n\r\n" not in buf:
             data = _recv(sock, deadline)
@@ -126,6 +130,10 @@ def read_response(sock, timeout: float = IO_TIMEOUT) -> H1Resp:
                         return resp
                     data += more
                 if size == 0:
+                    # data now starts with the (empty) trailer section's CRLF
+                    end = data.find(b"\r\n\r\n") + 4 if not data.startswith(b"\r\n") else 2
+                    if end >= 2 and len(data) > end:
+                        _LEFTOVER[id(sock)] = data[end:]
                     break
                 body += data[:size]
                 data = data[size + 2:]
@@ -140,6 +148,8 @@ def read_response(sock, timeout: float = IO_TIMEOUT) -> H1Resp:
                     break
                 rest += more
             resp.body = rest[:n]
+            if len(rest) > n:
+                _LEFTOVER[id(sock)] = rest[n:]
             return resp
         while True:  # delimited by close
             more = _recv(sock, deadline)

@@ -1,5 +1,6 @@
-// Package connectplugin is the Go binding of libconnectplugin, a Connect RPC runtime written in
-// Swift and exported as a C ABI (include/connectplugin.h). It wraps every function of that header.
+// Package connectplugin is the Go binding of libconnectplugin, an RPC runtime for Connect, gRPC and
+// gRPC-Web over HTTP/1.1, h2c and TLS, written in Swift and exported as a C ABI
+// (include/connectplugin.h). It wraps every function of that header.
 //
 // # Building
 //
@@ -26,7 +27,28 @@
 // Handlers receive and return messages already serialized in the call's codec (req.Codec is
 // "proto" or "json"). Returning an *Error (see NewError) fails the call with its code and details;
 // any other error fails it with CodeInternal; panics are recovered as CodeInternal "panic: ...".
-// The ctx of a handler carries the call's deadline.
+// The ctx of a handler carries the call's deadline; Request.Protocol and Request.Peer tell the
+// protocol ("connect", "grpc", "grpcweb") and the verified mTLS client certificate.
+//
+// Streaming methods get one handler call per RPC; the handler pulls request messages and pushes
+// responses with blocking calls (no callback per message):
+//
+//	srv.RegisterStream("/pkg.Service/Sum", connectplugin.KindClientStream, func(s *connectplugin.ServerStream) error {
+//		n := 0
+//		for {
+//			msg, err := s.Receive()
+//			if err == io.EOF {
+//				return s.Send(encode(n)) // returning nil ends the call with OK
+//			}
+//			if err != nil {
+//				return err
+//			}
+//			n += decode(msg)
+//		}
+//	})
+//
+// ListenTLS serves TLS (ALPN h2 and http/1.1) with a TLSConfig; with a CA and RequireClientCert it
+// demands client certificates (mTLS).
 //
 // # Client
 //
@@ -35,8 +57,24 @@
 //	resp, err := cli.CallUnary(ctx, "/pkg.Service/Echo", payload)
 //
 // The ctx deadline becomes the call timeout. A ctx canceled before the call gives CodeCanceled;
-// cancellation during a blocking call is not propagated yet, because the C API has no way to cancel a
-// unary call: bound calls with a deadline.
+// cancellation during a blocking unary call is not propagated, because the C API has no way to cancel
+// connectplugin_client_call_unary: bound such calls with a deadline.
+//
+// Streams:
+//
+//	st, _ := cli.Stream(ctx, "/pkg.Service/Chat", connectplugin.KindBidiStream)
+//	defer st.Close()
+//	st.Send(msg)
+//	st.CloseSend()
+//	for {
+//		msg, err := st.Receive() // io.EOF at a successful end; then st.Trailer()
+//		...
+//	}
+//
+// Canceling ctx cancels a stream (a blocked Receive returns CodeCanceled, or CodeDeadlineExceeded
+// after the ctx deadline). CallServerStream and CallClientStream cover the two one-sided shapes.
+// WithProtocol selects "connect" (default), "grpc" or "grpcweb"; WithTLS configures https:// URLs;
+// WithHTTPGet with the per-call NoSideEffects option makes Connect unary calls use GET.
 //
 // # Errors
 //

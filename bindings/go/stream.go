@@ -120,11 +120,12 @@ type ServerStream struct {
 	recvMu sync.Mutex // one Receive at a time (the received bytes are borrowed until the next one)
 	sendMu sync.Mutex // one Send at a time (message order)
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	ptr      *C.connectplugin_stream // valid only while the handler runs
-	closing  bool                    // the handler returned: no new C calls
-	inflight int                     // C calls in progress
+	mu          sync.Mutex
+	cond        *sync.Cond
+	ptr         *C.connectplugin_stream // valid only while the handler runs
+	closing     bool                    // the handler returned: no new C calls
+	inflight    int                     // C calls in progress
+	headersSent bool                    // a Send or SendHeaders succeeded
 }
 
 func errStreamOver() *Error {
@@ -251,7 +252,14 @@ func (s *ServerStream) Send(msg []byte) error {
 		s.cancel()
 		return err
 	}
+	s.markHeadersSent()
 	return nil
+}
+
+func (s *ServerStream) markHeadersSent() {
+	s.mu.Lock()
+	s.headersSent = true
+	s.mu.Unlock()
 }
 
 // SendHeaders sends the response headers now, before any message.
@@ -264,11 +272,16 @@ func (s *ServerStream) SendHeaders() error {
 	}
 	defer s.release()
 	var cerr *C.connectplugin_error
-	return check(C.connectplugin_stream_send_headers(p, &cerr), &cerr)
+	if err := check(C.connectplugin_stream_send_headers(p, &cerr), &cerr); err != nil {
+		return err
+	}
+	s.markHeadersSent()
+	return nil
 }
 
 // AddResponseHeader adds a response header; only before the headers are sent (with the first
-// message, SendHeaders, or the end of the call). Keys ending in "-bin" may carry arbitrary bytes.
+// message, SendHeaders, or the end of the call): afterwards it returns an *Error with StatusState.
+// Keys ending in "-bin" may carry arbitrary bytes.
 func (s *ServerStream) AddResponseHeader(key, value string) error {
 	return s.addMetadata(key, value, false)
 }
@@ -289,6 +302,15 @@ func (s *ServerStream) addMetadata(key, value string, trailer bool) error {
 		return err
 	}
 	defer s.release()
+	if !trailer {
+		// The library accepts headers after they went out and drops them; report it instead.
+		s.mu.Lock()
+		sent := s.headersSent
+		s.mu.Unlock()
+		if sent {
+			return newLocalError(StatusState, CodeFailedPrecondition, "the response headers were already sent")
+		}
+	}
 	return streamAddMetadata(p, ckey, []byte(value), trailer)
 }
 
@@ -334,12 +356,12 @@ func goStreamHandler(stream *C.connectplugin_stream, h C.uintptr_t) {
 	// Last line of defence: nothing may unwind into C.
 	defer func() {
 		if r := recover(); r != nil {
-			failStream(stream, CodeInternal, fmt.Sprintf("panic: %v", r), nil, nil)
+			failStream(stream, CodeInternal, fmt.Sprintf("panic: %v", r), nil, nil, false)
 		}
 	}()
 	entry, ok := cgo.Handle(h).Value().(*streamEntry)
 	if !ok || entry == nil || entry.fn == nil {
-		failStream(stream, CodeInternal, "connectplugin: handler not found", nil, nil)
+		failStream(stream, CodeInternal, "connectplugin: handler not found", nil, nil, false)
 		return
 	}
 	start := time.Now()
@@ -368,13 +390,17 @@ func goStreamHandler(stream *C.connectplugin_stream, h C.uintptr_t) {
 	if err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
-			failStream(stream, ce.Code, ce.Message, ce.Details, ce.Metadata)
+			// Error metadata: response headers if they are not out yet, else trailers.
+			ss.mu.Lock()
+			asTrailers := ss.headersSent
+			ss.mu.Unlock()
+			failStream(stream, ce.Code, ce.Message, ce.Details, ce.Metadata, asTrailers)
 		} else {
 			code := codeForGoError(err)
 			if code == CodeUnknown {
 				code = CodeInternal
 			}
-			failStream(stream, code, err.Error(), nil, nil)
+			failStream(stream, code, err.Error(), nil, nil, false)
 		}
 	} else {
 		// ERR_CLOSED (client gone, deadline passed) cannot be reported to anyone.
@@ -400,17 +426,15 @@ func runStreamHandler(fn StreamHandler, s *ServerStream) (err error) {
 	return fn(s)
 }
 
-// failStream ends the call with an error. Metadata goes out as response headers, or as trailers if
-// the headers were already sent.
-func failStream(p *C.connectplugin_stream, code Code, message string, details []ErrorDetail, md []MetadataEntry) {
+// failStream ends the call with an error. md goes out as response headers, or as trailers when
+// asTrailers (the headers were already sent).
+func failStream(p *C.connectplugin_stream, code Code, message string, details []ErrorDetail, md []MetadataEntry, asTrailers bool) {
 	for _, e := range md {
 		if strings.IndexByte(e.Key, 0) >= 0 {
 			continue
 		}
 		key := C.CString(e.Key)
-		if streamAddMetadata(p, key, e.Value, false) != nil {
-			_ = streamAddMetadata(p, key, e.Value, true)
-		}
+		_ = streamAddMetadata(p, key, e.Value, asTrailers)
 		freeCString(key)
 	}
 	for _, d := range details {

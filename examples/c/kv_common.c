@@ -12,7 +12,16 @@
 /* Schema                                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
 
-typedef enum field_kind { FIELD_NONE, FIELD_KEY, FIELD_VALUE, FIELD_FOUND, FIELD_EXISTED } field_kind;
+typedef enum field_kind {
+    FIELD_NONE,
+    FIELD_KEY,
+    FIELD_VALUE,
+    FIELD_FOUND,
+    FIELD_EXISTED,
+    FIELD_PREFIX,
+    FIELD_COUNT,
+    FIELD_DELETED,
+} field_kind;
 
 const char *kv_type_name(kv_type type) {
     switch (type) {
@@ -22,37 +31,46 @@ const char *kv_type_name(kv_type type) {
     case KV_GET_RESPONSE: return "GetResponse";
     case KV_DELETE_REQUEST: return "DeleteRequest";
     case KV_DELETE_RESPONSE: return "DeleteResponse";
+    case KV_LIST_REQUEST: return "ListRequest";
+    case KV_LIST_RESPONSE: return "ListResponse";
+    case KV_PUT_MANY_RESPONSE: return "PutManyResponse";
+    case KV_WATCH_REQUEST: return "WatchRequest";
+    case KV_WATCH_EVENT: return "WatchEvent";
     }
     return "?";
 }
 
-/* The field with protobuf number @p number of @p type. */
-static field_kind field_by_number(kv_type type, uint64_t number) {
+#define MAX_FIELDS 3
+
+/* The fields of @p type, by protobuf number (index 0 = field 1); FIELD_NONE past the last one. */
+static const field_kind *fields_of(kv_type type) {
+    static const field_kind none[MAX_FIELDS] = {FIELD_NONE};
+    static const field_kind key_value[MAX_FIELDS] = {FIELD_KEY, FIELD_VALUE};
+    static const field_kind key[MAX_FIELDS] = {FIELD_KEY};
+    static const field_kind value_found[MAX_FIELDS] = {FIELD_VALUE, FIELD_FOUND};
+    static const field_kind existed[MAX_FIELDS] = {FIELD_EXISTED};
+    static const field_kind prefix[MAX_FIELDS] = {FIELD_PREFIX};
+    static const field_kind count[MAX_FIELDS] = {FIELD_COUNT};
+    static const field_kind event[MAX_FIELDS] = {FIELD_KEY, FIELD_VALUE, FIELD_DELETED};
     switch (type) {
-    case KV_PUT_REQUEST: return number == 1 ? FIELD_KEY : number == 2 ? FIELD_VALUE : FIELD_NONE;
+    case KV_PUT_REQUEST:
+    case KV_LIST_RESPONSE: return key_value;
     case KV_GET_REQUEST:
-    case KV_DELETE_REQUEST: return number == 1 ? FIELD_KEY : FIELD_NONE;
-    case KV_GET_RESPONSE: return number == 1 ? FIELD_VALUE : number == 2 ? FIELD_FOUND : FIELD_NONE;
-    case KV_DELETE_RESPONSE: return number == 1 ? FIELD_EXISTED : FIELD_NONE;
-    case KV_PUT_RESPONSE: return FIELD_NONE;
+    case KV_DELETE_REQUEST: return key;
+    case KV_GET_RESPONSE: return value_found;
+    case KV_DELETE_RESPONSE: return existed;
+    case KV_LIST_REQUEST:
+    case KV_WATCH_REQUEST: return prefix;
+    case KV_PUT_MANY_RESPONSE: return count;
+    case KV_WATCH_EVENT: return event;
+    case KV_PUT_RESPONSE: return none;
     }
-    return FIELD_NONE;
+    return none;
 }
 
-/* The field with JSON name @p name (JSON and proto names coincide for these messages). */
-static field_kind field_by_name(kv_type type, const char *name, size_t len) {
-    static const struct {
-        const char *name;
-        field_kind kind;
-    } names[] = {{"key", FIELD_KEY}, {"value", FIELD_VALUE}, {"found", FIELD_FOUND}, {"existed", FIELD_EXISTED}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strlen(names[i].name) == len && memcmp(names[i].name, name, len) == 0) {
-            for (uint64_t n = 1; n <= 2; n++) {
-                if (field_by_number(type, n) == names[i].kind) return names[i].kind;
-            }
-        }
-    }
-    return FIELD_NONE;
+/* The field with protobuf number @p number of @p type. */
+static field_kind field_by_number(kv_type type, uint64_t number) {
+    return number >= 1 && number <= MAX_FIELDS ? fields_of(type)[number - 1] : FIELD_NONE;
 }
 
 static const char *field_name(field_kind kind) {
@@ -61,9 +79,33 @@ static const char *field_name(field_kind kind) {
     case FIELD_VALUE: return "value";
     case FIELD_FOUND: return "found";
     case FIELD_EXISTED: return "existed";
+    case FIELD_PREFIX: return "prefix";
+    case FIELD_COUNT: return "count";
+    case FIELD_DELETED: return "deleted";
     case FIELD_NONE: break;
     }
     return "?";
+}
+
+/* The field with JSON name @p name (JSON and proto names coincide for these messages). */
+static field_kind field_by_name(kv_type type, const char *name, size_t len) {
+    const field_kind *fields = fields_of(type);
+    for (size_t i = 0; i < MAX_FIELDS && fields[i] != FIELD_NONE; i++) {
+        const char *n = field_name(fields[i]);
+        if (strlen(n) == len && memcmp(n, name, len) == 0) return fields[i];
+    }
+    return FIELD_NONE;
+}
+
+static bool is_string_field(field_kind kind) { return kind == FIELD_KEY || kind == FIELD_PREFIX; }
+static bool is_bool_field(field_kind kind) { return kind == FIELD_FOUND || kind == FIELD_EXISTED || kind == FIELD_DELETED; }
+
+static bool *bool_slot(kv_message *m, field_kind kind) {
+    return kind == FIELD_FOUND ? &m->found : kind == FIELD_EXISTED ? &m->existed : &m->deleted;
+}
+
+static bool bool_value(const kv_message *m, field_kind kind) {
+    return kind == FIELD_FOUND ? m->found : kind == FIELD_EXISTED ? m->existed : m->deleted;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -319,9 +361,9 @@ static bool pb_decode(kv_type type, const uint8_t *data, size_t len, kv_message 
         if (t == 0) return true;
         if (t < 0) return false;
         field_kind kind = field_by_number(type, field);
-        bool is_len = kind == FIELD_KEY || kind == FIELD_VALUE;
-        bool is_bool = kind == FIELD_FOUND || kind == FIELD_EXISTED;
-        if ((is_len && wire == WIRE_LEN) || (is_bool && wire == WIRE_VARINT)) {
+        bool is_len = is_string_field(kind) || kind == FIELD_VALUE;
+        bool is_varint = is_bool_field(kind) || kind == FIELD_COUNT;
+        if ((is_len && wire == WIRE_LEN) || (is_varint && wire == WIRE_VARINT)) {
             uint64_t v;
             int rc = pb_get_varint(&r, &v);
             if (rc != 1) {
@@ -329,9 +371,12 @@ static bool pb_decode(kv_type type, const uint8_t *data, size_t len, kv_message 
                         is_len ? "length" : "varint", (unsigned long long)field, field_name(kind));
                 return false;
             }
-            if (is_bool) {
-                if (kind == FIELD_FOUND) out->found = v != 0;
-                else out->existed = v != 0;
+            if (is_bool_field(kind)) {
+                *bool_slot(out, kind) = v != 0;
+                continue;
+            }
+            if (kind == FIELD_COUNT) {
+                out->count = (int64_t)v; /* int64: two's complement */
                 continue;
             }
             if (v > (uint64_t)(r.end - r.p)) {
@@ -342,9 +387,10 @@ static bool pb_decode(kv_type type, const uint8_t *data, size_t len, kv_message 
             const uint8_t *bytes = r.p;
             r.p += v;
             bool ok;
-            if (kind == FIELD_KEY) {
+            if (is_string_field(kind)) {
                 if (!utf8_valid(bytes, (size_t)v)) {
-                    set_why(why, why_size, "field 1 (key) is not valid UTF-8");
+                    set_why(why, why_size, "field %llu (%s) is not valid UTF-8", (unsigned long long)field,
+                            field_name(kind));
                     return false;
                 }
                 ok = kv_message_set_key(out, (const char *)bytes, (size_t)v);
@@ -363,15 +409,19 @@ static bool pb_decode(kv_type type, const uint8_t *data, size_t len, kv_message 
 }
 
 static bool pb_encode(kv_type type, const kv_message *m, kv_buffer *out) {
-    switch (type) {
-    case KV_PUT_REQUEST: return pb_put_bytes(out, 1, m->key, m->key_len) && pb_put_bytes(out, 2, m->value, m->value_len);
-    case KV_GET_REQUEST:
-    case KV_DELETE_REQUEST: return pb_put_bytes(out, 1, m->key, m->key_len);
-    case KV_GET_RESPONSE: return pb_put_bytes(out, 1, m->value, m->value_len) && pb_put_bool(out, 2, m->found);
-    case KV_DELETE_RESPONSE: return pb_put_bool(out, 1, m->existed);
-    case KV_PUT_RESPONSE: return true;
+    const field_kind *fields = fields_of(type);
+    for (uint32_t i = 0; i < MAX_FIELDS && fields[i] != FIELD_NONE; i++) {
+        uint32_t number = i + 1;
+        field_kind kind = fields[i];
+        bool ok;
+        if (is_string_field(kind)) ok = pb_put_bytes(out, number, m->key, m->key_len);
+        else if (kind == FIELD_VALUE) ok = pb_put_bytes(out, number, m->value, m->value_len);
+        else if (is_bool_field(kind)) ok = pb_put_bool(out, number, bool_value(m, kind));
+        else if (m->count == 0) ok = true; /* FIELD_COUNT; proto3: 0 is not serialized */
+        else ok = pb_put_varint(out, ((uint64_t)number << 3) | WIRE_VARINT) && pb_put_varint(out, (uint64_t)m->count);
+        if (!ok) return false;
     }
-    return false;
+    return true;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -466,19 +516,26 @@ static bool json_put_string(kv_buffer *b, const char *s, size_t len) {
 static bool json_encode(kv_type type, const kv_message *m, kv_buffer *out) {
     bool first = true;
     if (!buf_byte(out, '{')) return false;
-    for (uint64_t n = 1; n <= 2; n++) {
-        field_kind kind = field_by_number(type, n);
-        bool present = (kind == FIELD_KEY && m->key_len) || (kind == FIELD_VALUE && m->value_len) ||
-                       (kind == FIELD_FOUND && m->found) || (kind == FIELD_EXISTED && m->existed);
+    const field_kind *fields = fields_of(type);
+    for (size_t i = 0; i < MAX_FIELDS && fields[i] != FIELD_NONE; i++) {
+        field_kind kind = fields[i];
+        bool present = (is_string_field(kind) && m->key_len) || (kind == FIELD_VALUE && m->value_len) ||
+                       (is_bool_field(kind) && bool_value(m, kind)) || (kind == FIELD_COUNT && m->count != 0);
         if (!present) continue; /* proto3 JSON omits default values */
         if (!first && !buf_byte(out, ',')) return false;
         first = false;
         if (!json_put_string(out, field_name(kind), strlen(field_name(kind))) || !buf_byte(out, ':')) return false;
         bool ok;
-        switch (kind) {
-        case FIELD_KEY: ok = json_put_string(out, m->key, m->key_len); break;
-        case FIELD_VALUE: ok = buf_byte(out, '"') && b64_encode(out, m->value, m->value_len) && buf_byte(out, '"'); break;
-        default: ok = buf_str(out, "true"); break;
+        if (is_string_field(kind)) {
+            ok = json_put_string(out, m->key, m->key_len);
+        } else if (kind == FIELD_VALUE) {
+            ok = buf_byte(out, '"') && b64_encode(out, m->value, m->value_len) && buf_byte(out, '"');
+        } else if (kind == FIELD_COUNT) {
+            char num[32]; /* proto3 JSON writes 64-bit integers as strings */
+            snprintf(num, sizeof num, "\"%lld\"", (long long)m->count);
+            ok = buf_str(out, num);
+        } else {
+            ok = buf_str(out, "true");
         }
         if (!ok) return false;
     }
@@ -659,6 +716,32 @@ static bool json_skip_value(json_reader *r, unsigned depth) {
     return json_fail(r, "invalid JSON value");
 }
 
+/* A proto3 JSON int64: an integer number (no fraction or exponent) or a string holding one. */
+static bool json_int64(json_reader *r, int64_t *out) {
+    bool quoted = r->p < r->end && *r->p == '"';
+    const uint8_t *p = r->p + (quoted ? 1 : 0);
+    bool negative = p < r->end && *p == '-';
+    if (negative) p++;
+    if (p == r->end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < r->end && p[1] >= '0' && p[1] <= '9'))
+        return false;
+    uint64_t v = 0;
+    for (; p < r->end && *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_C(9223372036854775808) - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    if (v > (negative ? UINT64_C(9223372036854775808) : (uint64_t)INT64_MAX)) return false;
+    if (quoted) {
+        if (p == r->end || *p != '"') return false;
+        p++;
+    } else if (p < r->end && (*p == '.' || *p == 'e' || *p == 'E')) {
+        return false;
+    }
+    r->p = p;
+    *out = negative ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
+}
+
 static bool json_decode(kv_type type, const uint8_t *data, size_t len, kv_message *out, char *why, size_t why_size) {
     json_reader r = {data, data + len, why, why_size};
     if (len == 0) r.p = r.end = NULL;
@@ -686,7 +769,7 @@ static bool json_decode(kv_type type, const uint8_t *data, size_t len, kv_messag
             if (!json_skip_value(&r, 1)) return false;
         } else if (json_literal(&r, "null")) {
             /* null reads as the default value */
-            if (kind == FIELD_KEY) {
+            if (is_string_field(kind)) {
                 free(out->key);
                 out->key = NULL;
                 out->key_len = 0;
@@ -694,12 +777,12 @@ static bool json_decode(kv_type type, const uint8_t *data, size_t len, kv_messag
                 free(out->value);
                 out->value = NULL;
                 out->value_len = 0;
-            } else if (kind == FIELD_FOUND) {
-                out->found = false;
+            } else if (kind == FIELD_COUNT) {
+                out->count = 0;
             } else {
-                out->existed = false;
+                *bool_slot(out, kind) = false;
             }
-        } else if (kind == FIELD_FOUND || kind == FIELD_EXISTED) {
+        } else if (is_bool_field(kind)) {
             bool v;
             if (json_literal(&r, "true")) v = true;
             else if (json_literal(&r, "false")) v = false;
@@ -707,8 +790,12 @@ static bool json_decode(kv_type type, const uint8_t *data, size_t len, kv_messag
                 set_why(why, why_size, "field %s: expected true or false", field_name(kind));
                 return false;
             }
-            if (kind == FIELD_FOUND) out->found = v;
-            else out->existed = v;
+            *bool_slot(out, kind) = v;
+        } else if (kind == FIELD_COUNT) {
+            if (!json_int64(&r, &out->count)) {
+                set_why(why, why_size, "field %s: expected a 64-bit integer (number or string)", field_name(kind));
+                return false;
+            }
         } else {
             if (r.p == r.end || *r.p != '"') {
                 set_why(why, why_size, "field %s: expected a string", field_name(kind));
@@ -720,7 +807,7 @@ static bool json_decode(kv_type type, const uint8_t *data, size_t len, kv_messag
                 return false;
             }
             bool ok;
-            if (kind == FIELD_KEY) {
+            if (is_string_field(kind)) {
                 ok = kv_message_set_key(out, (const char *)s.data, s.len);
             } else {
                 kv_buffer bytes = {0};

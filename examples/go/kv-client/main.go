@@ -1,7 +1,11 @@
-// kv-client-go runs the KV example script against a server (see examples/README.md).
+// kv-client-go runs the KV example scripts against a server: the five-line unary script of
+// examples/README.md (--scenario unary, the default) or the streaming scenario of
+// examples/proto/README.md (--scenario stream), over Connect, gRPC or gRPC-Web.
 //
 //	kv-client-go --url http://127.0.0.1:8080 [--codec proto|json] [--http 1.1|2]
 //	kv-client-go --url unix:///tmp/kv.sock
+//	kv-client-go --url https://127.0.0.1:8443 --scenario stream --protocol grpc --compression gzip \
+//	    --tls-ca ca.crt [--cert client.crt --key client.key]
 package main
 
 import (
@@ -10,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	connectplugin "github.com/connectplugin/connectplugin/bindings/go"
@@ -75,27 +80,84 @@ func (r *runner) get(key string, wantFound bool, wantValue string) {
 }
 
 func main() {
-	url := flag.String("url", "", "http://host:port or unix:///path/to.sock")
+	url := flag.String("url", "", "http://host:port, https://host:port or unix:///path/to.sock")
+	scenario := flag.String("scenario", "unary", "unary (the five-line script) or stream (examples/proto/README.md)")
+	protocol := flag.String("protocol", "connect", "connect, grpc or grpcweb")
 	codec := flag.String("codec", "proto", "proto or json")
 	httpVersion := flag.String("http", "2", "1.1 or 2")
+	compression := flag.String("compression", "identity", "request compression: identity or gzip")
+	var tlsCA string
+	flag.StringVar(&tlsCA, "tls-ca", "", "verify the server with this CA (PEM); implies TLS")
+	flag.StringVar(&tlsCA, "ca", "", "alias of --tls-ca")
+	cert := flag.String("cert", "", "client certificate (PEM) for mTLS; needs --key")
+	key := flag.String("key", "", "private key (PEM) of --cert")
 	flag.Parse()
-	if *url == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: kv-client-go --url URL [--codec proto|json] [--http 1.1|2]")
+	usage := func(msg string) {
+		if msg != "" {
+			fmt.Fprintln(os.Stderr, "error:", msg)
+		}
+		fmt.Fprintln(os.Stderr, "usage: kv-client-go --url URL [--scenario unary|stream] [--protocol connect|grpc|grpcweb]"+
+			" [--codec proto|json] [--http 1.1|2] [--compression identity|gzip] [--tls-ca CA [--cert CERT --key KEY]]")
 		os.Exit(2)
+	}
+	if *url == "" || flag.NArg() > 0 {
+		usage("")
+	}
+	if *scenario != "unary" && *scenario != "stream" {
+		usage(fmt.Sprintf("unknown scenario %q (want unary or stream)", *scenario))
+	}
+	if *protocol != "connect" && *protocol != "grpc" && *protocol != "grpcweb" {
+		usage(fmt.Sprintf("unknown protocol %q (want connect, grpc or grpcweb)", *protocol))
 	}
 	if *codec != kv.CodecProto && *codec != kv.CodecJSON {
-		fmt.Fprintf(os.Stderr, "unknown codec %q (want proto or json)\n", *codec)
-		os.Exit(2)
+		usage(fmt.Sprintf("unknown codec %q (want proto or json)", *codec))
 	}
 	if *httpVersion != "1.1" && *httpVersion != "2" {
-		fmt.Fprintf(os.Stderr, "unknown HTTP version %q (want 1.1 or 2)\n", *httpVersion)
-		os.Exit(2)
+		usage(fmt.Sprintf("unknown HTTP version %q (want 1.1 or 2)", *httpVersion))
 	}
-	client, err := connectplugin.NewClient(*url, connectplugin.WithCodec(*codec), connectplugin.WithHTTPVersion(*httpVersion))
+	if *protocol == "grpc" && *httpVersion != "2" {
+		usage("gRPC needs HTTP/2 (--http 2)")
+	}
+	if *compression != "identity" && *compression != "gzip" {
+		usage(fmt.Sprintf("unknown compression %q (want identity or gzip)", *compression))
+	}
+	if (*cert == "") != (*key == "") {
+		usage("--cert and --key go together")
+	}
+	target := *url
+	opts := []connectplugin.ClientOption{connectplugin.WithCodec(*codec), connectplugin.WithHTTPVersion(*httpVersion)}
+	if *protocol != "connect" {
+		opts = append(opts, connectplugin.WithProtocol(*protocol))
+	}
+	if *compression != "identity" {
+		opts = append(opts, connectplugin.WithCompression(*compression))
+	}
+	if tlsCA != "" || *cert != "" || strings.HasPrefix(target, "https://") {
+		if strings.HasPrefix(target, "unix:") {
+			usage("TLS needs an http(s):// URL")
+		}
+		if strings.HasPrefix(target, "http://") {
+			target = "https://" + strings.TrimPrefix(target, "http://") // --tls-ca means TLS
+		}
+		opts = append(opts, connectplugin.WithTLS(&connectplugin.TLSConfig{CAFile: tlsCA, CertFile: *cert, KeyFile: *key}))
+	}
+	client, err := connectplugin.NewClient(target, opts...)
 	if err != nil {
+		var ce *connectplugin.Error
+		if errors.As(err, &ce) && (ce.Status == connectplugin.StatusInvalidArgument || ce.Status == connectplugin.StatusUnsupported) {
+			usage(err.Error())
+		}
 		unexpected(err)
 	}
 	defer client.Close()
+	if *scenario == "stream" {
+		ok := runStreamScenario(client, *codec, *httpVersion)
+		client.Close()
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
 	r := &runner{client: client, codec: *codec, ok: true}
 
 	// 1. Put

@@ -11,18 +11,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
 // Service and procedure names.
 const (
-	Service      = "connectplugin.examples.kv.v1.KVService"
-	ProcedurePut = "/" + Service + "/Put"
-	ProcedureGet = "/" + Service + "/Get"
-	ProcedureDel = "/" + Service + "/Delete"
-	CodecProto   = "proto"
-	CodecJSON    = "json"
+	Service          = "connectplugin.examples.kv.v1.KVService"
+	ProcedurePut     = "/" + Service + "/Put"
+	ProcedureGet     = "/" + Service + "/Get"
+	ProcedureDel     = "/" + Service + "/Delete"
+	ProcedureList    = "/" + Service + "/List"    // server streaming
+	ProcedurePutMany = "/" + Service + "/PutMany" // client streaming
+	ProcedureWatch   = "/" + Service + "/Watch"   // bidi streaming
+	CodecProto       = "proto"
+	CodecJSON        = "json"
 )
 
 // Message is implemented by every message of kv.proto.
@@ -32,7 +36,7 @@ type Message interface {
 }
 
 // field describes one scalar field of a message: its number, its proto3 JSON name and a pointer
-// to its value (*string, *[]byte or *bool).
+// to its value (*string, *[]byte, *bool or *int64).
 type field struct {
 	num  uint64
 	name string
@@ -51,13 +55,30 @@ type GetResponse struct {
 }
 type DeleteRequest struct{ Key string }
 type DeleteResponse struct{ Existed bool }
+type ListRequest struct{ Prefix string }
+type ListResponse struct {
+	Key   string
+	Value []byte
+}
+type PutManyResponse struct{ Count int64 }
+type WatchRequest struct{ Prefix string }
+type WatchEvent struct {
+	Key     string
+	Value   []byte
+	Deleted bool
+}
 
-func (*PutRequest) MessageName() string     { return "PutRequest" }
-func (*PutResponse) MessageName() string    { return "PutResponse" }
-func (*GetRequest) MessageName() string     { return "GetRequest" }
-func (*GetResponse) MessageName() string    { return "GetResponse" }
-func (*DeleteRequest) MessageName() string  { return "DeleteRequest" }
-func (*DeleteResponse) MessageName() string { return "DeleteResponse" }
+func (*PutRequest) MessageName() string      { return "PutRequest" }
+func (*PutResponse) MessageName() string     { return "PutResponse" }
+func (*GetRequest) MessageName() string      { return "GetRequest" }
+func (*GetResponse) MessageName() string     { return "GetResponse" }
+func (*DeleteRequest) MessageName() string   { return "DeleteRequest" }
+func (*DeleteResponse) MessageName() string  { return "DeleteResponse" }
+func (*ListRequest) MessageName() string     { return "ListRequest" }
+func (*ListResponse) MessageName() string    { return "ListResponse" }
+func (*PutManyResponse) MessageName() string { return "PutManyResponse" }
+func (*WatchRequest) MessageName() string    { return "WatchRequest" }
+func (*WatchEvent) MessageName() string      { return "WatchEvent" }
 
 func (m *PutRequest) fields() []field {
 	return []field{{1, "key", &m.Key}, {2, "value", &m.Value}}
@@ -69,6 +90,15 @@ func (m *GetResponse) fields() []field {
 }
 func (m *DeleteRequest) fields() []field  { return []field{{1, "key", &m.Key}} }
 func (m *DeleteResponse) fields() []field { return []field{{1, "existed", &m.Existed}} }
+func (m *ListRequest) fields() []field    { return []field{{1, "prefix", &m.Prefix}} }
+func (m *ListResponse) fields() []field {
+	return []field{{1, "key", &m.Key}, {2, "value", &m.Value}}
+}
+func (m *PutManyResponse) fields() []field { return []field{{1, "count", &m.Count}} }
+func (m *WatchRequest) fields() []field    { return []field{{1, "prefix", &m.Prefix}} }
+func (m *WatchEvent) fields() []field {
+	return []field{{1, "key", &m.Key}, {2, "value", &m.Value}, {3, "deleted", &m.Deleted}}
+}
 
 // Marshal serializes m in codec ("proto" or "json").
 func Marshal(codec string, m Message) ([]byte, error) {
@@ -103,6 +133,8 @@ func reset(f field) {
 		*p = nil
 	case *bool:
 		*p = false
+	case *int64:
+		*p = 0
 	}
 }
 
@@ -135,6 +167,11 @@ func marshalProto(m Message) []byte {
 			if *p {
 				b = binary.AppendUvarint(b, f.num<<3|wireVarint)
 				b = append(b, 1)
+			}
+		case *int64:
+			if *p != 0 { // int64: two's complement as a 64-bit varint
+				b = binary.AppendUvarint(b, f.num<<3|wireVarint)
+				b = binary.AppendUvarint(b, uint64(*p))
 			}
 		}
 	}
@@ -220,6 +257,11 @@ func unmarshalProto(b []byte, m Message) error {
 					return fmt.Errorf("field %s: wire type %d, want %d", f.name, wt, wireVarint)
 				}
 				*p = varint != 0
+			case *int64:
+				if wt != wireVarint {
+					return fmt.Errorf("field %s: wire type %d, want %d", f.name, wt, wireVarint)
+				}
+				*p = int64(varint)
 			}
 		}
 	}
@@ -256,6 +298,10 @@ func marshalJSON(m Message) []byte {
 		case *bool:
 			if *p {
 				write(f.name, []byte("true"))
+			}
+		case *int64:
+			if *p != 0 { // proto3 JSON writes 64-bit integers as strings
+				write(f.name, []byte(`"`+strconv.FormatInt(*p, 10)+`"`))
 			}
 		}
 	}
@@ -305,9 +351,36 @@ func unmarshalJSON(data []byte, m Message) error {
 			if err := json.Unmarshal(raw, p); err != nil {
 				return fmt.Errorf("field %s: want true or false", f.name)
 			}
+		case *int64:
+			v, err := parseJSONInt64(raw)
+			if err != nil {
+				return fmt.Errorf("field %s: %v", f.name, err)
+			}
+			*p = v
 		}
 	}
 	return nil
+}
+
+// parseJSONInt64 accepts a JSON number or a string holding a decimal integer (proto3 JSON).
+func parseJSONInt64(raw json.RawMessage) (int64, error) {
+	text := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(text, `"`) {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, errors.New("want an integer")
+		}
+		text = s
+	}
+	if v, err := strconv.ParseInt(text, 10, 64); err == nil {
+		return v, nil
+	}
+	// An integral number in exponent or fraction form (1e3, 3.0).
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil || f != float64(int64(f)) {
+		return 0, errors.New("want an integer")
+	}
+	return int64(f), nil
 }
 
 // decodeBase64 accepts standard and URL-safe base64, padded or not (as proto3 JSON requires).
