@@ -435,8 +435,11 @@ const char *connectplugin_call_protocol(const connectplugin_call *call);
  */
 const connectplugin_metadata *connectplugin_call_peer(const connectplugin_call *call);
 
-/* ---- Inside a streaming handler: every connectplugin_stream_* function below must be called on the
-        handler's thread while the handler runs, with the stream it was given. ---- */
+/* ---- Inside a streaming handler: the connectplugin_stream_* functions below may be called while the
+        handler runs, with the stream it was given: from the handler's thread, and (for full-duplex
+        bidi) from one more thread that sends while the handler's thread receives, or the reverse.
+        Receives must not overlap each other, nor sends each other. The handler must not return
+        while another thread still uses the stream. ---- */
 
 /** @brief The procedure, "/package.Service/Method". Borrowed. */
 const char *connectplugin_stream_procedure(const connectplugin_stream *stream);
@@ -474,7 +477,10 @@ connectplugin_status connectplugin_stream_send(connectplugin_stream *stream, con
                                                connectplugin_error **out_error);
 /** @brief Sends the response headers now, before any message. */
 connectplugin_status connectplugin_stream_send_headers(connectplugin_stream *stream, connectplugin_error **out_error);
-/** @brief Adds a response header; only before the headers are sent. Copied. */
+/**
+ * @brief Adds a response header. Copied. Only before the headers are sent (with the first message
+ *        or connectplugin_stream_send_headers); afterwards CONNECTPLUGIN_ERR_STATE.
+ */
 connectplugin_status connectplugin_stream_add_response_header(connectplugin_stream *stream, const char *key,
                                                               const uint8_t *value, size_t value_len,
                                                               connectplugin_error **out_error);

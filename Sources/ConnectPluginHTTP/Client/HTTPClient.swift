@@ -71,6 +71,13 @@ final class ClientRequest {
     weak var connection: ClientConnection?
     var timer: TimerHandle?
     private(set) var isDone = false
+    /// Sent on a connection that carried an earlier request (it may have been closed by the server
+    /// meanwhile), and whether it was already sent again once.
+    var onReusedConnection = false
+    var retried = false
+    /// A request whose body is complete and got no response byte can be sent again on a new
+    /// connection: the server never saw it (a stale keep-alive connection, or a refused stream).
+    var canRetry: Bool { bodyComplete && !retried && !isDone }
     /// Called with the bytes the connection took (the writer's back-pressure credit).
     var onSent: ((Int) -> Void)?
 
@@ -471,10 +478,25 @@ public final class HTTPClient: @unchecked Sendable {
         if h2 === c { h2 = nil }
     }
 
+    /// Sends a request again on a new connection (loop thread); see `ClientRequest.canRetry`.
+    func retry(_ req: ClientRequest) {
+        req.retried = true
+        req.connection = nil
+        if closed {
+            req.fail(HTTPError(.closed, "the client was closed"), loop: loop)
+            return
+        }
+        switch config.version {
+        case .http2: startH2(req)
+        case .http1_1: startH1(req)
+        }
+    }
+
     private func startH1(_ req: ClientRequest) {
-        while let c = idleH1.popLast() {
+        while !req.retried, let c = idleH1.popLast() {
             if !c.socket.isClosed {
                 activeH1[ObjectIdentifier(c)] = c
+                req.onReusedConnection = true
                 c.send(req)
                 return
             }
@@ -588,7 +610,7 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
         if !endNow {
             if !req.body.isEmpty {
                 session.send(stream: id, req.body)
-                req.body = []
+                if !req.bodyComplete { req.body = [] }  // a complete body is kept for a retry
             }
             for w in req.pendingWrites { session.send(stream: id, w) }
             req.pendingWrites = []
@@ -735,7 +757,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
         for (id, st) in streams where id > lastStreamID {
             streams[id] = nil
             ids[ObjectIdentifier(st.req)] = nil
-            st.req.fail(HTTPError(.refused, "\(endpoint.description) is going away; the request was not processed"), loop: loop)
+            if st.req.canRetry, let owner {
+                owner.retry(st.req)  // not processed: safe to send on a new connection
+            } else {
+                st.req.fail(HTTPError(.refused, "\(endpoint.description) is going away; the request was not processed"), loop: loop)
+            }
         }
     }
 }
@@ -758,6 +784,7 @@ final class H1ClientConnection: ConnectionDelegate, ClientConnection {
     private var keepAlive = true
     private var uncredited = 0
     private var pausedForReader = false
+    private var responseStarted = false
 
     init(socket: SocketConnection, client: HTTPClient) {
         self.socket = socket
@@ -782,6 +809,7 @@ final class H1ClientConnection: ConnectionDelegate, ClientConnection {
         headWritten = false
         bodyEnded = false
         responseEnded = false
+        responseStarted = false
         keepAlive = true
         uncredited = 0
         parser = HTTP1Parser(kind: .response)
@@ -884,6 +912,7 @@ final class H1ClientConnection: ConnectionDelegate, ClientConnection {
         guard let req = current else { return }
         switch ev {
         case .responseHead(let h):
+            responseStarted = true
             if h.status >= 100 && h.status < 200 { return }
             keepAlive = h.keepAlive
             req.head(h.status, h.headers)
@@ -935,6 +964,13 @@ final class H1ClientConnection: ConnectionDelegate, ClientConnection {
     }
 
     func connectionClosed(_ error: HTTPError?) {
+        if let req = current, req.onReusedConnection, !responseStarted, req.canRetry, let owner {
+            // The server closed this keep-alive connection as we reused it: it never saw the request.
+            current = nil
+            owner.h1Closed(self)
+            owner.retry(req)
+            return
+        }
         if current != nil {
             if let events = try? parser.finish() {
                 for ev in events { handle(ev) }

@@ -62,7 +62,6 @@ final class H2Session {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, h2OnFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, h2OnDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, h2OnStreamClose)
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, h2OnFrameSend)
         var opt: OpaquePointer?
         guard nghttp2_option_new(&opt) == 0, let option = opt else { return nil }
         defer { nghttp2_option_del(option) }
@@ -323,18 +322,6 @@ final class H2Session {
         }
     }
 
-    /// G-13 (early close): once we sent END_STREAM on a stream whose peer is still sending, tell it
-    /// to stop with RST_STREAM(NO_ERROR) — after our last frame, so nothing of ours is lost.
-    fileprivate func onFrameSend(_ frame: UnsafePointer<nghttp2_frame>) {
-        let hd = frame.pointee.hd
-        guard hd.stream_id > 0, (hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)) != 0, let s = session else { return }
-        let type = UInt32(hd.type)
-        guard type == NGHTTP2_DATA.rawValue || type == NGHTTP2_HEADERS.rawValue else { return }
-        if nghttp2_session_get_stream_remote_close(s, hd.stream_id) == 0 {
-            _ = nghttp2_submit_rst_stream(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), hd.stream_id, NGHTTP2_NO_ERROR.rawValue)
-        }
-    }
-
     fileprivate func onStreamClose(_ stream: Int32, _ code: UInt32) {
         outgoing[stream] = nil
         delegate?.h2StreamClosed(stream: stream, errorCode: code)
@@ -398,12 +385,6 @@ private let h2OnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, ud in
 private let h2OnDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, len, ud in
     guard let s = sessionFrom(ud), let data else { return 0 }
     s.onData(stream, UnsafeRawBufferPointer(start: data, count: len))
-    return 0
-}
-
-private let h2OnFrameSend: nghttp2_on_frame_send_callback = { _, frame, ud in
-    guard let s = sessionFrom(ud), let frame, s.isServer else { return 0 }
-    s.onFrameSend(frame)
     return 0
 }
 

@@ -124,7 +124,6 @@ public final class ClientStream: @unchecked Sendable {
     private var finalError: ConnectError?
     private var sendClosed = false
     private var _trailers = Metadata()
-    private var canceled = false
 
     /// Connect unary framing (a unary method called through a stream handle): the body is the
     /// message, the response is decoded as a whole.
@@ -171,7 +170,18 @@ public final class ClientStream: @unchecked Sendable {
         return RPCClient.map(e)
     }
 
-    private var canceledLocally: Bool { recvLock.withLock { canceled } }
+    private var canceledLocally: Bool { cancelLock.withLock { canceledFlag } }
+    /// `cancel` must not wait for a receive blocked under `recvLock`.
+    private let cancelLock = Lock()
+    private var canceledFlag = false
+    private var canceled: Bool { cancelLock.withLock { canceledFlag } }
+    private var doneMirror = false
+
+    /// recvLock held.
+    private func markFinished() {
+        finished = true
+        cancelLock.withLock { doneMirror = true }
+    }
 
     /// Half-closes the request stream.
     public func closeSend() {
@@ -184,14 +194,15 @@ public final class ClientStream: @unchecked Sendable {
 
     /// Cancels the call; pending and later operations fail with canceled.
     public func cancel() {
-        recvLock.withLock { canceled = true }
+        cancelLock.withLock { canceledFlag = true }
         call.cancel()
     }
 
     /// Cancels unless the call already ended (used when a stream handle is freed).
     public func cancelIfRunning() {
-        let running = recvLock.withLock { !finished }
-        if running { cancel() }
+        // Not under recvLock: a receive may be blocked holding it. Canceling a finished call is a
+        // no-op in the transport.
+        if !cancelLock.withLock({ doneMirror }) { cancel() }
     }
 
     /// Response headers (after the first receive).
@@ -219,7 +230,7 @@ public final class ClientStream: @unchecked Sendable {
                     try step()
                 } catch let e as ConnectError {
                     finalError = e
-                    finished = true
+                    markFinished()
                     call.cancel(HTTPError(.canceled, "the client stopped reading"))
                     throw e
                 }
@@ -258,7 +269,7 @@ public final class ClientStream: @unchecked Sendable {
                 unaryBody = []
                 pending.append(r.message)
                 _trailers = r.trailers
-                finished = true
+                markFinished()
             case .failed(let e):
                 if canceled { throw ConnectError(.canceled, "the call was canceled") }
                 throw RPCClient.map(e)
@@ -270,7 +281,7 @@ public final class ClientStream: @unchecked Sendable {
             try decoder.push(bytes) { pending.append($0) }
         case .end(let trailers):
             _trailers = try decoder.end(httpTrailers: trailers)
-            finished = true
+            markFinished()
         case .failed(let e):
             if canceled { throw ConnectError(.canceled, "the call was canceled") }
             throw RPCClient.map(e)

@@ -38,7 +38,7 @@ final class ServerCallCore: @unchecked Sendable {
     var responseHeaders = Metadata()
     var responseTrailers = Metadata()
     var errorDetails: [ErrorDetail] = []
-    private var headersSent = false
+    private(set) var headersSent = false
     private(set) var finished = false
     /// The runtime answered on its own (deadline, shutdown, handler returned without answering).
     private(set) var finishedByRuntime = false
@@ -295,9 +295,12 @@ public final class StreamCall: @unchecked Sendable {
     /// Sends the response headers now (before the first message).
     public func sendHeaders() throws { try core.sendHeaders() }
 
+    /// Adds a response header; only before the headers went out (with the first message or
+    /// `sendHeaders`): afterwards it is a `.state` error.
     public func addResponseHeader(_ key: String, _ value: [UInt8]) throws {
         try core.lock.withLock {
             try core.checkOpen()
+            if core.headersSent { throw ConnectError.local(.state, "the response headers were already sent; use a trailer") }
             try core.responseHeaders.add(key, value)
         }
     }
