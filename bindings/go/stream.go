@@ -375,10 +375,11 @@ func goStreamHandler(stream *C.connectplugin_stream, h C.uintptr_t) {
 		ptr:       stream,
 	}
 	ss.cond = sync.NewCond(&ss.mu)
-	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	if ms := int64(C.connectplugin_stream_timeout_remaining_ms(stream)); ms >= 0 {
 		ss.deadline = start.Add(time.Duration(ms) * time.Millisecond)
 		ss.ctx, ss.cancel = context.WithDeadline(context.Background(), ss.deadline)
+	} else {
+		ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	}
 
 	err := runStreamHandler(entry.fn, ss)
