@@ -243,6 +243,36 @@ struct StreamingEndToEndTests {
         #expect(e?.code == .canceled)
     }
 
+    @Test(arguments: [HTTPVersion.http2, .http1_1])
+    func cancelFromAnotherThreadUnblocksReceive(version: HTTPVersion) throws {
+        let (server, url) = try makeServer()
+        defer { server.stop(graceMs: 0) }
+        let c = try client(url, Combo(proto: .connect, http: version, codec: "proto", compression: "identity"))
+        defer { c.close() }
+        let s = try c.stream(svc + "Chat", kind: .bidiStream)
+        try s.send([1])
+        #expect(try s.receive() == [1])
+        let canceled = Promise<Bool>()
+        var t = pthread_t()
+        let box = Unmanaged.passRetained(s as AnyObject).toOpaque()
+        pthread_create(&t, nil, { arg in
+            usleep(200_000)
+            guard let arg else { return nil }
+            let st = Unmanaged<AnyObject>.fromOpaque(arg).takeRetainedValue() as? ClientStream
+            st?.cancel()
+            return nil
+        }, box)
+        do {
+            _ = try s.receive()  // blocked until the other thread cancels
+            Issue.record("receive returned")
+        } catch let e as ConnectError {
+            #expect(e.code == .canceled)
+            canceled.fulfill(true)
+        }
+        pthread_join(t, nil)
+        #expect(canceled.isFulfilled)
+    }
+
     @Test func slowReaderBoundsMemory() throws {
         // 64 MiB offered by the handler; the client reads slowly at first. The handler's sends must
         // block (back-pressure) instead of queueing everything.
