@@ -250,8 +250,10 @@ connectplugin_status connectplugin_server_options_set_max_message_bytes(connectp
                                                                         uint64_t max_bytes,
                                                                         connectplugin_error **out_error);
 /**
- * @brief Number of threads that run handlers (default 8, range 1–1024). A slow handler occupies one
- *        of them; I/O and other connections are never stalled by it.
+ * @brief Number of threads kept ready to run handlers (default 8, range 1–1024). A handler occupies
+ *        one for as long as it runs (a streaming call for its whole life); when all are busy, more
+ *        are started, up to 1024 per server, after which calls wait. I/O and other connections are
+ *        never stalled by a slow handler.
  */
 connectplugin_status connectplugin_server_options_set_handler_threads(connectplugin_server_options *options,
                                                                       uint32_t threads,

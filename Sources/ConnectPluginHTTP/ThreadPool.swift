@@ -1,4 +1,6 @@
-// A fixed pool of threads running submitted work: user handlers run here, never on an I/O loop.
+// A pool of threads running submitted work: user handlers run here, never on an I/O loop. It keeps
+// `threads` ready and starts more when all are busy (a streaming call holds its thread for its whole
+// life), up to `maxThreads`; beyond that, work waits in the queue.
 import Glibc
 
 public final class ThreadPool: @unchecked Sendable {
@@ -7,41 +9,65 @@ public final class ThreadPool: @unchecked Sendable {
     private var head = 0
     private var stopping = false
     private var threads: [pthread_t] = []
+    private var idle = 0
+    public let maxThreads: Int
 
-    public init(threads count: Int, name: String = "connectplugin-worker") throws {
+    public init(threads count: Int, maxThreads: Int = 1024, name: String = "connectplugin-worker") throws {
+        self.maxThreads = max(1, count, maxThreads)
+        cond.lock()
+        defer { cond.unlock() }
         for _ in 0..<max(1, count) {
-            var t = pthread_t()
-            let box = Unmanaged.passRetained(self).toOpaque()
-            let rc = pthread_create(&t, nil, { arg in
-                guard let arg else { return nil }
-                let pool = Unmanaged<ThreadPool>.fromOpaque(arg).takeRetainedValue()
-                pool.work()
-                return nil
-            }, box)
-            if rc != 0 {
-                Unmanaged<ThreadPool>.fromOpaque(box).release()
+            if let e = startThread() {
+                cond.unlock()
                 shutdown()
-                throw HTTPError(.resource, "cannot start a handler thread (pthread_create: \(rc))")
+                cond.lock()
+                throw e
             }
-            threads.append(t)
         }
     }
 
-    /// Queues work. Returns false when the pool is shutting down.
+    /// Starts one worker (lock held).
+    private func startThread() -> HTTPError? {
+        var t = pthread_t()
+        let box = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&t, nil, { arg in
+            guard let arg else { return nil }
+            let pool = Unmanaged<ThreadPool>.fromOpaque(arg).takeRetainedValue()
+            pool.work()
+            return nil
+        }, box)
+        if rc != 0 {
+            Unmanaged<ThreadPool>.fromOpaque(box).release()
+            return HTTPError(.resource, "cannot start a handler thread (pthread_create: \(rc))")
+        }
+        threads.append(t)
+        return nil
+    }
+
+    /// Queues work, starting a thread if every thread is busy and the pool may grow. Returns false
+    /// when the pool is shutting down.
     @discardableResult
     public func submit(_ task: @escaping () -> Void) -> Bool {
         cond.lock()
         defer { cond.unlock() }
         if stopping { return false }
         queue.append(task)
+        let waiting = queue.count - head
+        if waiting > idle && threads.count < maxThreads {
+            _ = startThread()  // on failure the existing threads still drain the queue
+        }
         cond.signal()
         return true
     }
 
+    public var threadCount: Int { cond.withLock { threads.count } }
+
     private func work() {
         while true {
             cond.lock()
+            idle += 1
             while head >= queue.count && !stopping { cond.wait() }
+            idle -= 1
             if head >= queue.count {
                 cond.unlock()
                 return

@@ -273,6 +273,26 @@ struct StreamingEndToEndTests {
         #expect(canceled.isFulfilled)
     }
 
+    @Test func moreOpenStreamsThanHandlerThreads() throws {
+        // Each open stream holds a handler thread; the pool (8 kept ready) grows instead of
+        // leaving the 9th call waiting behind 8 idle-but-open streams.
+        let (server, url) = try makeServer()
+        defer { server.stop(graceMs: 0) }
+        let c = try client(url, Combo(proto: .grpc, http: .http2, codec: "proto", compression: "identity"))
+        defer { c.close() }
+        var open: [ClientStream] = []
+        for i in 0..<24 {
+            let s = try c.stream(svc + "Chat", kind: .bidiStream, timeoutMs: 10_000)
+            try s.send([UInt8(i)])
+            #expect(try s.receive() == [UInt8(i)])
+            open.append(s)
+        }
+        for s in open {
+            s.closeSend()
+            #expect(try s.receive() == nil)
+        }
+    }
+
     @Test func slowReaderBoundsMemory() throws {
         // 64 MiB offered by the handler; the client reads slowly at first. The handler's sends must
         // block (back-pressure) instead of queueing everything.
