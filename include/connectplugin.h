@@ -33,16 +33,16 @@ extern "C" {
 /* Versions                                                                                         */
 /* ------------------------------------------------------------------------------------------------ */
 
-#define CONNECTPLUGIN_VERSION "0.1.0"
+#define CONNECTPLUGIN_VERSION "0.2.0"
 #define CONNECTPLUGIN_VERSION_MAJOR 0
-#define CONNECTPLUGIN_VERSION_MINOR 1
+#define CONNECTPLUGIN_VERSION_MINOR 2
 #define CONNECTPLUGIN_VERSION_PATCH 0
 /** 0xMMmmpp, comparable with `>=`. */
-#define CONNECTPLUGIN_VERSION_NUM 0x000100
+#define CONNECTPLUGIN_VERSION_NUM 0x000200
 /** Bumped on every incompatible change of this header. Bindings compare it with connectplugin_abi_version(). */
 #define CONNECTPLUGIN_ABI_VERSION 1
 
-/** @brief The library's version string, e.g. "0.1.0". Static; never free. Any thread. */
+/** @brief The library's version string, e.g. "0.2.0". Static; never free. Any thread. */
 const char *connectplugin_version(void);
 /** @brief The library's version as CONNECTPLUGIN_VERSION_NUM. Any thread. */
 uint32_t connectplugin_version_num(void);
@@ -462,6 +462,7 @@ int32_t connectplugin_stream_is_done(const connectplugin_stream *stream);
 /**
  * @brief Blocks until the next request message. Server streaming methods receive exactly one.
  * @param out_data  Receives the message bytes, borrowed until the next receive or the handler returns.
+ *        @p out_data and @p out_len must not be NULL (CONNECTPLUGIN_ERR_INVALID_ARGUMENT; no message is taken).
  * @return CONNECTPLUGIN_OK with a message; CONNECTPLUGIN_EOF when the client finished sending;
  *         CONNECTPLUGIN_ERR_RPC when the request stream failed (the code says why: CANCELED when the
  *         client went away, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED for an oversized message,
@@ -653,7 +654,8 @@ connectplugin_status connectplugin_client_stream_close_send(connectplugin_client
                                                             connectplugin_error **out_error);
 /**
  * @brief Blocks until the next response message.
- * @param out_data  Borrowed until the next receive or free.
+ * @param out_data  Borrowed until the next receive or free. @p out_data and @p out_len must not be
+ *        NULL (CONNECTPLUGIN_ERR_INVALID_ARGUMENT; no message is taken).
  * @return CONNECTPLUGIN_OK with a message; CONNECTPLUGIN_EOF when the call ended with OK (trailers are
  *         now available); CONNECTPLUGIN_ERR_RPC with the call's error (code, message, details,
  *         metadata) — the same error on every later receive.

@@ -13,7 +13,7 @@ public typealias Server = RPCServer
 /// A Connect client for one base URL.
 public typealias Client = RPCClient
 
-public let connectPluginVersion = "0.1.0"
+public let connectPluginVersion = "0.2.0"
 
 // MARK: - Server handlers that throw
 

@@ -7,10 +7,10 @@ import ConnectPlugin
 }
 
 @_cdecl("connectplugin_version")
-public func connectplugin_version() -> UnsafePointer<CChar>? { staticCString("0.1.0") }
+public func connectplugin_version() -> UnsafePointer<CChar>? { staticCString("0.2.0") }
 
 @_cdecl("connectplugin_version_num")
-public func connectplugin_version_num() -> UInt32 { 0x000100 }
+public func connectplugin_version_num() -> UInt32 { 0x000200 }
 
 @_cdecl("connectplugin_abi_version")
 public func connectplugin_abi_version() -> UInt32 { 1 }

@@ -132,6 +132,8 @@ public func connectplugin_stream_receive(_ s: OpaquePointer?, _ outData: UnsafeM
     var eof = false
     let st = guarded(err) {
         let b = try streamArg(s)
+        // Refuse before taking a message: it must not be lost.
+        guard outData != nil, outLen != nil else { throw ConnectError.local(.invalidArgument, "out_data and out_len must not be NULL") }
         guard let m = try b.call.receive() else {
             eof = true
             return
@@ -259,6 +261,8 @@ public func connectplugin_client_stream_receive(_ s: OpaquePointer?, _ outData: 
     var eof = false
     let st = guarded(err) {
         let b = try clientStreamArg(s)
+        // Refuse before taking a message: it must not be lost.
+        guard outData != nil, outLen != nil else { throw ConnectError.local(.invalidArgument, "out_data and out_len must not be NULL") }
         defer {
             let h = b.stream.responseHeaders
             b.lock.withLock {

@@ -11,9 +11,9 @@ needs HTTP/2; grpcio and grpc-go speak gRPC with proto only; uvicorn has no HTTP
 TLS rows ('tls', 'mtls') are generated for codec=proto, compression=identity only (TLS is
 orthogonal to both); INTEROP_MATRIX_FULL=1 crosses TLS with every codec and compression too.
 
-Rows with one of our binaries need new flags on them (`--scenario stream --protocol ...`,
-`--tls-ca/--cert/--key` on clients, `--tls-cert/--tls-key/--tls-client-ca` on servers) and are
-deselected at collection unless INTEROP_STREAMING=1 (the end-of-session summary says so). The
+Rows with one of our binaries use their streaming flags (`--scenario stream --protocol ...`,
+`--tls-ca/--cert/--key` on clients, `--tls-cert/--tls-key/--tls-client-ca` on servers); they run
+by default and INTEROP_STREAMING=0 leaves them out (the end-of-session summary says so). The
 peer-vs-peer rows always run; those already run by test_peers_selfcheck.py are not repeated here
 (the summary table counts both files).
 

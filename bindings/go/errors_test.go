@@ -74,7 +74,7 @@ func TestVersion(t *testing.T) {
 	if ABIVersion() != HeaderABIVersion {
 		t.Fatalf("library ABI %d, header %d", ABIVersion(), HeaderABIVersion)
 	}
-	if VersionNum() != 0x000100 {
+	if VersionNum() != 0x000200 {
 		t.Fatalf("VersionNum = %#x", VersionNum())
 	}
 	if err := checkABI(); err != nil {

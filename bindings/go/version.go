@@ -13,7 +13,7 @@ const (
 	HeaderABIVersion = C.CONNECTPLUGIN_ABI_VERSION
 )
 
-// Version returns the loaded library's version string, e.g. "0.1.0".
+// Version returns the loaded library's version string, e.g. "0.2.0".
 func Version() string { return C.GoString(C.connectplugin_version()) }
 
 // VersionNum returns the loaded library's version as 0xMMmmpp.

@@ -856,3 +856,150 @@ bool kv_decode(kv_type type, kv_codec codec, const uint8_t *data, size_t len, kv
     if (!ok) kv_message_clear(out);
     return ok;
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* google.rpc.ErrorInfo                                                                           */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Appends a length-delimited field even when empty (map entries and ErrorInfo strings are plain fields). */
+static bool pb_put_string(kv_buffer *b, uint32_t field, const char *s) {
+    return s == NULL || pb_put_bytes(b, field, s, strlen(s));
+}
+
+bool kv_error_info_encode(const char *reason, const char *domain, const char *const *metadata, size_t pairs,
+                          kv_buffer *out) {
+    if (!pb_put_string(out, 1, reason) || !pb_put_string(out, 2, domain)) return false;
+    for (size_t i = 0; i < pairs; i++) {
+        kv_buffer entry = {0}; /* map<string, string> entry: key = 1, value = 2 */
+        bool ok = pb_put_string(&entry, 1, metadata[2 * i]) && pb_put_string(&entry, 2, metadata[2 * i + 1]) &&
+                  pb_put_varint(out, (3u << 3) | WIRE_LEN) && pb_put_varint(out, entry.len) &&
+                  buf_append(out, entry.data, entry.len);
+        kv_buffer_free(&entry);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+void kv_error_info_clear(kv_error_info *info) {
+    free(info->reason);
+    free(info->domain);
+    for (size_t i = 0; i < info->metadata_count; i++) {
+        free(info->metadata_keys[i]);
+        free(info->metadata_values[i]);
+    }
+    free(info->metadata_keys);
+    free(info->metadata_values);
+    memset(info, 0, sizeof *info);
+}
+
+static char *dup_bytes(const uint8_t *data, size_t len) {
+    char *s = malloc(len + 1);
+    if (!s) return NULL;
+    if (len) memcpy(s, data, len);
+    s[len] = '\0';
+    return s;
+}
+
+/* Reads the length-delimited payload of a field whose tag was just read. */
+static bool pb_get_len(pb_reader *r, const uint8_t **data, size_t *len) {
+    uint64_t v;
+    if (pb_get_varint(r, &v) != 1 || v > (uint64_t)(r->end - r->p)) return false;
+    *data = r->p;
+    *len = (size_t)v;
+    r->p += v;
+    return true;
+}
+
+/* Sets metadata[key] = value (replacing an earlier value), keeping the keys sorted. Takes ownership. */
+static bool error_info_put(kv_error_info *info, char *key, char *value) {
+    size_t i = 0;
+    while (i < info->metadata_count && strcmp(info->metadata_keys[i], key) < 0) i++;
+    if (i < info->metadata_count && strcmp(info->metadata_keys[i], key) == 0) {
+        free(info->metadata_keys[i]);
+        free(info->metadata_values[i]);
+        info->metadata_keys[i] = key;
+        info->metadata_values[i] = value;
+        return true;
+    }
+    char **keys = realloc(info->metadata_keys, (info->metadata_count + 1) * sizeof *keys);
+    if (!keys) return false;
+    info->metadata_keys = keys;
+    char **values = realloc(info->metadata_values, (info->metadata_count + 1) * sizeof *values);
+    if (!values) return false;
+    info->metadata_values = values;
+    memmove(keys + i + 1, keys + i, (info->metadata_count - i) * sizeof *keys);
+    memmove(values + i + 1, values + i, (info->metadata_count - i) * sizeof *values);
+    keys[i] = key;
+    values[i] = value;
+    info->metadata_count++;
+    return true;
+}
+
+bool kv_error_info_decode(const uint8_t *data, size_t len, kv_error_info *out, char *why, size_t why_size) {
+    memset(out, 0, sizeof *out);
+    pb_reader r = {data, data + len};
+    if (len == 0) r.p = r.end = NULL;
+    for (;;) {
+        uint64_t field;
+        unsigned wire;
+        int t = pb_get_tag(&r, &field, &wire, why, why_size);
+        if (t == 0) break;
+        if (t < 0) goto fail;
+        if (wire != WIRE_LEN || field < 1 || field > 3) {
+            if (!pb_skip(&r, field, wire, 0, why, why_size)) goto fail;
+            continue;
+        }
+        const uint8_t *bytes;
+        size_t n;
+        if (!pb_get_len(&r, &bytes, &n)) {
+            set_why(why, why_size, "truncated field %llu of ErrorInfo", (unsigned long long)field);
+            goto fail;
+        }
+        if (field == 1 || field == 2) {
+            char *s = dup_bytes(bytes, n);
+            if (!s) goto oom;
+            char **slot = field == 1 ? &out->reason : &out->domain;
+            free(*slot);
+            *slot = s;
+            continue;
+        }
+        /* A metadata map entry. */
+        pb_reader e = {bytes, bytes + n};
+        if (n == 0) e.p = e.end = NULL;
+        const uint8_t *k = NULL, *v = NULL;
+        size_t klen = 0, vlen = 0;
+        for (;;) {
+            uint64_t f;
+            unsigned w;
+            int te = pb_get_tag(&e, &f, &w, why, why_size);
+            if (te == 0) break;
+            if (te < 0) goto fail;
+            if (w == WIRE_LEN && (f == 1 || f == 2)) {
+                const uint8_t *b;
+                size_t bl;
+                if (!pb_get_len(&e, &b, &bl)) {
+                    set_why(why, why_size, "truncated metadata entry of ErrorInfo");
+                    goto fail;
+                }
+                if (f == 1) k = b, klen = bl;
+                else v = b, vlen = bl;
+            } else if (!pb_skip(&e, f, w, 0, why, why_size)) {
+                goto fail;
+            }
+        }
+        char *ks = dup_bytes(k, klen), *vs = dup_bytes(v, vlen);
+        if (!ks || !vs || !error_info_put(out, ks, vs)) {
+            free(ks);
+            free(vs);
+            goto oom;
+        }
+    }
+    if (!out->reason && !(out->reason = dup_bytes(NULL, 0))) goto oom;
+    if (!out->domain && !(out->domain = dup_bytes(NULL, 0))) goto oom;
+    return true;
+oom:
+    set_why(why, why_size, "out of memory");
+fail:
+    kv_error_info_clear(out);
+    return false;
+}

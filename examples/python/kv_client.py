@@ -330,7 +330,7 @@ def watch_half_duplex(kv, prefixes, received):
                 call.send(kv.encode(kv_pb2.WatchRequest(prefix=p)))
             call.close_send()
         except RPCError:
-            pass  # the call already ended; receiving tells how
+            pass  # the call can take no more requests; receiving tells how it ended
         for data in call:
             received.append(format_event(kv.decode(data, kv_pb2.WatchEvent)))
     return received

@@ -493,7 +493,10 @@ public final class HTTPClient: @unchecked Sendable {
     }
 
     private func startH1(_ req: ClientRequest) {
-        while !req.retried, let c = idleH1.popLast() {
+        // A streamed request cannot be sent again, so it never takes a pooled connection: a server
+        // may close an idle keep-alive connection just as we reuse it. (A complete body can be
+        // resent: see ClientRequest.canRetry.)
+        while !req.retried && req.bodyComplete, let c = idleH1.popLast() {
             if !c.socket.isClosed {
                 activeH1[ObjectIdentifier(c)] = c
                 req.onReusedConnection = true

@@ -59,7 +59,8 @@ public final class RPCClient: @unchecked Sendable {
         do {
             transport = try HTTPClient(endpoint: endpoint, config: cfg, group: try EventLoopGroup.shared())
         } catch let e as HTTPError {
-            throw ConnectError.local(e.kind == .tls ? .invalidArgument : .resource, e.message)
+            // A bad CA, certificate or key file is the caller's argument, as for a TLS listener.
+            throw ConnectError.local(e.kind == .tls || e.kind == .invalidArgument ? .invalidArgument : .resource, e.message)
         }
     }
 

@@ -155,3 +155,128 @@ def test_server_exits_0_on_sigterm_and_sigint(built):
         s = KVServer("127.0.0.1:0")
         assert s.stop(sig) == 0
         assert s.stderr == ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The streaming scenario (examples/proto/README.md): --scenario stream, protocols, TLS flags
+# ---------------------------------------------------------------------------------------------------
+
+import sys  # noqa: E402
+
+sys.path.insert(0, str(REPO / "Tests" / "interop"))
+import kvscenario  # noqa: E402  (the exact expected lines, shared with the interop suite)
+
+from _certs import make_certs  # noqa: E402
+
+PROTOCOL_HTTP = [("connect", "1.1"), ("connect", "2"), ("grpc", "2"), ("grpcweb", "1.1"), ("grpcweb", "2")]
+
+
+class TLSKVServer(KVServer):
+    def __init__(self, listen, *flags):
+        self.proc = subprocess.Popen(
+            [str(BIN / "kv-server-python"), "--listen", listen, *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", env=_env(),
+        )
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError(f"server did not start: {line!r} {err!r}")
+        self.address = line[len("listening on "):].strip()
+
+
+@pytest.fixture(scope="module")
+def stream_server(built):
+    s = KVServer("127.0.0.1:0")
+    yield s
+    assert s.stop() == 0
+    assert s.stderr == ""
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certs(tmp_path_factory.mktemp("kv-certs"))
+
+
+def check_stream(r, http):
+    assert r.stdout.splitlines() == kvscenario.expected_lines(http), r.stderr
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("compression", ["identity", "gzip"])
+@pytest.mark.parametrize("codec", ["proto", "json"])
+@pytest.mark.parametrize("protocol,http", PROTOCOL_HTTP, ids=[f"{p}-h{h}" for p, h in PROTOCOL_HTTP])
+def test_stream_scenario(stream_server, protocol, http, codec, compression):
+    r = run_client(stream_server.url(), "--scenario", "stream", "--protocol", protocol, "--http", http,
+                   "--codec", codec, "--compression", compression)
+    check_stream(r, http)
+
+
+def test_stream_scenario_runs_twice_and_unary_still_works(stream_server):
+    for _ in range(2):
+        check_stream(run_client(stream_server.url(), "--scenario", "stream"), "2")
+    r = run_client(stream_server.url(), "--scenario", "unary")
+    assert (r.returncode, r.stdout.splitlines()) == (0, EXPECTED)
+
+
+@pytest.mark.parametrize("mode", ["tls", "mtls"])
+@pytest.mark.parametrize("protocol,http", PROTOCOL_HTTP, ids=[f"{p}-h{h}" for p, h in PROTOCOL_HTTP])
+def test_stream_scenario_tls(built, certs, mode, protocol, http):
+    server_flags = ["--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key)]
+    client_flags = ["--tls-ca", str(certs.ca)]
+    if mode == "mtls":
+        server_flags += ["--tls-client-ca", str(certs.ca)]
+        client_flags += ["--cert", str(certs.client_cert), "--key", str(certs.client_key)]
+    s = TLSKVServer("127.0.0.1:0", *server_flags)
+    try:
+        r = run_client("https://" + s.address, "--scenario", "stream", "--protocol", protocol, "--http", http,
+                       *client_flags)
+        check_stream(r, http)
+        if mode == "mtls":
+            # Without a client certificate nothing is served.
+            r = run_client("https://" + s.address, "--scenario", "stream", "--ca", str(certs.ca))
+            assert r.returncode == 1
+            assert r.stdout == ""
+            assert r.stderr.startswith("error: put greeting: unavailable: ")
+        else:
+            # --tls-ca turns an http:// URL into TLS; the unary scenario works over TLS too.
+            r = run_client("http://" + s.address, "--ca", str(certs.ca))
+            assert (r.returncode, r.stdout.splitlines()) == (0, EXPECTED), r.stderr
+    finally:
+        assert s.stop() == 0
+
+
+def test_tls_client_rejects_unknown_server(built, certs):
+    s = TLSKVServer("127.0.0.1:0", "--tls-cert", str(certs.other_server_cert), "--tls-key",
+                    str(certs.other_server_key))
+    try:
+        r = run_client("https://" + s.address, "--scenario", "stream", "--tls-ca", str(certs.ca))
+        assert r.returncode == 1
+        assert r.stderr.startswith("error: put greeting: unavailable: ") and "verify" in r.stderr
+    finally:
+        assert s.stop() == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["--scenario", "stream", "--protocol", "grpc", "--http", "1.1"],
+    ["--scenario", "stream", "--protocol", "soap"],
+    ["--scenario", "sideways"],
+    ["--compression", "br"],
+    ["--cert", "c.pem"],
+    ["--tls-ca", "/nonexistent/ca.pem"],
+])
+def test_client_usage_errors_exit_2(built, args):
+    r = run_client("http://127.0.0.1:1", *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["--tls-cert", "c.pem"],
+    ["--tls-client-ca", "ca.pem"],
+])
+def test_server_usage_errors_exit_2(built, args):
+    r = subprocess.run([str(BIN / "kv-server-python"), "--listen", "127.0.0.1:0", *args],
+                       capture_output=True, text=True, timeout=60, cwd="/", env=_env())
+    assert r.returncode == 2, r.stderr

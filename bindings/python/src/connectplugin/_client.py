@@ -385,6 +385,7 @@ class ClientStream:
         self._recv_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._headers: List[Tuple[str, bytes]] = []
+        self._headers_read = False
         self._trailers: List[Tuple[str, bytes]] = []
         self._eof = False
         self._error: Optional[BaseException] = None
@@ -450,9 +451,11 @@ class ClientStream:
     # -- sending ---------------------------------------------------------------------------------
 
     def send(self, message: Union[bytes, bytearray, memoryview]) -> None:
-        """Sends one request message. Raises :class:`RPCError` if the call already ended (call
-        ``receive()`` to learn how it ended) and :class:`ConnectPluginError` (STATE) after
-        ``close_send()`` or for a second message to a method that takes one."""
+        """Sends one request message (blocks while the transport is behind). When the server has
+        already ended the call (an early error) the message is dropped and ``receive()`` reports
+        the call's status. Raises :class:`RPCError` when the transport failed (connection lost,
+        deadline, canceled) and :class:`ConnectPluginError` (STATE) after ``close_send()`` or for a
+        second message to a method that takes one."""
         data = _ffi.as_bytes(message, "message")
         with self._send_lock:
             h = self._enter()
@@ -475,7 +478,8 @@ class ClientStream:
                 self._leave()
 
     def _send_or_learn(self, message: Any) -> bool:
-        """send(); False (instead of an exception) when the call already ended."""
+        """send(); False (instead of an exception) when the call can take no more messages;
+        ``receive()`` then reports how it ended."""
         try:
             self.send(message)
             return True
@@ -529,8 +533,10 @@ class ClientStream:
                 n = c_size_t(0)
                 err = _ffi.new_error_out()
                 st = _ffi.connectplugin_client_stream_receive(h, byref(data), byref(n), byref(err))
-                if not self._headers:
+                if not self._headers_read:
+                    # Final once the first receive returned (they arrive before any message).
                     self._headers = read_metadata(_ffi.connectplugin_client_stream_headers(h))
+                    self._headers_read = True
                 if st == _ffi.EOF:
                     check(Status.OK, err)
                     self._trailers = read_metadata(_ffi.connectplugin_client_stream_trailers(h))

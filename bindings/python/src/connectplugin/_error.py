@@ -94,7 +94,7 @@ class MethodKind(enum.IntEnum):
 
 
 def version() -> str:
-    """The library's version string, e.g. "0.1.0"."""
+    """The library's version string, e.g. "0.2.0"."""
     return _ffi.decode_str(_ffi.connectplugin_version())
 
 

@@ -198,11 +198,12 @@ class ServerStream:
     ``fail(code, message, details)`` ends the call with an error and ``finish()`` with OK (returning
     from the handler does the same).
 
-    Threads: call it from the handler's thread. A full-duplex bidi handler may let **one** other
-    thread ``receive()`` while the handler's thread sends; the binding then waits, after the handler
-    returns, until that thread's ``receive()`` has returned (note: the C header restricts every
-    ``connectplugin_stream_*`` call to the handler's thread; the library's implementation keeps
-    receiving and sending independent, which this relies on).
+    Threads: use it from the handler's thread and, for full-duplex bidi, from **one** more thread
+    that receives while the handler's thread sends (or the reverse), as the C header allows.
+    Receives never overlap each other, nor sends each other (the binding serializes them). The C
+    contract says the handler must not return while another thread still uses the stream: after
+    the handler returns the binding refuses new calls (``ValueError``) and waits until calls still
+    running on other threads have returned before it gives the stream back to the library.
     """
 
     __slots__ = (
@@ -353,7 +354,8 @@ class ServerStream:
         self._send_side(_ffi.connectplugin_stream_send_headers, what="send_headers")
 
     def add_response_header(self, key: str, value: Union[bytes, str]) -> None:
-        """Adds a response header; only before the headers are sent."""
+        """Adds a response header; only before the headers are sent (with the first message or
+        ``send_headers()``), afterwards :class:`ConnectPluginError` with status STATE."""
         k = _ffi.as_cstr(key, "header key")
         v = _ffi.as_bytes(value, "header value")
         self._send_side(_ffi.connectplugin_stream_add_response_header, k, _ffi.u8_ptr(v), len(v),
