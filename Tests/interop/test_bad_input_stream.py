@@ -902,6 +902,29 @@ def streaming_status(c: H2Conn, st: H2Stream, what: str) -> None:
 
 
 @case
+def early_response_small_body(srv):
+    """An answer given before the request body ended (here: unknown method) waits for a small
+    declared body (content-length <= 64 KiB) to arrive, so clients that write headers and body
+    separately (curl 7.88 hangs otherwise) see it after their upload; a stream without a declared
+    length, or with a large one, is answered at once."""
+    nope = PUT.rsplit("/", 1)[0] + "/Nope"
+    with H2Conn(srv) as c:
+        sid = c.open(nope, grpc_headers([("content-length", "5")]))
+        c.pump(0.3, lambda: bool(c.stream(sid).blocks))
+        assert not c.stream(sid).blocks, f"answered before the declared 5-byte body arrived\n  {c.describe(sid)}"
+        c.send_data(sid, env(b""), end_stream=True)
+        st = c.wait(sid)
+        code, _ = grpc_status(c, st, "unknown method after its 5-byte body")
+        assert code == UNIMPLEMENTED, f"unknown method: grpc-status {code}\n  {c.describe(sid)}"
+        for what, extra in (("no content-length", []), ("content-length 1 MiB", [("content-length", str(1 << 20))])):
+            sid = c.open(nope, grpc_headers(extra))
+            st = c.wait(sid, 5)
+            assert st.ended and st.blocks, f"unknown method with {what}, body still open: no answer\n  {c.describe(sid)}"
+            code, _ = grpc_status(c, st, f"unknown method with {what}")
+            assert code == UNIMPLEMENTED, f"unknown method with {what}: grpc-status {code}"
+
+
+@case
 def stream_list_cardinality(srv):
     """G-4: the server-streaming List with zero or two request messages -> unimplemented (while one
     message with a prefix matching nothing -> OK, zero messages)."""

@@ -81,8 +81,18 @@ def test_peer_scenario(request, servers, tls_files, client, server, protocol, co
     cfg = tls_config(tls, tls_files)
     srv = servers.get(server, "tcp", cfg)
     grpcgo = request.getfixturevalue("grpcgo_client") if client == "grpcgo" else None
-    run = run_client(stream_client_argv(client, srv.url, protocol, codec, http, compression, cfg, grpcgo))
+    argv = stream_client_argv(client, srv.url, protocol, codec, http, compression, cfg, grpcgo)
+    run = run_client(argv)
+    if http == "1.1" and PEER_H1_RACE in run.stderr:
+        # connect-python's HTTP/1.1 client (hyper) may reuse a keep-alive connection that the peer
+        # server is closing after an early error response; the two peers race, connectplugin is not
+        # involved. Such a row runs once more, and says so; any other failure fails at once.
+        print(f"peer row retried after the hyper keep-alive race: {run.stderr.strip()[-200:]}")
+        run = run_client(argv)
     check_stream_run(run, http, srv)
+
+
+PEER_H1_RACE = "connection closed before message completed"
 
 
 @pytest.mark.parametrize("client,server,protocol,http", [

@@ -18,7 +18,18 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
         var headerBytes = 0
         var stream: HTTPServerStream?
         var responseDone = false
+        /// The client sent END_STREAM.
+        var requestEnded = false
+        /// An early complete response held until the (small, declared) request body has arrived.
+        var deferred: HTTPResponse?
+        var deferTimer: TimerHandle?
     }
+    /// An early response (one given before the request body ended) waits up to this long for a body
+    /// of at most `earlyResponseMaxBody` declared bytes to finish: like nginx's discarding of an
+    /// unread body. RFC 9113 allows answering at once, but HTTP/2 clients that write headers and body
+    /// separately (curl 7.x) then hang or fail when the response overtakes their upload.
+    static let earlyResponseWaitNs: UInt64 = 1_000_000_000
+    static let earlyResponseMaxBody = 64 << 10
     private var streams: [Int32: Stream] = [:]
     private var closing = false
     private let inFlightLock = Lock()
@@ -117,10 +128,11 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
             let s = HTTPServerStream(request: req, loop: loop, transport: self, tag: id)
             st.stream = s
             setInFlight(1)
+            st.requestEnded = endStream
             if endStream { s.deliverEnd(HTTPHeaders()) }
             server.handler.handle(s)
         } else if endStream {
-            st.stream?.deliverEnd(st.trailers)
+            requestEnded(id, st)
         }
     }
 
@@ -132,7 +144,24 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
 
     func h2EndStream(stream id: Int32) {
         guard let st = streams[id] else { return }
+        requestEnded(id, st)
+    }
+
+    private func requestEnded(_ id: Int32, _ st: Stream) {
+        st.requestEnded = true
         st.stream?.deliverEnd(st.trailers)
+        sendDeferred(id, st)
+    }
+
+    /// Submits a held early response (inside an nghttp2 callback too: flushed after it returns).
+    private func sendDeferred(_ id: Int32, _ st: Stream) {
+        guard let response = st.deferred, let session else { return }
+        st.deferred = nil
+        if let t = st.deferTimer { loop.cancel(t) }
+        st.deferTimer = nil
+        if !session.submitResponse(stream: id, status: response.status, headers: response.headers, body: response.body, trailers: response.trailers) {
+            session.resetStream(id, errorCode: 2)  // INTERNAL_ERROR
+        }
     }
 
     private func reset(_ id: Int32, _ st: Stream, code: UInt32) {
@@ -147,6 +176,7 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
 
     func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
         guard let st = streams.removeValue(forKey: id) else { return }
+        if let t = st.deferTimer { loop.cancel(t) }
         if let s = st.stream {
             if !st.responseDone {
                 st.responseDone = true
@@ -179,6 +209,19 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
     func streamRespond(_ s: HTTPServerStream, _ response: HTTPResponse) {
         guard let st = live(s), let session else { return }
         responseFinished(st, s)
+        if !st.requestEnded, st.deferred == nil, let cl = s.request.headers.first("content-length"),
+           let n = Int(cl), n >= 0, n <= HTTP2ServerConnection.earlyResponseMaxBody {
+            // Read (and discard) the rest of a small body first; see earlyResponseWaitNs.
+            st.deferred = response
+            let id = s.tag
+            st.deferTimer = loop.schedule(afterNs: HTTP2ServerConnection.earlyResponseWaitNs) { [weak self, weak st] in
+                guard let self, let st, self.streams[id] === st else { return }
+                st.deferTimer = nil
+                self.sendDeferred(id, st)
+                self.flushOrClose()
+            }
+            return
+        }
         if !session.submitResponse(stream: s.tag, status: response.status, headers: response.headers, body: response.body, trailers: response.trailers) {
             session.resetStream(s.tag, errorCode: 2)  // INTERNAL_ERROR
         }
@@ -238,6 +281,7 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
         let all = streams
         streams.removeAll()
         for (_, st) in all {
+            if let t = st.deferTimer { loop.cancel(t) }
             if let s = st.stream {
                 if !st.responseDone {
                     st.responseDone = true

@@ -223,16 +223,42 @@ final class ServerCallCore: @unchecked Sendable {
     private var receivedCount = 0
 
     /// The next request message, or nil at the end of the request stream. Blocks (handler thread).
+    /// A malformed request stream (bad envelope flags, truncated envelope, bad compression, too
+    /// large) ends the call at once with that error: the client broke the protocol, so whatever the
+    /// handler does next (return, send, finish with OK) cannot turn the call into a success.
     func receive() throws -> [UInt8]? {
+        do {
+            return try receiveLocked()
+        } catch let e as MalformedRequest {
+            finish(message: nil, error: e.error, byRuntime: true)
+            throw e.error
+        }
+    }
+
+    private struct MalformedRequest: Error { let error: ConnectError }
+
+    private func malformed<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as ConnectError {
+            throw MalformedRequest(error: e)
+        } catch {
+            throw MalformedRequest(error: ConnectError(.internal, "cannot read the request stream"))
+        }
+    }
+
+    private func receiveLocked() throws -> [UInt8]? {
         try readLock.withLock {
             if !readerConfigured {
                 reader = EnvelopeReader(maxMessageBytes: maxMessageBytes)
                 readerConfigured = true
             }
             while true {
-                if let env = try reader.next() {
-                    let msg = try EnvelopeCodec.decodeMessage(env, encoding: requestEncoding, maxBytes: maxMessageBytes,
-                                                              decompressFailureCode: .invalidArgument)
+                if let env = try malformed({ try reader.next() }) {
+                    let msg = try malformed {
+                        try EnvelopeCodec.decodeMessage(env, encoding: requestEncoding, maxBytes: maxMessageBytes,
+                                                        decompressFailureCode: .invalidArgument)
+                    }
                     receivedCount += 1
                     return msg
                 }
@@ -242,7 +268,7 @@ final class ServerCallCore: @unchecked Sendable {
                     reader.push(bytes)
                 case .end:
                     inputEnded = true
-                    try reader.finish()
+                    try malformed { try reader.finish() }
                     return nil
                 case .failed(let e):
                     let code: Code = e.kind == .timeout ? .deadlineExceeded : .canceled
