@@ -312,6 +312,12 @@ const char *connectplugin_server_address(const connectplugin_server *server, siz
 typedef void (*connectplugin_unary_handler)(connectplugin_call *call, void *user_data);
 /** @brief A finalizer for user_data. */
 typedef void (*connectplugin_free_func)(void *user_data);
+/**
+ * @brief Told that a call can no longer be answered (see connectplugin_call_on_done). Runs on a
+ *        library I/O thread: it must return quickly and must not block or make blocking
+ *        connectplugin calls (signal a condition variable, cancel a context, set a flag).
+ */
+typedef void (*connectplugin_done_func)(void *user_data);
 
 /**
  * @brief Registers @p handler for @p procedure ("/package.Service/Method"). Allowed before start only.
@@ -397,6 +403,22 @@ const connectplugin_metadata *connectplugin_call_request_headers(const connectpl
 int64_t connectplugin_call_timeout_remaining_ms(const connectplugin_call *call);
 /** @brief 1 once the call can no longer be answered (deadline passed, client gone, server stopping). */
 int32_t connectplugin_call_is_done(const connectplugin_call *call);
+/**
+ * @brief Asks to be told, once, when the call can no longer be answered before the handler answered
+ *        it: the client canceled (HTTP/2 RST_STREAM) or closed the connection, the deadline passed,
+ *        the request stream was malformed, or the server is stopping. This is the push form of
+ *        connectplugin_call_is_done, for handlers that wait on something else (a context, a queue).
+ *        @p on_done runs at most once, on a library I/O thread, or before this function returns if
+ *        the call is already over. It never runs after the handler returned: returning waits for
+ *        a running @p on_done. Several registrations per call are allowed.
+ * @param finalizer  May be NULL. Called exactly once with @p user_data: after @p on_done ran, when
+ *        the handler returns without it having run, or before this function returns if it fails.
+ * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_INVALID_ARGUMENT for a NULL call or on_done.
+ * @note Thread-safe; call it from the handler (while @p call is valid).
+ */
+connectplugin_status connectplugin_call_on_done(connectplugin_call *call, connectplugin_done_func on_done,
+                                                void *user_data, connectplugin_free_func finalizer,
+                                                connectplugin_error **out_error);
 /** @brief Adds a response header (sent with the response or the error). Copied. */
 connectplugin_status connectplugin_call_add_response_header(connectplugin_call *call, const char *key,
                                                             const uint8_t *value, size_t value_len,
@@ -459,6 +481,15 @@ const connectplugin_metadata *connectplugin_stream_peer(const connectplugin_stre
 int64_t connectplugin_stream_timeout_remaining_ms(const connectplugin_stream *stream);
 /** @brief 1 once the call is over (finished, deadline passed, client gone, server stopping). */
 int32_t connectplugin_stream_is_done(const connectplugin_stream *stream);
+/**
+ * @brief As connectplugin_call_on_done, for a streaming call: @p on_done runs once if the call ends
+ *        before the handler finished it (client canceled or gone, deadline passed, malformed request
+ *        stream, server stopping). A blocked receive or send returns on its own in those cases; this
+ *        is for handlers that wait elsewhere.
+ */
+connectplugin_status connectplugin_stream_on_done(connectplugin_stream *stream, connectplugin_done_func on_done,
+                                                  void *user_data, connectplugin_free_func finalizer,
+                                                  connectplugin_error **out_error);
 /**
  * @brief Blocks until the next request message. Server streaming methods receive exactly one.
  * @param out_data  Receives the message bytes, borrowed until the next receive or the handler returns.

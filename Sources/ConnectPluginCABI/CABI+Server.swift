@@ -58,6 +58,7 @@ final class CallBox {
     let headers: MetadataBox
     let proto: CBytes
     let peer: MetadataBox?
+    let doneHooks = DoneHooks()
     init(_ c: UnaryCall) {
         call = c
         procedure = CBytes(c.procedure)
@@ -147,6 +148,7 @@ public func connectplugin_server_register_unary(_ s: OpaquePointer?, _ procedure
             let cb = CallBox(call)
             let handle = box(cb)
             handler(handle, ud.pointer)
+            cb.doneHooks.clearAll()
             release(handle, as: CallBox.self)
         }
         b.keep(ud)

@@ -29,6 +29,7 @@ final class StreamBox {
     let headers: MetadataBox
     let peer: MetadataBox?
     var last: CBytes?
+    let doneHooks = DoneHooks()
     init(_ c: StreamCall) {
         call = c
         procedure = CBytes(c.procedure)
@@ -68,8 +69,10 @@ public func connectplugin_server_register_stream(_ s: OpaquePointer?, _ procedur
             throw ConnectError.local(.invalidArgument, "kind must be CONNECTPLUGIN_CLIENT_STREAM, CONNECTPLUGIN_SERVER_STREAM or CONNECTPLUGIN_BIDI_STREAM, got \(kind)")
         }
         try b.server.register(p, kind: k) { call in
-            let handle = box(StreamBox(call))
+            let sb = StreamBox(call)
+            let handle = box(sb)
             handler(handle, ud.pointer)
+            sb.doneHooks.clearAll()
             release(handle, as: StreamBox.self)
         }
         b.keep(ud)

@@ -2902,6 +2902,267 @@ typedef struct test_case {
     int min_timeout_s;
 } test_case;
 
+/* ---------------------------------------------------------------------------------------------- */
+/* on_done: the push notice that a call can no longer be answered                                */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef struct done_state {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int fired;      /* on_done calls */
+    int finalized;  /* finalizer calls */
+    int woken;      /* the WaitDone handler was woken by on_done (not by its 10 s timeout) */
+    int respond_rc; /* what respond/finish returned after the notice */
+    int handled;    /* handlers that returned */
+} done_state;
+
+static void done_fire(void *ud) {
+    done_state *d = ud;
+    pthread_mutex_lock(&d->mutex);
+    d->fired++;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->mutex);
+}
+
+static void done_finalize(void *ud) {
+    done_state *d = ud;
+    pthread_mutex_lock(&d->mutex);
+    d->finalized++;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->mutex);
+}
+
+/* Waits (not polling is_done) until on_done fired or 10 s passed. */
+static void done_wait(done_state *d) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&d->mutex);
+    while (d->fired == 0) {
+        if (pthread_cond_timedwait(&d->cond, &d->mutex, &until) != 0) break;
+    }
+    d->woken = d->fired > 0;
+    pthread_mutex_unlock(&d->mutex);
+}
+
+static void done_handled(done_state *d, connectplugin_status rc) {
+    pthread_mutex_lock(&d->mutex);
+    d->respond_rc = rc;
+    d->handled++;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->mutex);
+}
+
+static void handle_wait_done(connectplugin_call *call, void *user_data) {
+    done_state *d = user_data;
+    connectplugin_error *err = NULL;
+    if (connectplugin_call_on_done(call, done_fire, d, done_finalize, &err) != CONNECTPLUGIN_OK) {
+        connectplugin_error_free(err);
+        done_handled(d, -100);
+        return;
+    }
+    done_wait(d);
+    connectplugin_status rc = connectplugin_call_respond(call, (const uint8_t *)"late", 4, &err);
+    connectplugin_error_free(err);
+    done_handled(d, rc);
+}
+
+static void handle_quick_done(connectplugin_call *call, void *user_data) {
+    done_state *d = user_data;
+    connectplugin_error *err = NULL;
+    connectplugin_status rc = connectplugin_call_on_done(call, done_fire, d, done_finalize, &err);
+    connectplugin_error_free(err);
+    err = NULL;
+    /* A NULL on_done is refused and its finalizer still runs exactly once. */
+    connectplugin_status null_rc = connectplugin_call_on_done(call, NULL, d, done_finalize, &err);
+    connectplugin_error_free(err);
+    err = NULL;
+    connectplugin_status resp = connectplugin_call_respond(call, (const uint8_t *)"quick", 5, &err);
+    connectplugin_error_free(err);
+    done_handled(d, rc == CONNECTPLUGIN_OK && null_rc == CONNECTPLUGIN_ERR_INVALID_ARGUMENT ? resp : -200);
+}
+
+static void handle_stream_wait_done(connectplugin_stream *stream, void *user_data) {
+    done_state *d = user_data;
+    connectplugin_error *err = NULL;
+    const uint8_t *data;
+    size_t len;
+    connectplugin_status rc = connectplugin_stream_receive(stream, &data, &len, &err);
+    connectplugin_error_free(err);
+    err = NULL;
+    if (rc == CONNECTPLUGIN_OK) rc = connectplugin_stream_send(stream, (const uint8_t *)"ready", 5, &err);
+    connectplugin_error_free(err);
+    err = NULL;
+    if (rc != CONNECTPLUGIN_OK ||
+        connectplugin_stream_on_done(stream, done_fire, d, done_finalize, &err) != CONNECTPLUGIN_OK) {
+        connectplugin_error_free(err);
+        done_handled(d, -100);
+        return;
+    }
+    done_wait(d);
+    rc = connectplugin_stream_finish(stream, &err);
+    connectplugin_error_free(err);
+    done_handled(d, rc);
+}
+
+/* Waits until @p d has seen @p handled handler returns and @p finalized finalizer calls. */
+static bool done_settle(done_state *d, int handled, int finalized) {
+    int64_t until = now_ms() + 10000;
+    pthread_mutex_lock(&d->mutex);
+    while ((d->handled < handled || d->finalized < finalized) && now_ms() < until) {
+        pthread_mutex_unlock(&d->mutex);
+        sleep_ms(10);
+        pthread_mutex_lock(&d->mutex);
+    }
+    bool ok = d->handled >= handled && d->finalized >= finalized;
+    pthread_mutex_unlock(&d->mutex);
+    return ok;
+}
+
+static void done_reset(done_state *d) {
+    pthread_mutex_lock(&d->mutex);
+    d->fired = d->finalized = d->woken = d->handled = 0;
+    d->respond_rc = 0;
+    pthread_mutex_unlock(&d->mutex);
+}
+
+static void test_on_done(void) {
+    static done_state d = {.mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    connectplugin_server *server = NULL;
+    if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_new, NULL, &server)) return;
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_tcp, server, "127.0.0.1:0");
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_register_unary, server, SVC "WaitDone", handle_wait_done, &d, NULL);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_register_unary, server, SVC "QuickDone", handle_quick_done, &d, NULL);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_register_stream, server, SVC "StreamWaitDone",
+              CONNECTPLUGIN_SERVER_STREAM, handle_stream_wait_done, &d, NULL);
+    if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_start, server)) {
+        connectplugin_server_free(server);
+        return;
+    }
+    char url[80];
+    snprintf(url, sizeof url, "http://%s", connectplugin_server_address(server, 0));
+    combo combos[MAX_COMBOS];
+    size_t n = transport_combos(combos);
+    for (size_t i = 0; i < n; i++) {
+        const combo *c = &combos[i];
+        char name[128];
+        combo_name(c, name, sizeof name);
+        connectplugin_client *client = make_client(url, c, NULL, 0);
+        if (!client) continue;
+
+        /* 1. The client cancels a unary call (a stream handle of kind UNARY) mid-call. */
+        done_reset(&d);
+        connectplugin_client_stream *s = open_stream(client, SVC "WaitDone", CONNECTPLUGIN_UNARY, NULL);
+        if (s) {
+            send_msg(s, "u", 0);
+            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
+            canceller cn = {s, 300};
+            pthread_t t;
+            CHECK(pthread_create(&t, NULL, cancel_main, &cn) == 0);
+            const uint8_t *data;
+            size_t len;
+            connectplugin_error *err = NULL;
+            connectplugin_status rc = recv_msg(s, &data, &len, &err);
+            CHECK_MSG(rc == CONNECTPLUGIN_ERR_RPC && connectplugin_error_code(err) == CONNECTPLUGIN_CODE_CANCELED,
+                      "%s: canceled unary call: %d %s", name, rc, code_text(err));
+            connectplugin_error_free(err);
+            pthread_join(t, NULL);
+            if (CHECK_MSG_BOOL(done_settle(&d, 1, 1), name)) {
+                pthread_mutex_lock(&d.mutex);
+                CHECK_MSG(d.woken == 1 && d.fired == 1 && d.finalized == 1,
+                          "%s: unary cancel: woken %d fired %d finalized %d (want 1 1 1)", name, d.woken, d.fired,
+                          d.finalized);
+                CHECK_MSG(d.respond_rc == CONNECTPLUGIN_ERR_CLOSED, "%s: respond after the notice returned %d", name,
+                          d.respond_rc);
+                pthread_mutex_unlock(&d.mutex);
+            }
+            connectplugin_client_stream_free(s);
+        }
+
+        /* 2. The deadline passes: on_done fires too. */
+        done_reset(&d);
+        connectplugin_call_options *co = connectplugin_call_options_new();
+        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_call_options_set_timeout_ms, co, 300);
+        s = open_stream(client, SVC "WaitDone", CONNECTPLUGIN_UNARY, co);
+        connectplugin_call_options_free(co);
+        if (s) {
+            send_msg(s, "u", 0);
+            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
+            const uint8_t *data;
+            size_t len;
+            connectplugin_error *err = NULL;
+            connectplugin_status rc = recv_msg(s, &data, &len, &err);
+            CHECK_MSG(rc == CONNECTPLUGIN_ERR_RPC &&
+                          connectplugin_error_code(err) == CONNECTPLUGIN_CODE_DEADLINE_EXCEEDED,
+                      "%s: unary call past its deadline: %d %s", name, rc, code_text(err));
+            connectplugin_error_free(err);
+            if (CHECK_MSG_BOOL(done_settle(&d, 1, 1), name)) {
+                pthread_mutex_lock(&d.mutex);
+                CHECK_MSG(d.woken == 1 && d.fired == 1 && d.finalized == 1,
+                          "%s: deadline: woken %d fired %d finalized %d (want 1 1 1)", name, d.woken, d.fired,
+                          d.finalized);
+                pthread_mutex_unlock(&d.mutex);
+            }
+            connectplugin_client_stream_free(s);
+        }
+
+        /* 3. A call answered normally: on_done never runs; both finalizers run once. */
+        done_reset(&d);
+        s = open_stream(client, SVC "QuickDone", CONNECTPLUGIN_UNARY, NULL);
+        if (s) {
+            send_msg(s, "q", 0);
+            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
+            const uint8_t *data;
+            size_t len;
+            connectplugin_error *err = NULL;
+            connectplugin_status rc = recv_msg(s, &data, &len, &err);
+            CHECK_MSG(rc == CONNECTPLUGIN_OK && len == 5 && memcmp(data, "quick", 5) == 0, "%s: quick call: %d %s",
+                      name, rc, code_text(err));
+            connectplugin_error_free(err);
+            if (CHECK_MSG_BOOL(done_settle(&d, 1, 2), name)) {
+                sleep_ms(50);
+                pthread_mutex_lock(&d.mutex);
+                CHECK_MSG(d.fired == 0 && d.finalized == 2 && d.respond_rc == CONNECTPLUGIN_OK,
+                          "%s: answered call: fired %d finalized %d respond %d (want 0 2 OK)", name, d.fired,
+                          d.finalized, d.respond_rc);
+                pthread_mutex_unlock(&d.mutex);
+            }
+            connectplugin_client_stream_free(s);
+        }
+
+        /* 4. A server stream whose handler waits on the notice, canceled by the client. */
+        done_reset(&d);
+        s = open_stream(client, SVC "StreamWaitDone", CONNECTPLUGIN_SERVER_STREAM, NULL);
+        if (s) {
+            send_msg(s, "s", 0);
+            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
+            const uint8_t *data;
+            size_t len;
+            connectplugin_error *err = NULL;
+            connectplugin_status rc = recv_msg(s, &data, &len, &err);
+            CHECK_MSG(rc == CONNECTPLUGIN_OK, "%s: stream first message: %d %s", name, rc, code_text(err));
+            connectplugin_error_free(err);
+            connectplugin_client_stream_cancel(s);
+            if (CHECK_MSG_BOOL(done_settle(&d, 1, 1), name)) {
+                pthread_mutex_lock(&d.mutex);
+                CHECK_MSG(d.woken == 1 && d.fired == 1 && d.finalized == 1 && d.respond_rc == CONNECTPLUGIN_ERR_CLOSED,
+                          "%s: stream cancel: woken %d fired %d finalized %d finish %d", name, d.woken, d.fired,
+                          d.finalized, d.respond_rc);
+                pthread_mutex_unlock(&d.mutex);
+            }
+            connectplugin_client_stream_free(s);
+        }
+        connectplugin_client_free(client);
+    }
+    /* NULL call or stream: refused, the finalizer runs. */
+    done_reset(&d);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_call_on_done, NULL, done_fire, &d, done_finalize);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_stream_on_done, NULL, done_fire, &d, done_finalize);
+    CHECK_MSG(d.finalized == 2 && d.fired == 0, "NULL handles: finalized %d fired %d", d.finalized, d.fired);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_stop, server, 1000);
+    connectplugin_server_free(server);
+}
+
 static const test_case k_tests[] = {
     {"null_arguments", test_null_arguments, 0},
     {"receive_null_out_pointers", test_receive_null_out_pointers, 0},
@@ -2921,6 +3182,7 @@ static const test_case k_tests[] = {
     {"mtls", test_mtls, 120},
     {"tls_errors", test_tls_errors, 120},
     {"tls_config_errors", test_tls_config_errors, 0},
+    {"on_done", test_on_done, 120},
 };
 
 static pid_t g_child;

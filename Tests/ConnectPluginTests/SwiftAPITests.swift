@@ -329,4 +329,38 @@ struct SwiftAPITests {
         let code = seen.wait() ?? nil
         #expect(code == .deadlineExceeded || code == .canceled)
     }
+
+    @Test(arguments: combos)
+    fileprivate func onDoneTellsAWaitingUnaryHandlerTheClientCanceled(_ combo: Combo) throws {
+        // The handler waits on its own flag, not on the call: only the onDone notice wakes it.
+        let server = try Server()
+        defer { server.stop(graceMs: 0) }
+        let woken = Promise<Bool>()
+        try server.handle(svc + "WaitDone") { call in
+            let flag = Lock()
+            nonisolated(unsafe) var fired = false
+            call.onDone { flag.withLock { fired = true } }
+            var waitedMs = 0
+            while !flag.withLock({ fired }) && waitedMs < 10_000 {
+                usleep(10_000)
+                waitedMs += 10
+            }
+            woken.fulfill(flag.withLock { fired })
+            return []
+        }
+        let addr = try server.listenTCP("127.0.0.1:0")
+        try server.start()
+        let c = try client("http://" + addr, combo)
+        defer { c.close() }
+        let s = try c.stream(svc + "WaitDone", kind: .unary)
+        try s.send([1])
+        try s.closeSend()
+        JobThreadForTests.run {
+            usleep(300_000)
+            s.cancel()
+        }
+        let e = connectError { _ = try s.receive() }
+        #expect(e?.code == .canceled)
+        #expect(woken.wait() == true, "the handler's onDone did not run after the client canceled")
+    }
 }

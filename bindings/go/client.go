@@ -109,6 +109,7 @@ type Client struct {
 	mu      sync.RWMutex // Close takes it exclusively; calls hold it shared
 	_ptr    *C.connectplugin_client
 	timeout time.Duration
+	useGet  bool // WithHTTPGet(true): NoSideEffects calls go out as GET (not through a stream handle)
 
 	streams *streamRegistry // open streams, closed by Close
 }
@@ -237,7 +238,7 @@ func NewClient(baseURL string, opts ...ClientOption) (*Client, error) {
 	if err := check(C.connectplugin_client_new(curl, copts, &p, &cerr), &cerr); err != nil {
 		return nil, err
 	}
-	c := &Client{_ptr: p, timeout: cfg.timeout, streams: &streamRegistry{open: map[*clientStreamCore]struct{}{}}}
+	c := &Client{_ptr: p, timeout: cfg.timeout, useGet: cfg.useGet != nil && *cfg.useGet, streams: &streamRegistry{open: map[*clientStreamCore]struct{}{}}}
 	runtime.SetFinalizer(c, (*Client).Close)
 	return c, nil
 }
@@ -247,8 +248,11 @@ func NewClient(baseURL string, opts ...ClientOption) (*Client, error) {
 //
 // The ctx deadline becomes the call's timeout: if it has already passed, CallUnary returns
 // CodeDeadlineExceeded without calling. A ctx canceled before the call returns CodeCanceled.
-// Cancellation while the call is blocked is not propagated yet (the C API has no cancel for unary
-// calls); use a deadline to bound the call.
+// Canceling ctx while the call is in flight cancels it (HTTP/2 RST_STREAM, HTTP/1.1 connection
+// close; the server's handler sees its context canceled) and CallUnary returns CodeCanceled: such
+// calls run on a stream handle (connectplugin_client_open_stream with CONNECTPLUGIN_UNARY). Calls
+// that go out as Connect GET (WithHTTPGet and NoSideEffects) and calls with a context that can
+// never be canceled use connectplugin_client_call_unary; the deadline still bounds them.
 //
 // A failed RPC returns an *Error with Status StatusRPC and the Connect code, message, details and
 // metadata; CodeUnavailable when the server cannot be reached.
@@ -259,6 +263,12 @@ func (c *Client) CallUnary(ctx context.Context, procedure string, req []byte, op
 	var cfg callConfig
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if ctx.Done() != nil && !(cfg.noSideEffects && c.useGet) {
+		if err := ctx.Err(); err != nil {
+			return nil, contextError(err)
+		}
+		return c.callOnStream(ctx, procedure, KindUnary, [][]byte{req}, opts...)
 	}
 	copts, err := c.callOptions(ctx, &cfg)
 	if err != nil {

@@ -157,7 +157,12 @@ func (c *Client) CallServerStream(ctx context.Context, procedure string, req []b
 // CallClientStream runs a client-streaming call: it sends every message of reqs, half-closes and
 // returns the single response with its headers and trailers. Zero messages are allowed.
 func (c *Client) CallClientStream(ctx context.Context, procedure string, reqs [][]byte, opts ...CallOption) (*Response, error) {
-	s, err := c.Stream(ctx, procedure, KindClientStream, opts...)
+	return c.callOnStream(ctx, procedure, KindClientStream, reqs, opts...)
+}
+
+// callOnStream sends reqs on a stream of the given kind, half-closes and returns its one response.
+func (c *Client) callOnStream(ctx context.Context, procedure string, kind StreamKind, reqs [][]byte, opts ...CallOption) (*Response, error) {
+	s, err := c.Stream(ctx, procedure, kind, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ package connectplugin
 /*
 #include <stdint.h>
 #include "connectplugin.h"
+#include "shims.h"
 */
 import "C"
 
@@ -17,8 +18,43 @@ import (
 	"runtime"
 	"runtime/cgo"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
+
+// Done notices (connectplugin_call_on_done / connectplugin_stream_on_done): the library tells a
+// handler, once, that its call can no longer be answered (client canceled or gone, deadline,
+// server stopping), and the handler's context is canceled. The user_data is an id in doneFuncs,
+// not a cgo.Handle, so a notice that races with the handler's return finds nothing and does
+// nothing.
+var (
+	doneFuncs sync.Map // uint64 -> context.CancelFunc
+	doneNext  uint64
+)
+
+// watchDone registers cancel to run when the library reports the call over; register makes the C
+// call with the user_data. It returns the id for unwatchDone.
+func watchDone(cancel context.CancelFunc, register func(ud unsafe.Pointer, cerr **C.connectplugin_error) C.connectplugin_status) uint64 {
+	id := atomic.AddUint64(&doneNext, 1)
+	doneFuncs.Store(id, cancel)
+	var cerr *C.connectplugin_error
+	if err := check(register(C.go_handle_to_user_data(C.uintptr_t(id)), &cerr), &cerr); err != nil {
+		doneFuncs.Delete(id) // no notice; the deadline and Receive/Send errors still apply
+	}
+	return id
+}
+
+func unwatchDone(id uint64) { doneFuncs.Delete(id) }
+
+//export goCallDone
+func goCallDone(id C.uintptr_t) {
+	defer func() { _ = recover() }() // a panic must never unwind into C
+	if f, ok := doneFuncs.LoadAndDelete(uint64(id)); ok {
+		f.(context.CancelFunc)()
+	}
+}
 
 // unaryEntry is the Go value behind the user_data of a registered unary handler.
 type unaryEntry struct {
@@ -67,13 +103,18 @@ func goUnaryHandler(call *C.connectplugin_call, h C.uintptr_t) {
 	p := C.connectplugin_call_request(call, &n)
 	req.Message = goBytes(p, n)
 
-	ctx := context.Background()
-	cancel := context.CancelFunc(func() {})
+	ctx, cancel := context.WithCancel(context.Background())
 	if ms := int64(C.connectplugin_call_timeout_remaining_ms(call)); ms >= 0 {
-		ctx, cancel = context.WithDeadline(ctx, start.Add(time.Duration(ms)*time.Millisecond))
+		var cancelDeadline context.CancelFunc
+		ctx, cancelDeadline = context.WithDeadline(ctx, start.Add(time.Duration(ms)*time.Millisecond))
+		defer cancelDeadline()
 	}
+	done := watchDone(cancel, func(ud unsafe.Pointer, cerr **C.connectplugin_error) C.connectplugin_status {
+		return C.connectplugin_call_on_done(call, C.connectplugin_done_func(C.go_done_trampoline), ud, nil, cerr)
+	})
 
 	resp, err := runHandler(entry.fn, ctx, req)
+	unwatchDone(done)
 	cancel()
 	headers, trailers := req.finish()
 

@@ -25,6 +25,16 @@ const (
 
 var binValue = []byte{0x00, 0xff, 0x10, '\n', 0x80}
 
+// callContexts are the two ways CallUnary runs: a context that can never be canceled
+// (connectplugin_client_call_unary) and a cancelable one (a stream handle of kind UNARY).
+var callContexts = []struct {
+	name string
+	make func() (context.Context, context.CancelFunc)
+}{
+	{"background", func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
+	{"cancelable", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }},
+}
+
 // testServer is a started server listening on TCP and on a Unix socket.
 type testServer struct {
 	*Server
@@ -32,6 +42,7 @@ type testServer struct {
 	unixURL  string
 	calls    int64 // number of handler invocations
 	slowSeen chan time.Duration
+	slowEnd  chan error // what the Slow handler's ctx said when it gave up early
 }
 
 func detailInfo() ErrorDetail {
@@ -45,7 +56,7 @@ func newTestServer(t *testing.T, opts ...ServerOption) *testServer {
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
-	ts := &testServer{Server: srv, slowSeen: make(chan time.Duration, 16)}
+	ts := &testServer{Server: srv, slowSeen: make(chan time.Duration, 16), slowEnd: make(chan error, 16)}
 	t.Cleanup(srv.Close)
 
 	tcp, err := srv.ListenTCP("127.0.0.1:0")
@@ -130,6 +141,10 @@ func newTestServer(t *testing.T, opts ...ServerOption) *testServer {
 		case <-time.After(d):
 			return []byte("slow done"), nil
 		case <-ctx.Done():
+			select {
+			case ts.slowEnd <- ctx.Err():
+			default:
+			}
 			return nil, ctx.Err()
 		}
 	})

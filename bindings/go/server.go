@@ -16,7 +16,8 @@ import (
 )
 
 // UnaryHandler serves one unary procedure. ctx carries the call's deadline (the client's
-// Connect-Timeout-Ms), if any. Returning an *Error fails the call with its code, message and
+// timeout), if any, and is canceled when the client cancels the call or goes away (HTTP/2
+// RST_STREAM, HTTP/1.1 connection close) or the server stops. Returning an *Error fails the call with its code, message and
 // details; returning any other error fails it with CodeInternal and the error's text
 // (context.Canceled / context.DeadlineExceeded give CodeCanceled / CodeDeadlineExceeded).
 // A panic is recovered and fails the call with CodeInternal "panic: ...".

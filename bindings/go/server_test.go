@@ -16,47 +16,51 @@ func TestLoopbackMatrix(t *testing.T) {
 		for _, codec := range []string{"proto", "json"} {
 			for _, httpv := range []string{"1.1", "2"} {
 				for _, comp := range []string{"identity", "gzip"} {
-					name := transport + "/" + codec + "/http" + httpv + "/" + comp
-					t.Run(name, func(t *testing.T) {
-						url := ts.tcpURL
-						if transport == "unix" {
-							url = ts.unixURL
-						}
-						c := newTestClient(t, url, WithCodec(codec), WithHTTPVersion(httpv), WithCompression(comp),
-							WithHeader("x-req", "from-client"))
-						msg := []byte("\x0a\x05hello")
-						if codec == "json" {
-							msg = []byte(`{"text":"hello"}`)
-						}
-						if comp == "gzip" {
-							// Large and compressible, so gzip is really exercised.
+					for _, cc := range callContexts {
+						name := transport + "/" + codec + "/http" + httpv + "/" + comp + "/" + cc.name
+						t.Run(name, func(t *testing.T) {
+							ctx, cancel := cc.make()
+							defer cancel()
+							url := ts.tcpURL
+							if transport == "unix" {
+								url = ts.unixURL
+							}
+							c := newTestClient(t, url, WithCodec(codec), WithHTTPVersion(httpv), WithCompression(comp),
+								WithHeader("x-req", "from-client"))
+							msg := []byte("\x0a\x05hello")
 							if codec == "json" {
-								msg = []byte(`{"text":"` + strings.Repeat("abcdefgh", 4096) + `"}`)
-							} else {
-								msg = append([]byte("\x0a\x80\x80\x02"), []byte(strings.Repeat("abcdefgh", 4096))...)
+								msg = []byte(`{"text":"hello"}`)
 							}
-						}
-						for i := 0; i < 3; i++ { // several calls reuse the connection
-							resp, err := c.CallUnary(context.Background(), procEcho, msg,
-								WithCallHeader("x-data-bin", string(binValue)))
-							if err != nil {
-								t.Fatalf("CallUnary: %v", err)
+							if comp == "gzip" {
+								// Large and compressible, so gzip is really exercised.
+								if codec == "json" {
+									msg = []byte(`{"text":"` + strings.Repeat("abcdefgh", 4096) + `"}`)
+								} else {
+									msg = append([]byte("\x0a\x80\x80\x02"), []byte(strings.Repeat("abcdefgh", 4096))...)
+								}
 							}
-							wantBytes(t, "message", resp.Message, msg)
-							if got := resp.Header.Get("x-codec"); got != codec {
-								t.Fatalf("x-codec header = %q, want %q (headers %v)", got, codec, resp.Header)
+							for i := 0; i < 3; i++ { // several calls reuse the connection
+								resp, err := c.CallUnary(ctx, procEcho, msg,
+									WithCallHeader("x-data-bin", string(binValue)))
+								if err != nil {
+									t.Fatalf("CallUnary: %v", err)
+								}
+								wantBytes(t, "message", resp.Message, msg)
+								if got := resp.Header.Get("x-codec"); got != codec {
+									t.Fatalf("x-codec header = %q, want %q (headers %v)", got, codec, resp.Header)
+								}
+								if got := resp.Header.Get("x-req-echo"); got != "from-client" {
+									t.Fatalf("x-req-echo = %q (headers %v)", got, resp.Header)
+								}
+								if v, _ := resp.Header.Lookup("x-data-bin"); string(v) != string(binValue) {
+									t.Fatalf("x-data-bin = %q, want %q", v, binValue)
+								}
+								if got := resp.Trailer.Get("x-trailer"); got != "t1" {
+									t.Fatalf("trailer x-trailer = %q (trailers %v, headers %v)", got, resp.Trailer, resp.Header)
+								}
 							}
-							if got := resp.Header.Get("x-req-echo"); got != "from-client" {
-								t.Fatalf("x-req-echo = %q (headers %v)", got, resp.Header)
-							}
-							if v, _ := resp.Header.Lookup("x-data-bin"); string(v) != string(binValue) {
-								t.Fatalf("x-data-bin = %q, want %q", v, binValue)
-							}
-							if got := resp.Trailer.Get("x-trailer"); got != "t1" {
-								t.Fatalf("trailer x-trailer = %q (trailers %v, headers %v)", got, resp.Trailer, resp.Header)
-							}
-						}
-					})
+						})
+					}
 				}
 			}
 		}
@@ -68,34 +72,38 @@ func TestErrorDetailsRoundTrip(t *testing.T) {
 	for _, url := range []string{ts.tcpURL, ts.unixURL} {
 		for _, codec := range []string{"proto", "json"} {
 			for _, httpv := range []string{"1.1", "2"} {
-				c := newTestClient(t, url, WithCodec(codec), WithHTTPVersion(httpv))
-				_, err := c.CallUnary(context.Background(), procFail, []byte{})
-				e := wantCode(t, err, CodeNotFound)
-				if e.Status != StatusRPC {
-					t.Fatalf("status %v, want %v", e.Status, StatusRPC)
-				}
-				if e.Message != "no such thing" {
-					t.Fatalf("message %q", e.Message)
-				}
-				if got := err.Error(); got != "not_found: no such thing" {
-					t.Fatalf("Error() = %q", got)
-				}
-				if len(e.Details) != 2 {
-					t.Fatalf("details %+v, want 2", e.Details)
-				}
-				want := detailInfo()
-				if e.Details[0].Type != want.Type || string(e.Details[0].Value) != string(want.Value) {
-					t.Fatalf("detail 0 = %+v, want %+v", e.Details[0], want)
-				}
-				if e.Details[1].Type != "test.v1.Empty" || len(e.Details[1].Value) != 0 {
-					t.Fatalf("detail 1 = %+v", e.Details[1])
-				}
-				md := Metadata(e.Metadata)
-				if md.Get("x-err") != "yes" || md.Get("x-before-fail") != "1" {
-					t.Fatalf("error metadata %v lacks x-err / x-before-fail", e.Metadata)
-				}
-				if CodeOf(err) != CodeNotFound {
-					t.Fatalf("CodeOf = %v", CodeOf(err))
+				for _, cc := range callContexts {
+					c := newTestClient(t, url, WithCodec(codec), WithHTTPVersion(httpv))
+					ctx, cancel := cc.make()
+					_, err := c.CallUnary(ctx, procFail, []byte{})
+					cancel()
+					e := wantCode(t, err, CodeNotFound)
+					if e.Status != StatusRPC {
+						t.Fatalf("status %v, want %v", e.Status, StatusRPC)
+					}
+					if e.Message != "no such thing" {
+						t.Fatalf("message %q", e.Message)
+					}
+					if got := err.Error(); got != "not_found: no such thing" {
+						t.Fatalf("Error() = %q", got)
+					}
+					if len(e.Details) != 2 {
+						t.Fatalf("details %+v, want 2", e.Details)
+					}
+					want := detailInfo()
+					if e.Details[0].Type != want.Type || string(e.Details[0].Value) != string(want.Value) {
+						t.Fatalf("detail 0 = %+v, want %+v", e.Details[0], want)
+					}
+					if e.Details[1].Type != "test.v1.Empty" || len(e.Details[1].Value) != 0 {
+						t.Fatalf("detail 1 = %+v", e.Details[1])
+					}
+					md := Metadata(e.Metadata)
+					if md.Get("x-err") != "yes" || md.Get("x-before-fail") != "1" {
+						t.Fatalf("error metadata %v lacks x-err / x-before-fail", e.Metadata)
+					}
+					if CodeOf(err) != CodeNotFound {
+						t.Fatalf("CodeOf = %v", CodeOf(err))
+					}
 				}
 			}
 		}
@@ -105,10 +113,45 @@ func TestErrorDetailsRoundTrip(t *testing.T) {
 func TestUnknownProcedureIsUnimplemented(t *testing.T) {
 	ts := newTestServer(t)
 	for _, httpv := range []string{"1.1", "2"} {
-		c := newTestClient(t, ts.tcpURL, WithHTTPVersion(httpv))
-		_, err := c.CallUnary(context.Background(), "/test.v1.TestService/Nope", []byte("x"))
-		if e := wantCode(t, err, CodeUnimplemented); e.Status != StatusRPC {
-			t.Fatalf("status %v", e.Status)
+		for _, cc := range callContexts {
+			c := newTestClient(t, ts.tcpURL, WithHTTPVersion(httpv))
+			ctx, cancel := cc.make()
+			_, err := c.CallUnary(ctx, "/test.v1.TestService/Nope", []byte("x"))
+			cancel()
+			if e := wantCode(t, err, CodeUnimplemented); e.Status != StatusRPC {
+				t.Fatalf("%s: status %v", cc.name, e.Status)
+			}
+		}
+	}
+}
+
+// Canceling ctx while CallUnary waits cancels the call: CallUnary returns CodeCanceled at once and
+// the server's handler sees its context canceled.
+func TestCallUnaryContextCancel(t *testing.T) {
+	ts := newTestServer(t)
+	for _, httpv := range []string{"1.1", "2"} {
+		for _, protocol := range []string{"connect", "grpc", "grpcweb"} {
+			if protocol == "grpc" && httpv == "1.1" {
+				continue
+			}
+			c := newTestClient(t, ts.tcpURL, WithHTTPVersion(httpv), WithProtocol(protocol))
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(200*time.Millisecond, cancel)
+			start := time.Now()
+			_, err := c.CallUnary(ctx, procSlow, []byte("10s"))
+			elapsed := time.Since(start)
+			wantCode(t, err, CodeCanceled)
+			if elapsed > 3*time.Second {
+				t.Fatalf("%s/http%s: CallUnary returned %v after ctx was canceled at 200ms", protocol, httpv, elapsed)
+			}
+			select {
+			case herr := <-ts.slowEnd:
+				if herr != context.Canceled {
+					t.Fatalf("%s/http%s: handler ctx ended with %v, want context.Canceled", protocol, httpv, herr)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s/http%s: the server handler never saw the cancellation", protocol, httpv)
+			}
 		}
 	}
 }

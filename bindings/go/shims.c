@@ -11,6 +11,10 @@ void go_stream_trampoline(connectplugin_stream *stream, void *user_data) {
     goStreamHandler(stream, (uintptr_t)user_data);
 }
 
+void go_done_trampoline(void *user_data) {
+    goCallDone((uintptr_t)user_data);
+}
+
 void go_free_trampoline(void *user_data) {
     goFreeHandle((uintptr_t)user_data);
 }

@@ -9,6 +9,8 @@
 void go_unary_trampoline(connectplugin_call *call, void *user_data);
 /* connectplugin_stream_handler: forwards to the exported Go function goStreamHandler. */
 void go_stream_trampoline(connectplugin_stream *stream, void *user_data);
+/* connectplugin_done_func: forwards to the exported Go function goCallDone. */
+void go_done_trampoline(void *user_data);
 /* connectplugin_free_func: forwards to the exported Go function goFreeHandle. */
 void go_free_trampoline(void *user_data);
 /* Turns a runtime/cgo.Handle (an integer) into the user_data pointer; never a Go pointer. */

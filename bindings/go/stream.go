@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // StreamKind is the shape of a method (connectplugin_method_kind).
@@ -173,8 +174,10 @@ func (s *ServerStream) Peer() *PeerCertificate { return s.peer }
 // Deadline returns the call's deadline (from the client's timeout) and whether it has one.
 func (s *ServerStream) Deadline() (time.Time, bool) { return s.deadline, !s.deadline.IsZero() }
 
-// Context returns a context that carries the call's deadline. It is canceled when the handler
-// returns, and when Receive or Send fails because the call broke (client gone, deadline passed).
+// Context returns a context that carries the call's deadline. It is canceled when the call ends
+// before the handler finished it (the client canceled or went away, the deadline passed, the
+// server is stopping), when Receive or Send fails because the call broke, and when the handler
+// returns.
 func (s *ServerStream) Context() context.Context { return s.ctx }
 
 // TimeoutRemaining returns the time left until the deadline (0 once it passed), or -1 when the
@@ -382,7 +385,11 @@ func goStreamHandler(stream *C.connectplugin_stream, h C.uintptr_t) {
 		ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	}
 
+	done := watchDone(ss.cancel, func(ud unsafe.Pointer, cerr **C.connectplugin_error) C.connectplugin_status {
+		return C.connectplugin_stream_on_done(stream, C.connectplugin_done_func(C.go_done_trampoline), ud, nil, cerr)
+	})
 	err := runStreamHandler(entry.fn, ss)
+	unwatchDone(done)
 
 	// No new C calls from other goroutines; end the call so that blocked ones return; wait for them.
 	ss.mu.Lock()

@@ -597,3 +597,62 @@ func TestStreamExpiredContextDoesNotCall(t *testing.T) {
 		t.Fatalf("handler did not see the deadline: %v", s.Header())
 	}
 }
+
+// A handler that waits on its context (not in Receive or Send) learns that the client canceled:
+// the library's on_done notice cancels ServerStream.Context().
+func TestStreamHandlerContextCanceledByClient(t *testing.T) {
+	srv, err := NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	addr, err := srv.ListenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 4)
+	const proc = "/test.v1.StreamService/WaitCtx"
+	if err := srv.RegisterStream(proc, KindServerStream, func(s *ServerStream) error {
+		if _, err := s.Receive(); err != nil {
+			return err
+		}
+		if err := s.Send([]byte("ready")); err != nil {
+			return err
+		}
+		select {
+		case <-s.Context().Done():
+			ended <- s.Context().Err()
+		case <-time.After(10 * time.Second):
+			ended <- errors.New("the handler's context was not canceled within 10 s")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ protocol, httpv string }{
+		{"connect", "2"}, {"grpc", "2"}, {"grpcweb", "2"}, {"connect", "1.1"}, {"grpcweb", "1.1"},
+	} {
+		c := newTestClient(t, "http://"+addr, WithProtocol(tc.protocol), WithHTTPVersion(tc.httpv))
+		ctx, cancel := context.WithCancel(context.Background())
+		s, err := c.CallServerStream(ctx, proc, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.Receive(); err != nil || string(m) != "ready" {
+			t.Fatalf("%s/http%s: first message %q %v", tc.protocol, tc.httpv, m, err)
+		}
+		cancel()
+		select {
+		case err := <-ended:
+			if err != context.Canceled {
+				t.Fatalf("%s/http%s: handler context ended with %v, want context.Canceled", tc.protocol, tc.httpv, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s/http%s: the handler did not see the client's cancellation within 5 s", tc.protocol, tc.httpv)
+		}
+		s.Close()
+	}
+}

@@ -266,6 +266,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
                 guard let core else { return }
                 core.finish(message: nil, error: ConnectError(.deadlineExceeded, "the deadline passed before the call finished"), byRuntime: true)
                 core.stream.failReads(HTTPError(.timeout, "deadline exceeded"))
+                core.fireDone()
             }
             stream.onCancel { [loop = stream.loop] in loop.cancel(timer) }
         }

@@ -54,6 +54,38 @@ final class ServerCallCore: @unchecked Sendable {
         self.responseEncoding = responseEncoding
         self.maxMessageBytes = maxMessageBytes
         self.isGET = isGET
+        stream.onCancel { [weak self] in self?.fireDone() }
+    }
+
+    // MARK: done hooks (the call can no longer be answered)
+
+    private var doneHooks: [() -> Void] = []
+    private var doneFired = false
+
+    /// Runs `hook` once when the call can no longer be answered before it was answered: the client
+    /// canceled or went away, the deadline passed, the server is stopping. It runs on an I/O loop
+    /// thread, or at once on the calling thread if that already happened; never after the call was
+    /// answered.
+    func onDone(_ hook: @escaping () -> Void) {
+        let now: Bool = lock.withLock {
+            if doneFired { return true }
+            if finished && !finishedByRuntime { return false }
+            doneHooks.append(hook)
+            return false
+        }
+        if now { hook() }
+    }
+
+    /// The call is over without an answer from its handler (loop thread).
+    func fireDone() {
+        let hooks: [() -> Void] = lock.withLock {
+            if doneFired { return [] }
+            doneFired = true
+            let h = doneHooks
+            doneHooks = []
+            return h
+        }
+        for h in hooks { h() }
     }
 
     var compressResponses: Bool { responseEncoding == .gzip }
@@ -231,6 +263,7 @@ final class ServerCallCore: @unchecked Sendable {
             return try receiveLocked()
         } catch let e as MalformedRequest {
             finish(message: nil, error: e.error, byRuntime: true)
+            fireDone()
             throw e.error
         }
     }
@@ -306,6 +339,10 @@ public final class StreamCall: @unchecked Sendable {
 
     public var timeoutRemainingMs: Int64 { remainingMs(deadlineNs) }
     public var isDone: Bool { core.lock.withLock { core.finished } || core.stream.isDone }
+
+    /// Runs `hook` once if the call ends before the handler answered it (client canceled or gone,
+    /// deadline passed, server stopping): on an I/O loop thread, so it must be quick.
+    public func onDone(_ hook: @escaping () -> Void) { core.onDone(hook) }
 
     /// The next request message, or nil when the client finished sending.
     public func receive() throws -> [UInt8]? {

@@ -34,6 +34,10 @@ public final class UnaryCall: @unchecked Sendable {
     /// True once the call can no longer be answered (answered, deadline passed, client gone).
     public var isDone: Bool { core.lock.withLock { core.finished } || core.stream.isDone }
 
+    /// Runs `hook` once if the call ends before the handler answered it (client canceled or gone,
+    /// deadline passed, server stopping): on an I/O loop thread, so it must be quick.
+    public func onDone(_ hook: @escaping () -> Void) { core.onDone(hook) }
+
     /// True once a response or an error was sent (by the handler or by the runtime).
     var wasAnswered: Bool { core.lock.withLock { core.finished } }
 

@@ -164,6 +164,10 @@ BIDI_STREAM = 3
 connectplugin_unary_handler = CFUNCTYPE(None, POINTER(connectplugin_call), c_void_p)
 #: typedef void (*connectplugin_free_func)(void *user_data);
 connectplugin_free_func = CFUNCTYPE(None, c_void_p)
+#: typedef void (*connectplugin_done_func)(void *user_data);
+#: Declared for completeness; the binding does not register one: it would run Python (take the GIL)
+#: on a library I/O thread. Python handlers poll is_done / get errors from receive and send instead.
+connectplugin_done_func = CFUNCTYPE(None, c_void_p)
 #: typedef void (*connectplugin_stream_handler)(connectplugin_stream *stream, void *user_data);
 connectplugin_stream_handler = CFUNCTYPE(None, POINTER(connectplugin_stream), c_void_p)
 
@@ -307,6 +311,10 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "connectplugin_call_request_headers": (POINTER(connectplugin_metadata), [POINTER(connectplugin_call)]),
     "connectplugin_call_timeout_remaining_ms": (c_int64, [POINTER(connectplugin_call)]),
     "connectplugin_call_is_done": (c_int32, [POINTER(connectplugin_call)]),
+    "connectplugin_call_on_done": (
+        connectplugin_status,
+        [POINTER(connectplugin_call), connectplugin_done_func, c_void_p, connectplugin_free_func, _errpp],
+    ),
     "connectplugin_call_add_response_header": (
         connectplugin_status,
         [POINTER(connectplugin_call), c_char_p, _u8p, c_size_t, _errpp],
@@ -338,6 +346,10 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "connectplugin_stream_peer": (POINTER(connectplugin_metadata), [POINTER(connectplugin_stream)]),
     "connectplugin_stream_timeout_remaining_ms": (c_int64, [POINTER(connectplugin_stream)]),
     "connectplugin_stream_is_done": (c_int32, [POINTER(connectplugin_stream)]),
+    "connectplugin_stream_on_done": (
+        connectplugin_status,
+        [POINTER(connectplugin_stream), connectplugin_done_func, c_void_p, connectplugin_free_func, _errpp],
+    ),
     "connectplugin_stream_receive": (
         connectplugin_status,
         [POINTER(connectplugin_stream), _u8pp, _sizep, _errpp],
