@@ -48,6 +48,17 @@ func watchDone(cancel context.CancelFunc, register func(ud unsafe.Pointer, cerr 
 
 func unwatchDone(id uint64) { doneFuncs.Delete(id) }
 
+// noticeCancel is what a done notice runs: cancel, unless the deadline has passed, so that the
+// context reports context.DeadlineExceeded (its own timer) rather than context.Canceled.
+func noticeCancel(cancel context.CancelFunc, deadline time.Time) context.CancelFunc {
+	return func() {
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return
+		}
+		cancel()
+	}
+}
+
 //export goCallDone
 func goCallDone(id C.uintptr_t) {
 	defer func() { _ = recover() }() // a panic must never unwind into C
@@ -104,12 +115,14 @@ func goUnaryHandler(call *C.connectplugin_call, h C.uintptr_t) {
 	req.Message = goBytes(p, n)
 
 	ctx, cancel := context.WithCancel(context.Background())
+	var deadline time.Time
 	if ms := int64(C.connectplugin_call_timeout_remaining_ms(call)); ms >= 0 {
 		var cancelDeadline context.CancelFunc
-		ctx, cancelDeadline = context.WithDeadline(ctx, start.Add(time.Duration(ms)*time.Millisecond))
+		deadline = start.Add(time.Duration(ms) * time.Millisecond)
+		ctx, cancelDeadline = context.WithDeadline(ctx, deadline)
 		defer cancelDeadline()
 	}
-	done := watchDone(cancel, func(ud unsafe.Pointer, cerr **C.connectplugin_error) C.connectplugin_status {
+	done := watchDone(noticeCancel(cancel, deadline), func(ud unsafe.Pointer, cerr **C.connectplugin_error) C.connectplugin_status {
 		return C.connectplugin_call_on_done(call, C.connectplugin_done_func(C.go_done_trampoline), ud, nil, cerr)
 	})
 

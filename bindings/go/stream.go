@@ -385,7 +385,7 @@ func goStreamHandler(stream *C.connectplugin_stream, h C.uintptr_t) {
 		ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	}
 
-	done := watchDone(ss.cancel, func(ud unsafe.Pointer, cerr **C.connectplugin_error) C.connectplugin_status {
+	done := watchDone(noticeCancel(ss.cancel, ss.deadline), func(ud unsafe.Pointer, cerr **C.connectplugin_error) C.connectplugin_status {
 		return C.connectplugin_stream_on_done(stream, C.connectplugin_done_func(C.go_done_trampoline), ud, nil, cerr)
 	})
 	err := runStreamHandler(entry.fn, ss)
