@@ -212,6 +212,15 @@ func TestContextDeadlineAgainstSlowHandler(t *testing.T) {
 		case <-time.After(2 * time.Second):
 			t.Fatal("slow handler was never called")
 		}
+		// The handler's context ends with DeadlineExceeded (not Canceled by the done notice).
+		select {
+		case herr := <-ts.slowEnd:
+			if herr != context.DeadlineExceeded {
+				t.Fatalf("http%s: handler ctx ended with %v, want context.DeadlineExceeded", httpv, herr)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("the slow handler's context never ended")
+		}
 	}
 }
 
