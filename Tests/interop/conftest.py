@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,7 +70,13 @@ STOP_TIMEOUT = 10.0
 CLIENT_TIMEOUT = float(os.environ.get("INTEROP_CLIENT_TIMEOUT", "60"))
 
 
+# Every temporary directory of the run (server work dirs, curl bodies) lives under one directory,
+# removed when the run passes and kept (its path printed) when it fails.
+RUN_TMP = Path(tempfile.mkdtemp(prefix="interop-run-"))
+
+
 def pytest_configure(config):
+    tempfile.tempdir = str(RUN_TMP)
     # Generated code for kv.proto, once per session (gen/ is gitignored).
     kvgen.ensure(force=True)
     config.addinivalue_line("markers", "stream_row: a row of the streaming interop matrix (params: "
@@ -571,6 +578,14 @@ def pytest_runtest_logreport(report):
         row["outcome"] = "passed"
     elif report.skipped and "outcome" not in row:
         row["outcome"] = "skipped"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Session fixtures (the servers) are torn down by now.
+    if exitstatus == 0:
+        shutil.rmtree(RUN_TMP, ignore_errors=True)
+    else:
+        print(f"\ninterop: temporary files kept in {RUN_TMP}")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
