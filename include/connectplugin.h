@@ -409,10 +409,13 @@ int32_t connectplugin_call_is_done(const connectplugin_call *call);
  *        the request stream was malformed, or the server is stopping. This is the push form of
  *        connectplugin_call_is_done, for handlers that wait on something else (a context, a queue).
  *        @p on_done runs at most once, on a library I/O thread, or before this function returns if
- *        the call is already over. It never runs after the handler returned: returning waits for
- *        a running @p on_done. Several registrations per call are allowed.
+ *        the call is already over. It never runs once the handler answered the call
+ *        (connectplugin_call_respond or connectplugin_call_fail) or returned: those wait for an
+ *        @p on_done running on another thread, so right after answering the handler may free what
+ *        @p user_data points to. Several registrations per call are allowed.
  * @param finalizer  May be NULL. Called exactly once with @p user_data: after @p on_done ran, when
- *        the handler returns without it having run, or before this function returns if it fails.
+ *        the handler answers or returns without it having run, or before this function returns if
+ *        it fails.
  * @return CONNECTPLUGIN_OK; CONNECTPLUGIN_ERR_INVALID_ARGUMENT for a NULL call or on_done.
  * @note Thread-safe; call it from the handler (while @p call is valid).
  */
@@ -485,7 +488,8 @@ int32_t connectplugin_stream_is_done(const connectplugin_stream *stream);
  * @brief As connectplugin_call_on_done, for a streaming call: @p on_done runs once if the call ends
  *        before the handler finished it (client canceled or gone, deadline passed, malformed request
  *        stream, server stopping). A blocked receive or send returns on its own in those cases; this
- *        is for handlers that wait elsewhere.
+ *        is for handlers that wait elsewhere. connectplugin_stream_finish and
+ *        connectplugin_stream_fail are the answers after which it never runs.
  */
 connectplugin_status connectplugin_stream_on_done(connectplugin_stream *stream, connectplugin_done_func on_done,
                                                   void *user_data, connectplugin_free_func finalizer,

@@ -4,14 +4,17 @@
 import CConnectPluginABI
 import ConnectPlugin
 import ConnectPluginHTTP
+import Glibc
 
-/// A registered on_done callback. `fire` (a loop thread) runs the callback under the lock, so
-/// `clear` (the handler's thread, after the handler returned) waits for a running callback: once the
-/// handler has returned, the callback has finished and will never run. The finalizer runs exactly
-/// once, after the callback or at `clear`.
+/// A registered on_done callback. `clear` (the handler answering the call, or returning) waits for
+/// a callback running on another thread, so that afterwards the callback has finished and will
+/// never run: the handler may then free what user_data points to. The finalizer runs exactly once,
+/// after the callback or at `clear`.
 final class DoneHook {
-    private let lock = Lock()
+    private let cond = ConditionLock()
     private var active = true
+    private var running = false
+    private var runner = pthread_t()
     private let fn: connectplugin_done_func
     private let ud: UserData
 
@@ -21,16 +24,28 @@ final class DoneHook {
     }
 
     func fire() {
-        lock.withLock {
-            guard active else { return }
+        let run: Bool = cond.withLock {
+            guard active else { return false }
             active = false
-            fn(ud.pointer)
+            running = true
+            runner = pthread_self()
+            return true
+        }
+        guard run else { return }
+        fn(ud.pointer)
+        cond.withLock {
+            running = false
+            cond.broadcast()
         }
         ud.finalize()
     }
 
     func clear() {
-        lock.withLock { active = false }
+        cond.withLock {
+            active = false
+            // Not from inside the callback itself (it would wait for itself).
+            while running && pthread_equal(runner, pthread_self()) == 0 { cond.wait() }
+        }
         ud.finalize()
     }
 }

@@ -238,6 +238,7 @@ public func connectplugin_call_respond(_ c: OpaquePointer?, _ data: UnsafePointe
     guarded(err) {
         let b = try callArg(c)
         guard let d = bytesArg(data, len) else { throw ConnectError.local(.invalidArgument, "data is NULL") }
+        b.doneHooks.clearAll()
         try b.call.respond(d)
     }
 }
@@ -257,6 +258,7 @@ public func connectplugin_call_fail(_ c: OpaquePointer?, _ code: connectplugin_c
     guarded(err) {
         let b = try callArg(c)
         let cd = Code(wire: Int64(code))
+        b.doneHooks.clearAll()
         try b.call.fail(cd == .ok ? .unknown : cd, str(message) ?? "")
     }
 }

@@ -199,13 +199,18 @@ public func connectplugin_stream_fail(_ s: OpaquePointer?, _ code: connectplugin
     guarded(err) {
         let b = try streamArg(s)
         let cd = Code(wire: Int64(code))
+        b.doneHooks.clearAll()
         try b.call.fail(cd == .ok ? .unknown : cd, str(message) ?? "")
     }
 }
 
 @_cdecl("connectplugin_stream_finish")
 public func connectplugin_stream_finish(_ s: OpaquePointer?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
-    guarded(err) { try streamArg(s).call.finish() }
+    guarded(err) {
+        let b = try streamArg(s)
+        b.doneHooks.clearAll()
+        try b.call.finish()
+    }
 }
 
 // MARK: Client streams

@@ -2979,6 +2979,7 @@ static void handle_quick_done(connectplugin_call *call, void *user_data) {
     err = NULL;
     connectplugin_status resp = connectplugin_call_respond(call, (const uint8_t *)"quick", 5, &err);
     connectplugin_error_free(err);
+    sleep_ms(400); /* past the client's 150 ms deadline: answered calls get no notice */
     done_handled(d, rc == CONNECTPLUGIN_OK && null_rc == CONNECTPLUGIN_ERR_INVALID_ARGUMENT ? resp : -200);
 }
 
@@ -3106,9 +3107,13 @@ static void test_on_done(void) {
             connectplugin_client_stream_free(s);
         }
 
-        /* 3. A call answered normally: on_done never runs; both finalizers run once. */
+        /* 3. A call answered before its deadline: on_done never runs, even when the deadline passes
+              while the handler is still running; both finalizers run once. */
         done_reset(&d);
-        s = open_stream(client, SVC "QuickDone", CONNECTPLUGIN_UNARY, NULL);
+        co = connectplugin_call_options_new();
+        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_call_options_set_timeout_ms, co, 150);
+        s = open_stream(client, SVC "QuickDone", CONNECTPLUGIN_UNARY, co);
+        connectplugin_call_options_free(co);
         if (s) {
             send_msg(s, "q", 0);
             EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);

@@ -592,9 +592,9 @@ static void handle_put_many(connectplugin_stream *stream, void *user_data) {
 /*
  * Watch (bidi). Full duplex needs two threads: a receiver thread reads the prefixes (adding each one
  * and its replay to the call's queue under the store's mutex), while the handler's thread sends the
- * queued events. The handler's thread waits on the watcher's condition variable with a timeout and
- * checks connectplugin_stream_is_done in between, so a Watch that nobody feeds never holds up a
- * shutdown. One thread receiving while the handler's thread sends is what connectplugin.h allows for
+ * queued events. The handler's thread waits on the watcher's condition variable, which the library's
+ * on_done notice (connectplugin_stream_on_done) also signals when the client cancels or goes away,
+ * the deadline passes or the server stops, so a Watch that nobody feeds never holds up a shutdown. One thread receiving while the handler's thread sends is what connectplugin.h allows for
  * full-duplex bidi handlers; the handler must not return while the receiver still uses the stream,
  * so it ends the call first (a blocked receive then returns) and joins the receiver.
  */
@@ -603,7 +603,17 @@ typedef struct watch_call {
     connectplugin_stream *stream;
     kv_codec codec;
     watcher w;
+    bool over; /* the on_done notice came (under store->mutex) */
 } watch_call;
+
+/* on_done: runs on a library I/O thread; only flags and wakes the handler's thread. */
+static void watch_over(void *arg) {
+    watch_call *wc = arg;
+    pthread_mutex_lock(&wc->store->mutex);
+    wc->over = true;
+    pthread_cond_broadcast(&wc->w.cond);
+    pthread_mutex_unlock(&wc->store->mutex);
+}
 
 static void *watch_receiver(void *arg) {
     watch_call *wc = arg;
@@ -678,14 +688,24 @@ static void handle_watch(connectplugin_stream *stream, void *user_data) {
     wc.w.registered = true;
     pthread_mutex_unlock(&wc.store->mutex);
 
+    /* The notice wakes the loop below when the call ends early; if it cannot be registered, the
+       loop falls back to waking every 100 ms and asking connectplugin_stream_is_done. */
+    connectplugin_error *error = NULL;
+    bool noticed = connectplugin_stream_on_done(stream, watch_over, &wc, NULL, &error) == CONNECTPLUGIN_OK;
+    connectplugin_error_free(error);
+
     pthread_t receiver;
     bool receiving = pthread_create(&receiver, NULL, watch_receiver, &wc) == 0;
     bool client_gone = !receiving;
     watch_end end = WATCH_RUNNING;
     while (receiving) {
-        /* Take everything queued (or learn that the request side ended), waiting 100 ms at a time. */
+        /* Take everything queued, or learn that the request side ended or the call is over. */
         pthread_mutex_lock(&wc.store->mutex);
-        while (!wc.w.head && wc.w.end == WATCH_RUNNING) {
+        while (!wc.w.head && wc.w.end == WATCH_RUNNING && !wc.over) {
+            if (noticed) {
+                pthread_cond_wait(&wc.w.cond, &wc.store->mutex);
+                continue;
+            }
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
             until.tv_nsec += 100 * 1000000L;
@@ -698,23 +718,30 @@ static void handle_watch(connectplugin_stream *stream, void *user_data) {
         watch_event *batch = wc.w.head;
         wc.w.head = wc.w.tail = NULL;
         end = wc.w.end;
+        bool over = wc.over;
         pthread_mutex_unlock(&wc.store->mutex);
         for (watch_event *ev = batch; ev && !client_gone; ev = ev->next)
             client_gone = !stream_send_message(stream, KV_WATCH_EVENT, wc.codec, &ev->message);
         watch_events_free(batch);
         /* The queue is final once the request side ended (the watcher is unregistered by then). */
         if (client_gone || end != WATCH_RUNNING) break;
-        if (connectplugin_stream_is_done(stream)) {
+        if (over || connectplugin_stream_is_done(stream)) {
             client_gone = true; /* deadline, client gone, or the server is stopping */
             break;
         }
     }
+    /* Every path answers the call before the cleanup below: after an answer the notice never runs,
+       so &wc may go away. */
     if (end == WATCH_FAILED && !client_gone) {
         if (wc.w.end_reserved) stream_fail_reserved(stream);
         else stream_fail(stream, wc.w.end_code, wc.w.end_message);
     } else if (end != WATCH_HALF_CLOSED) {
         /* Ends the call (if it is not over yet) so that a receive blocked in the receiver returns. */
         stream_fail(stream, CONNECTPLUGIN_CODE_CANCELED, "the watch ended");
+    } else {
+        error = NULL;
+        connectplugin_stream_finish(stream, &error); /* CLOSED if the client is gone: nothing to do */
+        connectplugin_error_free(error);
     }
     if (receiving) pthread_join(receiver, NULL);
     pthread_mutex_lock(&wc.store->mutex);

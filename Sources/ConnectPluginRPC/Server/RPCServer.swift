@@ -376,6 +376,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         let submitted = pool.submit {
             if call.isDone { return }
             route.unary?(call)
+            core.closeDone()
             call.failIfUnanswered(ConnectError(.internal, "the handler returned without a response"))
         }
         if !submitted {
@@ -388,6 +389,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         let submitted = pool.submit {
             if core.stream.isDone { return }
             body()
+            core.closeDone()
             core.finish(message: nil, error: nil, byRuntime: true)
         }
         if !submitted {

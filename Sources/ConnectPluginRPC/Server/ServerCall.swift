@@ -76,16 +76,25 @@ final class ServerCallCore: @unchecked Sendable {
         if now { hook() }
     }
 
-    /// The call is over without an answer from its handler (loop thread).
+    /// The call is over without an answer from its handler (loop thread). Nothing happens once the
+    /// handler answered the call or returned.
     func fireDone() {
         let hooks: [() -> Void] = lock.withLock {
-            if doneFired { return [] }
+            if doneFired || (finished && !finishedByRuntime) { return [] }
             doneFired = true
             let h = doneHooks
             doneHooks = []
             return h
         }
         for h in hooks { h() }
+    }
+
+    /// The handler returned: its hooks are dropped without running.
+    func closeDone() {
+        lock.withLock {
+            doneFired = true
+            doneHooks = []
+        }
     }
 
     var compressResponses: Bool { responseEncoding == .gzip }
