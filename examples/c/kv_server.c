@@ -594,7 +594,8 @@ static void handle_put_many(connectplugin_stream *stream, void *user_data) {
  * and its replay to the call's queue under the store's mutex), while the handler's thread sends the
  * queued events. The handler's thread waits on the watcher's condition variable, which the library's
  * on_done notice (connectplugin_stream_on_done) also signals when the client cancels or goes away,
- * the deadline passes or the server stops, so a Watch that nobody feeds never holds up a shutdown. One thread receiving while the handler's thread sends is what connectplugin.h allows for
+ * the deadline passes or the server stops, so a Watch that nobody feeds never holds up a shutdown.
+ * One thread receiving while the handler's thread sends is what connectplugin.h allows for
  * full-duplex bidi handlers; the handler must not return while the receiver still uses the stream,
  * so it ends the call first (a blocked receive then returns) and joins the receiver.
  */
