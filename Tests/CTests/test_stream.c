@@ -3027,6 +3027,23 @@ static void done_reset(done_state *d) {
     pthread_mutex_unlock(&d->mutex);
 }
 
+/* Opens a stream of @p kind on @p procedure (with a timeout if @p timeout_ms > 0), sends one message
+   tagged @p tag and half-closes. NULL (a failed check) if it cannot be opened. */
+static connectplugin_client_stream *open_one(connectplugin_client *client, const char *procedure,
+                                             connectplugin_method_kind kind, const char *tag, int64_t timeout_ms) {
+    connectplugin_call_options *co = NULL;
+    if (timeout_ms > 0) {
+        co = connectplugin_call_options_new();
+        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_call_options_set_timeout_ms, co, timeout_ms);
+    }
+    connectplugin_client_stream *s = open_stream(client, procedure, kind, co);
+    connectplugin_call_options_free(co);
+    if (!s) return NULL;
+    send_msg(s, tag, 0);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
+    return s;
+}
+
 static void test_on_done(void) {
     static done_state d = {.mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     connectplugin_server *server = NULL;
@@ -3053,10 +3070,8 @@ static void test_on_done(void) {
 
         /* 1. The client cancels a unary call (a stream handle of kind UNARY) mid-call. */
         done_reset(&d);
-        connectplugin_client_stream *s = open_stream(client, SVC "WaitDone", CONNECTPLUGIN_UNARY, NULL);
+        connectplugin_client_stream *s = open_one(client, SVC "WaitDone", CONNECTPLUGIN_UNARY, "u", 0);
         if (s) {
-            send_msg(s, "u", 0);
-            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
             canceller cn = {s, 300};
             pthread_t t;
             CHECK(pthread_create(&t, NULL, cancel_main, &cn) == 0);
@@ -3082,13 +3097,8 @@ static void test_on_done(void) {
 
         /* 2. The deadline passes: on_done fires too. */
         done_reset(&d);
-        connectplugin_call_options *co = connectplugin_call_options_new();
-        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_call_options_set_timeout_ms, co, 300);
-        s = open_stream(client, SVC "WaitDone", CONNECTPLUGIN_UNARY, co);
-        connectplugin_call_options_free(co);
+        s = open_one(client, SVC "WaitDone", CONNECTPLUGIN_UNARY, "u", 300);
         if (s) {
-            send_msg(s, "u", 0);
-            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
             const uint8_t *data;
             size_t len;
             connectplugin_error *err = NULL;
@@ -3110,13 +3120,8 @@ static void test_on_done(void) {
         /* 3. A call answered before its deadline: on_done never runs, even when the deadline passes
               while the handler is still running; both finalizers run once. */
         done_reset(&d);
-        co = connectplugin_call_options_new();
-        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_call_options_set_timeout_ms, co, 150);
-        s = open_stream(client, SVC "QuickDone", CONNECTPLUGIN_UNARY, co);
-        connectplugin_call_options_free(co);
+        s = open_one(client, SVC "QuickDone", CONNECTPLUGIN_UNARY, "q", 150);
         if (s) {
-            send_msg(s, "q", 0);
-            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
             const uint8_t *data;
             size_t len;
             connectplugin_error *err = NULL;
@@ -3137,10 +3142,8 @@ static void test_on_done(void) {
 
         /* 4. A server stream whose handler waits on the notice, canceled by the client. */
         done_reset(&d);
-        s = open_stream(client, SVC "StreamWaitDone", CONNECTPLUGIN_SERVER_STREAM, NULL);
+        s = open_one(client, SVC "StreamWaitDone", CONNECTPLUGIN_SERVER_STREAM, "s", 0);
         if (s) {
-            send_msg(s, "s", 0);
-            EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_stream_close_send, s);
             const uint8_t *data;
             size_t len;
             connectplugin_error *err = NULL;

@@ -3,6 +3,7 @@
 // `ServerCallCore` translates that to Connect (unary and streaming), gRPC and gRPC-Web on the wire;
 // `UnaryCall` and `StreamCall` are the handler-facing views.
 import ConnectPluginHTTP
+import Glibc
 
 /// The RPC shape of a method.
 public enum MethodKind: Int32, Sendable {
@@ -61,11 +62,15 @@ final class ServerCallCore: @unchecked Sendable {
 
     private var doneHooks: [() -> Void] = []
     private var doneFired = false
+    /// Hooks running (on `doneRunner`): answering the call or returning waits for them.
+    private let doneCond = ConditionLock()
+    private var doneRunning = false
+    private var doneRunner = pthread_t()
 
     /// Runs `hook` once when the call can no longer be answered before it was answered: the client
     /// canceled or went away, the deadline passed, the server is stopping. It runs on an I/O loop
     /// thread, or at once on the calling thread if that already happened; never after the call was
-    /// answered.
+    /// answered: answering (or the handler returning) waits for hooks already running.
     func onDone(_ hook: @escaping () -> Void) {
         let now: Bool = lock.withLock {
             if doneFired { return true }
@@ -84,17 +89,36 @@ final class ServerCallCore: @unchecked Sendable {
             doneFired = true
             let h = doneHooks
             doneHooks = []
+            if !h.isEmpty {
+                doneCond.withLock {
+                    doneRunning = true
+                    doneRunner = pthread_self()
+                }
+            }
             return h
         }
+        if hooks.isEmpty { return }
         for h in hooks { h() }
+        doneCond.withLock {
+            doneRunning = false
+            doneCond.broadcast()
+        }
     }
 
-    /// The handler returned: its hooks are dropped without running.
+    /// Waits for hooks running on another thread (not for the thread running them).
+    private func waitDoneIdle() {
+        doneCond.withLock {
+            while doneRunning && pthread_equal(doneRunner, pthread_self()) == 0 { doneCond.wait() }
+        }
+    }
+
+    /// The handler returned: its hooks are dropped without running, after any running ones end.
     func closeDone() {
         lock.withLock {
             doneFired = true
             doneHooks = []
         }
+        waitDoneIdle()
     }
 
     var compressResponses: Bool { responseEncoding == .gzip }
@@ -173,6 +197,8 @@ final class ServerCallCore: @unchecked Sendable {
             headersSent = true
             return (sent, responseHeaders, responseTrailers, errorDetails)
         }
+        // The handler answering: from here on no hook starts (finished), and running ones end first.
+        if !byRuntime { waitDoneIdle() }
         guard let (sent, md, trailers, details) = state else { return false }
         var err = error
         if var e = err, e.details.isEmpty, !details.isEmpty {
