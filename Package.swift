@@ -39,7 +39,9 @@ let package = Package(
         ),
         .target(
             name: "ConnectPluginRPC",
-            dependencies: ["ConnectPluginHTTP", "CConnectPluginZlib"],
+            // CConnectPluginABI: the version constants of include/connectplugin.h (the one place the
+            // version is written).
+            dependencies: ["ConnectPluginHTTP", "CConnectPluginZlib", "CConnectPluginABI"],
             swiftSettings: swift5
         ),
         .target(

@@ -3,7 +3,7 @@
 #   C shims          CConnectPluginPosix, CConnectPluginNGHTTP2 (nghttp2), CConnectPluginZlib (z),
 #                    CConnectPluginOpenSSL (ssl, crypto), CConnectPluginABI (include/connectplugin.h)
 #   ConnectPluginHTTP   <- CConnectPluginPosix, CConnectPluginNGHTTP2
-#   ConnectPluginRPC    <- ConnectPluginHTTP, CConnectPluginZlib
+#   ConnectPluginRPC    <- ConnectPluginHTTP, CConnectPluginZlib, CConnectPluginABI (the version)
 #   ConnectPlugin       <- ConnectPluginRPC
 #   connectplugin (SHARED, Sources/ConnectPluginCABI) <- ConnectPlugin, CConnectPluginABI
 #
@@ -82,7 +82,7 @@ connectplugin_c_module(CConnectPluginABI)
 
 # ---- Swift layers.
 connectplugin_swift_module(ConnectPluginHTTP DEPENDS CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginOpenSSL)
-connectplugin_swift_module(ConnectPluginRPC DEPENDS ConnectPluginHTTP CConnectPluginZlib)
+connectplugin_swift_module(ConnectPluginRPC DEPENDS ConnectPluginHTTP CConnectPluginZlib CConnectPluginABI)
 connectplugin_swift_module(ConnectPlugin DEPENDS ConnectPluginRPC)
 
 # ---- libconnectplugin.so: the @_cdecl exports of Sources/ConnectPluginCABI.

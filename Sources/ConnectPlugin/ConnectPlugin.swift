@@ -13,7 +13,8 @@ public typealias Server = RPCServer
 /// A Connect client for one base URL.
 public typealias Client = RPCClient
 
-public let connectPluginVersion = "0.2.0"
+/// The library version (CONNECTPLUGIN_VERSION of include/connectplugin.h).
+public let connectPluginVersion = libraryVersion
 
 // MARK: - Server handlers that throw
 

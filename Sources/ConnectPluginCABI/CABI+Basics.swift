@@ -7,13 +7,13 @@ import ConnectPlugin
 }
 
 @_cdecl("connectplugin_version")
-public func connectplugin_version() -> UnsafePointer<CChar>? { staticCString("0.2.0") }
+public func connectplugin_version() -> UnsafePointer<CChar>? { cp_abi_version_string() }
 
 @_cdecl("connectplugin_version_num")
-public func connectplugin_version_num() -> UInt32 { 0x000200 }
+public func connectplugin_version_num() -> UInt32 { UInt32(CONNECTPLUGIN_VERSION_NUM) }
 
 @_cdecl("connectplugin_abi_version")
-public func connectplugin_abi_version() -> UInt32 { 1 }
+public func connectplugin_abi_version() -> UInt32 { UInt32(CONNECTPLUGIN_ABI_VERSION) }
 
 @_cdecl("connectplugin_status_string")
 public func connectplugin_status_string(_ status: connectplugin_status) -> UnsafePointer<CChar>? {

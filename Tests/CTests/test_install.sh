@@ -9,6 +9,8 @@ build=${1:?usage: test_install.sh BUILD_DIR}
 CC=${CC:-cc}
 CMAKE=${CMAKE:-cmake}
 tmp=$(mktemp -d)
+# The version the installed library must report: CONNECTPLUGIN_VERSION of the header (its one place).
+want_version=$(sed -n 's/^#define CONNECTPLUGIN_VERSION "\(.*\)"$/\1/p' "$(dirname "$0")/../../include/connectplugin.h")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 prefix="$tmp/prefix"
 
@@ -72,7 +74,7 @@ C
 flags=$(PKG_CONFIG_PATH="$(dirname "$pc")" pkg-config --define-prefix --cflags --libs connectplugin 2>&1)
 # shellcheck disable=SC2086
 if "$CC" -std=c11 -Wall -Wextra -Werror -o "$tmp/pc-app" "$tmp/main.c" $flags -Wl,-rpath,"$libdir" &&
-    [ "$("$tmp/pc-app")" = "0.2.0" ]; then
+    [ "$("$tmp/pc-app")" = "$want_version" ]; then
     pass "pkg-config consumer builds and runs ($flags)"
 else
     fail "pkg-config consumer builds and runs ($flags)"
@@ -91,7 +93,7 @@ CM
 if "$CMAKE" -S "$tmp/consumer" -B "$tmp/consumer-build" -DCMAKE_PREFIX_PATH="$prefix" -DWANT_VERSION=0.1 \
     -DCMAKE_C_COMPILER="$CC" >"$tmp/consumer.log" 2>&1 &&
     "$CMAKE" --build "$tmp/consumer-build" >>"$tmp/consumer.log" 2>&1 &&
-    [ "$("$tmp/consumer-build/app")" = "0.2.0" ]; then
+    [ "$("$tmp/consumer-build/app")" = "$want_version" ]; then
     pass "find_package(connectplugin 0.1) consumer builds and runs"
 else
     fail "find_package(connectplugin 0.1) consumer builds and runs"

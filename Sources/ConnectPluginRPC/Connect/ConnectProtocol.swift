@@ -7,7 +7,7 @@ public enum ConnectProtocol {
     public static let supportedEncodings = ["gzip", "identity"]
     /// Responses smaller than this are not compressed (connect-go's WithCompressMinBytes idea).
     public static let compressMinBytes = 1024
-    public static let userAgent = "connectplugin/0.2.0"
+    public static let userAgent = "connectplugin/" + libraryVersion
 
     /// The codec named by a Connect unary Content-Type ("application/proto", "application/json;
     /// charset=utf-8"), or nil for anything else.

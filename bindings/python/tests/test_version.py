@@ -21,6 +21,15 @@ def test_version_matches_header():
     assert connectplugin.abi_version() == connectplugin.ABI_VERSION == 1
 
 
+def test_package_version_is_the_header_version():
+    # The version is written once, in the header; the package metadata (pyproject.toml, which
+    # packaging tools read without importing anything) and __version__ must repeat it exactly.
+    want = _define("CONNECTPLUGIN_VERSION").strip('"')
+    assert connectplugin.__version__ == want
+    pyproject = (HEADER.parent.parent / "bindings" / "python" / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1) == want
+
+
 def test_library_path_is_reported():
     assert connectplugin.library_path.endswith("libconnectplugin.so")
 
