@@ -4,7 +4,8 @@
 // Swift core. System libraries only: libnghttp2, OpenSSL 3, zlib.
 //
 // Layers (each depends only on the ones above it):
-//   C shims (CConnectPlugin*)  →  ConnectPluginHTTP (event loop, sockets, HTTP/1.1, HTTP/2)
+//   C shims (CConnectPlugin*)  →  ConnectPluginIO (event loops, thread pool, locks, sockets)
+//   →  ConnectPluginHTTP (TLS, HTTP/1.1, HTTP/2; re-exports ConnectPluginIO)
 //   →  ConnectPluginRPC (Connect protocol, codes, errors, compression, router, client)
 //   →  ConnectPlugin (the public Swift API)  →  ConnectPluginCABI (@_cdecl exports, libconnectplugin.so)
 import PackageDescription
@@ -33,8 +34,13 @@ let package = Package(
 
         // ---- Swift layers.
         .target(
+            name: "ConnectPluginIO",
+            dependencies: ["CConnectPluginPosix"],
+            swiftSettings: swift5
+        ),
+        .target(
             name: "ConnectPluginHTTP",
-            dependencies: ["CConnectPluginPosix", "CConnectPluginNGHTTP2", "CConnectPluginOpenSSL"],
+            dependencies: ["ConnectPluginIO", "CConnectPluginPosix", "CConnectPluginNGHTTP2", "CConnectPluginOpenSSL"],
             swiftSettings: swift5
         ),
         .target(

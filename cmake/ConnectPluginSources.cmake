@@ -2,7 +2,8 @@
 #
 #   C shims          CConnectPluginPosix, CConnectPluginNGHTTP2 (nghttp2), CConnectPluginZlib (z),
 #                    CConnectPluginOpenSSL (ssl, crypto), CConnectPluginABI (include/connectplugin.h)
-#   ConnectPluginHTTP   <- CConnectPluginPosix, CConnectPluginNGHTTP2
+#   ConnectPluginIO     <- CConnectPluginPosix
+#   ConnectPluginHTTP   <- ConnectPluginIO, CConnectPluginPosix, CConnectPluginNGHTTP2, CConnectPluginOpenSSL
 #   ConnectPluginRPC    <- ConnectPluginHTTP, CConnectPluginZlib, CConnectPluginABI (the version)
 #   ConnectPlugin       <- ConnectPluginRPC
 #   connectplugin (SHARED, Sources/ConnectPluginCABI) <- ConnectPlugin, CConnectPluginABI
@@ -61,7 +62,7 @@ endfunction()
 # ---- Drift check: the library targets of Package.swift must be the ones built here.
 set(CONNECTPLUGIN_KNOWN_TARGETS
   CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginZlib CConnectPluginOpenSSL CConnectPluginABI
-  ConnectPluginHTTP ConnectPluginRPC ConnectPlugin ConnectPluginCABI)
+  ConnectPluginIO ConnectPluginHTTP ConnectPluginRPC ConnectPlugin ConnectPluginCABI)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/Package.swift")
 file(READ "${PROJECT_SOURCE_DIR}/Package.swift" _manifest)
 string(REGEX MATCHALL "\\.target\\([ \t\r\n]*name:[ \t]*\"[A-Za-z0-9_]+\"" _manifest_targets "${_manifest}")
@@ -81,7 +82,8 @@ connectplugin_c_module(CConnectPluginOpenSSL LINK OpenSSL::SSL OpenSSL::Crypto)
 connectplugin_c_module(CConnectPluginABI)
 
 # ---- Swift layers.
-connectplugin_swift_module(ConnectPluginHTTP DEPENDS CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginOpenSSL)
+connectplugin_swift_module(ConnectPluginIO DEPENDS CConnectPluginPosix)
+connectplugin_swift_module(ConnectPluginHTTP DEPENDS ConnectPluginIO CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginOpenSSL)
 connectplugin_swift_module(ConnectPluginRPC DEPENDS ConnectPluginHTTP CConnectPluginZlib CConnectPluginABI)
 connectplugin_swift_module(ConnectPlugin DEPENDS ConnectPluginRPC)
 
@@ -104,7 +106,7 @@ target_compile_options(connectplugin PRIVATE ${CONNECTPLUGIN_SWIFT_FLAGS})
 # Every module whole-archive (see above). The system libraries come with the shims (PkgConfig::NGHTTP2,
 # ZLIB::ZLIB, OpenSSL::SSL).
 set(CONNECTPLUGIN_MODULES
-  ConnectPlugin ConnectPluginRPC ConnectPluginHTTP
+  ConnectPlugin ConnectPluginRPC ConnectPluginHTTP ConnectPluginIO
   CConnectPluginABI CConnectPluginZlib CConnectPluginNGHTTP2 CConnectPluginOpenSSL CConnectPluginPosix)
 target_link_libraries(connectplugin PRIVATE
   "$<LINK_LIBRARY:WHOLE_ARCHIVE,${CONNECTPLUGIN_MODULES}>"

@@ -432,13 +432,18 @@ public final class HTTPClient: @unchecked Sendable {
     // MARK: connections
 
     func openSocket() -> Result<(SocketConnection, Bool), HTTPError> {
-        var inProgress: Int32 = 0
         let fd: Int32
-        switch endpoint {
-        case .tcp(let host, let port): fd = cp_connect_tcp(host, Int32(port), &inProgress)
-        case .unix(let path): fd = cp_connect_unix(path, &inProgress)
+        let inProgress: Bool
+        do {
+            switch endpoint {
+            case .tcp(let host, let port): (fd, inProgress) = try Socket.connectTCP(host: host, port: port)
+            case .unix(let path): (fd, inProgress) = try Socket.connectUnix(path: path)
+            }
+        } catch let e as HTTPError {
+            return .failure(e)
+        } catch {
+            return .failure(HTTPError(.io, "connect to \(endpoint.description) failed"))
         }
-        if fd < 0 { return .failure(HTTPError.errno("connect to \(endpoint.description)", Int(fd))) }
         let socket = SocketConnection(fd: fd, loop: loop)
         if let ctx = tlsContext {
             var host: String? = nil
@@ -455,7 +460,7 @@ public final class HTTPClient: @unchecked Sendable {
                 return .failure(HTTPError(.io, "TLS setup failed"))
             }
         }
-        return .success((socket, inProgress != 0))
+        return .success((socket, inProgress))
     }
 
     private func startH2(_ req: ClientRequest) {

@@ -31,7 +31,7 @@ final class Listener: EventHandler {
 
     func handleEvents(_ events: UInt32) {
         for _ in 0..<64 {
-            let c = cp_accept(fd)
+            let c = Socket.accept(fd)
             if c < 0 {
                 let e = -c
                 if e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED { return }
@@ -89,17 +89,13 @@ public final class HTTPServer: @unchecked Sendable {
     /// speak TLS and pick HTTP/2 or HTTP/1.1 by ALPN.
     public func listenTCP(host: String, port: Int, tls: TLSConfig? = nil) throws -> String {
         let ctx = try tls.map { try TLSContext(config: $0, isServer: true) }
-        var buf = [CChar](repeating: 0, count: 128)
-        let fd = cp_listen_tcp(host, Int32(port), 1024, &buf, buf.count)
-        if fd < 0 { throw HTTPError.errno("listen on \(host.isEmpty ? "*" : host):\(port)", Int(fd)) }
-        let bound = String(cString: buf)
+        let (fd, bound) = try Socket.listenTCP(host: host, port: port)
         return try addListener(fd: fd, address: bound, unixPath: nil, tls: ctx)
     }
 
     /// Binds a Unix socket listener at `path`.
     public func listenUnix(path: String) throws -> String {
-        let fd = cp_listen_unix(path, 1024)
-        if fd < 0 { throw HTTPError.errno("listen on unix:\(path)", Int(fd)) }
+        let fd = try Socket.listenUnix(path: path)
         return try addListener(fd: fd, address: "unix:" + path, unixPath: path, tls: nil)
     }
 

@@ -1,5 +1,6 @@
-// The event loop: one thread running epoll, a task queue woken through an eventfd, and timers.
-// Sockets are owned by exactly one loop; everything that touches a socket runs on its loop.
+// I/O core: the event loop (one thread running epoll, a task queue woken through an eventfd, and
+// timers), the event-loop group, and the I/O core's error type. File descriptors are owned by exactly
+// one loop; everything that touches one runs on its loop.
 import CConnectPluginPosix
 import Glibc
 
@@ -31,7 +32,7 @@ public final class EventLoop: @unchecked Sendable {
     private var threadID: pthread_t?
     public let name: String
 
-    init(name: String) throws {
+    public init(name: String) throws {
         self.name = name
         let ep = cp_epoll_create()
         if ep < 0 { throw HTTPError(.io, "epoll_create failed: \(String(cString: cp_strerror(-ep)))") }
@@ -242,8 +243,12 @@ public final class EventLoopGroup: @unchecked Sendable {
     }()
 }
 
-/// A transport-level error.
-public struct HTTPError: Error, CustomStringConvertible, Sendable {
+/// An I/O or transport-level error. `HTTPError` is the same type under the name the transport and RPC
+/// layers use.
+public typealias HTTPError = IOError
+
+/// An I/O or transport-level error.
+public struct IOError: Error, CustomStringConvertible, Sendable {
     /// `refused`: the peer did not process the request (HTTP/2 REFUSED_STREAM or GOAWAY); safe to retry.
     /// `tls`: the TLS handshake or certificate verification failed. `limit`: the peer exceeded a limit
     /// (HTTP/2 ENHANCE_YOUR_CALM).
@@ -257,7 +262,7 @@ public struct HTTPError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 
     /// The error for an HTTP/2 RST_STREAM received with `code` (protocol digest §6.4).
-    static func fromH2Reset(_ code: UInt32, _ peer: String) -> HTTPError {
+    public static func fromH2Reset(_ code: UInt32, _ peer: String) -> HTTPError {
         let what = "\(peer) reset the stream (HTTP/2 error code \(code))"
         switch code {
         case 7: return HTTPError(.refused, "\(peer) refused the stream; the request was not processed")
@@ -268,7 +273,7 @@ public struct HTTPError: Error, CustomStringConvertible, Sendable {
         }
     }
 
-    static func errno(_ what: String, _ negErr: Int) -> HTTPError {
+    public static func errno(_ what: String, _ negErr: Int) -> HTTPError {
         HTTPError(.io, "\(what): \(String(cString: cp_strerror(Int32(truncatingIfNeeded: -negErr))))")
     }
 }
