@@ -336,8 +336,8 @@ public final class SocketConnection: EventHandler {
         }
         lingering = true
         lingerBudget = maxBytes
-        delegateRetainerDuringLinger = delegate
-        loop.schedule(afterNs: timeoutNs) { [weak self] in self?.closeNow(nil) }
+        // The delegate stays alive through `delegateRetainer` until closeNow lets go of it.
+        lingerTimer = loop.schedule(afterNs: timeoutNs) { [weak self] in self?.closeNow(nil) }
         if tls != nil {
             // flush sends close_notify after the queued data, then starts the linger read.
             if !connectPending { flush() }
@@ -346,7 +346,7 @@ public final class SocketConnection: EventHandler {
         if pendingWriteBytes == 0 { startLingerRead() }
     }
 
-    private var delegateRetainerDuringLinger: AnyObject?
+    private var lingerTimer: TimerHandle?
 
     private func startLingerRead() {
         _ = cp_shutdown_write(fd)
@@ -380,6 +380,10 @@ public final class SocketConnection: EventHandler {
         if isClosed { return }
         isClosed = true
         if token != 0 { loop.unregister(fd: fd, token: token) }
+        if let t = lingerTimer {
+            lingerTimer = nil
+            loop.cancel(t)
+        }
         _ = cp_close(fd)
         fd = -1
         outbound = []
@@ -392,6 +396,8 @@ public final class SocketConnection: EventHandler {
         onTLSHandshake = nil
         cb?(error ?? HTTPError(.closed, "connection closed"))
         d?.connectionClosed(error)
+        // Let go of the delegate: it holds this connection strongly, so keeping it would keep both
+        // (and the read buffer) alive for ever.
         delegateRetainer = nil
     }
 
