@@ -25,6 +25,8 @@ public final class ThreadPool: @unchecked Sendable {
     private var exited: [pthread_t] = []
     private var nextNumber = 0
     private var idle = 0
+    /// Started threads that have not reached their loop yet (they will take work like idle ones).
+    private var starting = 0
     private let coreThreads: Int
     public let maxThreads: Int
     /// How long a thread above the core count waits for work before it exits.
@@ -76,6 +78,7 @@ public final class ThreadPool: @unchecked Sendable {
         }
         nextNumber &+= 1
         threads[number] = t
+        starting += 1
         return nil
     }
 
@@ -91,7 +94,7 @@ public final class ThreadPool: @unchecked Sendable {
         if count == ring.count { grow() }
         ring[(head &+ count) & (ring.count &- 1)] = task
         count += 1
-        if count > idle && threads.count < maxThreads {
+        if count > idle + starting && threads.count < maxThreads {
             _ = startThread()  // on failure the existing threads still drain the queue
         }
         cond.signal()
@@ -128,8 +131,13 @@ public final class ThreadPool: @unchecked Sendable {
 
     private func work(number: Int) {
         _ = cp_pool_thread_set_name(name + "-" + String(number % 10000))
+        var first = true
         while true {
             cond.lock()
+            if first {
+                starting -= 1
+                first = false
+            }
             idle += 1
             var retire = false
             while count == 0 && !stopping {
