@@ -34,15 +34,20 @@ private func makeServer(_ o: Server.Options) throws -> (Server, String) {
         while !done && !call.isDone && monotonicNowNs() < end { _ = cond.wait(untilNs: min(end, monotonicNowNs() &+ 200_000_000)) }
         cond.unlock()
     }
+    try server.register(svc + "Chat", kind: .bidiStream) { call in
+        while let m = try? call.receive() {
+            if (try? call.send(m)) == nil { return }
+        }
+    }
     let addr = try server.listenTCP("127.0.0.1:0")
     try server.start()
     return (server, "http://" + addr)
 }
 
-private func client(_ url: String, _ proto: RPCProtocol = .connect, timeoutMs: Int64 = 0) throws -> Client {
+private func client(_ url: String, _ proto: RPCProtocol = .connect, timeoutMs: Int64 = 0, http: HTTPVersion = .http2) throws -> Client {
     var o = Client.Options()
     o.rpcProtocol = proto
-    o.httpVersion = .http2
+    o.httpVersion = http
     o.timeoutMs = timeoutMs
     return try Client(baseURL: url, options: o)
 }
@@ -123,6 +128,94 @@ struct HandlerLimitsTests {
         #expect(r3.isEmpty)
         for s in s3 { s.cancel() }
         for c in c3 { c.close() }
+    }
+
+    @Test func bidiStreamsAreBoundedAndRefusedOnesFailCleanly() throws {
+        var o = Server.Options()
+        o.maxStreamsPerConnection = 3
+        let (server, url) = try makeServer(o)
+        defer { server.stop(graceMs: 0) }
+        let c = try client(url)
+        defer { c.close() }
+        var streams: [ClientStream] = []
+        for i in 0..<6 {
+            let s = try c.stream(svc + "Chat", kind: .bidiStream, timeoutMs: 60_000)
+            try? s.send([UInt8(i)])  // a refused stream may already be over
+            streams.append(s)
+        }
+        var echoed = 0
+        var refused = 0
+        for (i, s) in streams.enumerated() {
+            do {
+                #expect(try s.receive() == [UInt8(i)])
+                echoed += 1
+            } catch let e as ConnectError {
+                #expect(e.code == .resourceExhausted)
+                refused += 1
+            }
+        }
+        #expect(echoed == 3)
+        #expect(refused == 3)
+        // The connection is fine: the admitted streams go on, and unary calls work on it.
+        for (i, s) in streams.prefix(3).enumerated() {
+            try s.send([UInt8(i + 100)])
+            #expect(try s.receive() == [UInt8(i + 100)])
+            s.closeSend()
+            #expect(try s.receive() == nil)
+        }
+        #expect(try c.unary(svc + "Echo", request: [7], timeoutMs: 20_000).message == [7])
+        #expect(eventually(30) { server.runningStreamCount == 0 })
+    }
+
+    @Test func theTotalBoundLeavesThreadsForUnaryCalls() throws {
+        // 4 threads at most and a total bound above it: streams get 3, unary calls the last one.
+        var o = Server.Options()
+        o.handlerThreads = 1
+        o.maxHandlerThreads = 4
+        o.maxStreams = 100
+        let (server, url) = try makeServer(o)
+        defer { server.stop(graceMs: 0) }
+        let (clients, open, refused) = try openWatches(url, connections: 2, perConnection: 3)
+        defer { for c in clients { c.close() } }
+        #expect(open.count == 3)
+        #expect(refused.count == 3)
+        #expect(refused.allSatisfy { $0.code == .resourceExhausted && $0.message.contains("maximum of 3 streams") })
+        let u = try client(url, timeoutMs: 20_000)
+        defer { u.close() }
+        for i in 0..<10 { #expect(try u.unary(svc + "Echo", request: [UInt8(i)]).message == [UInt8(i)]) }
+        #expect(server.handlerThreadCount <= 4)
+        for s in open { s.cancel() }
+        #expect(eventually(30) { server.runningStreamCount == 0 })
+    }
+
+    @Test func http1ConnectionsCountAgainstTheirPeer() throws {
+        // HTTP/1.1 carries one call per connection, so a client opens a connection per stream: the
+        // per-peer bound is what holds.
+        var o = Server.Options()
+        o.maxStreamsPerPeer = 5
+        let (server, url) = try makeServer(o)
+        defer { server.stop(graceMs: 0) }
+        let c = try client(url, http: .http1_1)
+        defer { c.close() }
+        var open: [ClientStream] = []
+        var refused = 0
+        for _ in 0..<8 {
+            let s = try c.stream(svc + "Watch", kind: .serverStream, timeoutMs: 60_000)
+            try s.send([1])
+            s.closeSend()
+            do {
+                #expect(try s.receive() == Array("ready".utf8))
+                open.append(s)
+            } catch let e as ConnectError {
+                #expect(e.code == .resourceExhausted && e.message.contains("maxStreamsPerPeer"))
+                refused += 1
+            }
+        }
+        #expect(open.count == 5)
+        #expect(refused == 3)
+        #expect(try c.unary(svc + "Echo", request: [1], timeoutMs: 20_000).message == [1])
+        for s in open { s.cancel() }
+        #expect(eventually(30) { server.runningStreamCount == 0 })
     }
 
     /// The scenario with the default options: 5 connections × 256 idle Watch streams used to
