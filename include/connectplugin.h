@@ -258,6 +258,27 @@ connectplugin_status connectplugin_server_options_set_max_message_bytes(connectp
 connectplugin_status connectplugin_server_options_set_handler_threads(connectplugin_server_options *options,
                                                                       uint32_t threads,
                                                                       connectplugin_error **out_error);
+/**
+ * @brief Bounds on streaming handlers (client, server and bidi streaming; each holds a handler
+ *        thread for its stream's whole life) running at once: on one connection (default 128), from
+ *        one peer over all its connections (default 512; a peer is a remote IPv4 address or IPv6 /64,
+ *        and a Unix socket connection is its own peer), and in total (default 768, capped at 1023:
+ *        the other handler threads stay for unary calls, which so never wait behind streams). A
+ *        stream beyond a bound fails at once with RESOURCE_EXHAUSTED and never reaches its handler;
+ *        the client may retry once others closed. Raise @p per_peer when many clients reach the
+ *        server through one proxy or from one host. Each 1 to 1048576, or 0 to keep that bound's
+ *        default; larger values are CONNECTPLUGIN_ERR_INVALID_ARGUMENT.
+ */
+connectplugin_status connectplugin_server_options_set_stream_limits(connectplugin_server_options *options,
+                                                                    uint32_t per_connection, uint32_t per_peer,
+                                                                    uint32_t total, connectplugin_error **out_error);
+/**
+ * @brief How long a handler thread started beyond handler_threads waits for work before it exits
+ *        (default 10000 ms; 1 to 86400000). After a burst the server returns to handler_threads.
+ */
+connectplugin_status connectplugin_server_options_set_idle_thread_timeout_ms(connectplugin_server_options *options,
+                                                                             uint32_t timeout_ms,
+                                                                             connectplugin_error **out_error);
 /** @brief Frees the options. NULL is a no-op. */
 void connectplugin_server_options_free(connectplugin_server_options *options);
 
@@ -301,6 +322,12 @@ size_t connectplugin_server_address_count(const connectplugin_server *server);
  *        Borrowed, valid until the server is freed. NULL if @p index is out of range.
  */
 const char *connectplugin_server_address(const connectplugin_server *server, size_t index);
+/**
+ * @brief The handler threads alive now (for monitoring and tests): handler_threads when idle, more
+ *        while handlers are busy, back down once the extra ones were idle for the idle thread timeout.
+ *        0 for NULL.
+ */
+size_t connectplugin_server_handler_thread_count(const connectplugin_server *server);
 
 /**
  * @brief A unary handler. Runs on one of the server's handler threads, possibly concurrently with

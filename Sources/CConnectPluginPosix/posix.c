@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -155,6 +156,41 @@ int cp_listen_unix(const char *path, int backlog) {
 int cp_accept(int listen_fd) {
     int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     return fd < 0 ? -errno : fd;
+}
+
+int cp_peer_host(int fd, char *out, size_t out_len) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN + 4] = {0};
+    if (!out || out_len == 0) return -EINVAL;
+    out[0] = 0;
+    memset(&ss, 0, sizeof ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) return -errno;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    } else if (ss.ss_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            inet_ntop(AF_INET, &a.s6_addr[12], host, sizeof host);
+        } else {
+            memset(&a.s6_addr[8], 0, 8);
+            inet_ntop(AF_INET6, &a, host, INET6_ADDRSTRLEN);
+            strcat(host, "/64");
+        }
+    } else {
+        return 0;
+    }
+    snprintf(out, out_len, "%s", host);
+    return 1;
+}
+
+int cp_pool_thread_set_name(const char *name) {
+    char buf[16];
+    if (!name) return -EINVAL;
+    snprintf(buf, sizeof buf, "%s", name);
+    int rc = pthread_setname_np(pthread_self(), buf);
+    return rc == 0 ? 0 : -rc;
 }
 
 int cp_connect_tcp(const char *host, int port, int *in_progress) {

@@ -91,6 +91,30 @@ public func connectplugin_server_options_set_handler_threads(_ o: OpaquePointer?
     }
 }
 
+@_cdecl("connectplugin_server_options_set_stream_limits")
+public func connectplugin_server_options_set_stream_limits(_ o: OpaquePointer?, _ perConnection: UInt32, _ perPeer: UInt32, _ total: UInt32,
+                                                           _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let b = unbox(o, as: ServerOptionsBox.self) else { throw ConnectError.local(.invalidArgument, "options is NULL") }
+        for (name, v) in [("per_connection", perConnection), ("per_peer", perPeer), ("total", total)] where v > 1 << 20 {
+            throw ConnectError.local(.invalidArgument, "\(name) must be 1 to 1048576 (0 keeps the default), got \(v)")
+        }
+        let defaults = RPCServer.Options()
+        b.options.maxStreamsPerConnection = perConnection == 0 ? defaults.maxStreamsPerConnection : Int(perConnection)
+        b.options.maxStreamsPerPeer = perPeer == 0 ? defaults.maxStreamsPerPeer : Int(perPeer)
+        b.options.maxStreams = total == 0 ? defaults.maxStreams : Int(total)
+    }
+}
+
+@_cdecl("connectplugin_server_options_set_idle_thread_timeout_ms")
+public func connectplugin_server_options_set_idle_thread_timeout_ms(_ o: OpaquePointer?, _ ms: UInt32, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let b = unbox(o, as: ServerOptionsBox.self) else { throw ConnectError.local(.invalidArgument, "options is NULL") }
+        guard ms >= 1 && ms <= 86_400_000 else { throw ConnectError.local(.invalidArgument, "timeout_ms must be 1 to 86400000, got \(ms)") }
+        b.options.idleThreadTimeoutMs = Int64(ms)
+    }
+}
+
 @_cdecl("connectplugin_server_options_free")
 public func connectplugin_server_options_free(_ o: OpaquePointer?) { release(o, as: ServerOptionsBox.self) }
 
@@ -102,6 +126,11 @@ public func connectplugin_server_new(_ o: OpaquePointer?, _ out: UnsafeMutablePo
         let opts = unbox(o, as: ServerOptionsBox.self)?.options ?? RPCServer.Options()
         out.pointee = box(ServerBox(try RPCServer(options: opts)))
     }
+}
+
+@_cdecl("connectplugin_server_handler_thread_count")
+public func connectplugin_server_handler_thread_count(_ s: OpaquePointer?) -> Int {
+    unbox(s, as: ServerBox.self)?.server.handlerThreadCount ?? 0
 }
 
 private func serverArg(_ s: OpaquePointer?) throws -> ServerBox {

@@ -15,15 +15,18 @@ public struct HTTPRequest: Sendable {
     public var version: HTTPVersion
     /// Set by the TLS layer: the verified peer certificate's identity, if any.
     public var peer: HTTPPeerInfo?
+    /// Set by the server: the connection the request came on (nil when unknown).
+    public var connection: HTTPConnectionInfo?
 
     public init(method: String, target: String, authority: String? = nil, headers: HTTPHeaders, version: HTTPVersion,
-                peer: HTTPPeerInfo? = nil) {
+                peer: HTTPPeerInfo? = nil, connection: HTTPConnectionInfo? = nil) {
         self.method = method
         self.target = target
         self.authority = authority
         self.headers = headers
         self.version = version
         self.peer = peer
+        self.connection = connection
     }
 
     /// The path without the query.
@@ -50,6 +53,18 @@ public struct HTTPPeerInfo: Sendable, Equatable {
         self.dnsNames = dnsNames
         self.uris = uris
         self.ips = ips
+    }
+}
+
+/// The server connection a request came on, for per-connection and per-peer limits.
+public struct HTTPConnectionInfo: Sendable, Equatable {
+    /// Unique among the process's server connections (never reused).
+    public var id: UInt64
+    /// The remote host: an IPv4 address, or an IPv6 /64 ("2001:db8:1:2::/64"); nil for a Unix socket.
+    public var remoteHost: String?
+    public init(id: UInt64, remoteHost: String?) {
+        self.id = id
+        self.remoteHost = remoteHost
     }
 }
 

@@ -672,13 +672,29 @@ static void test_server_options(void) {
     EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_handler_threads, o, 1025);
     EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_handler_threads, o, UINT32_MAX);
     EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_max_message_bytes, NULL, 5);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_stream_limits, o, 1, 1, 1);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_stream_limits, o, 0, 0, 0);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_stream_limits, o, 1u << 20, 1u << 20, 1u << 20);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_stream_limits, o, (1u << 20) + 1, 1, 1);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_stream_limits, o, 1, UINT32_MAX, 1);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_stream_limits, o, 1, 1, UINT32_MAX);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_stream_limits, NULL, 1, 1, 1);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_stream_limits, o, 16, 64, 128);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_idle_thread_timeout_ms, o, 1);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_idle_thread_timeout_ms, o, 86400000);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_idle_thread_timeout_ms, o, 0);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_idle_thread_timeout_ms, o, 86400001);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_options_set_idle_thread_timeout_ms, NULL, 5);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_idle_thread_timeout_ms, o, 10000);
     EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_options_set_handler_threads, o, 2);
+    CHECK(connectplugin_server_handler_thread_count(NULL) == 0);
     /* Options are copied: the server works after they are freed. */
     connectplugin_server *server = NULL;
     EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_new, o, &server);
     connectplugin_server_options_free(o);
     CHECK(server != NULL);
     if (server) EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_tcp, server, "127.0.0.1:0");
+    if (server) CHECK(connectplugin_server_handler_thread_count(server) == 2);  /* handler_threads, idle */
     connectplugin_server_free(server);
 }
 

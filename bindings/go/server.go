@@ -107,6 +107,8 @@ type ServerOption func(*serverConfig)
 type serverConfig struct {
 	maxMessageBytes *uint64
 	handlerThreads  *int
+	streamLimits    *[3]int
+	idleThreadTime  *time.Duration
 }
 
 // WithMaxMessageBytes sets the largest request message accepted after decompression (library
@@ -118,6 +120,21 @@ func WithMaxMessageBytes(n uint64) ServerOption {
 // WithHandlerThreads sets the number of threads that run handlers (library default 8, range 1–1024).
 func WithHandlerThreads(n int) ServerOption {
 	return func(c *serverConfig) { c.handlerThreads = &n }
+}
+
+// WithStreamLimits bounds the streaming handlers running at once (each holds a handler thread for
+// its stream's life): per connection (library default 128), per peer over all its connections
+// (default 512; a peer is a remote IPv4 address or IPv6 /64) and in total (default 768, capped so
+// that unary calls always find a thread). A stream beyond a bound fails at once with
+// RESOURCE_EXHAUSTED. Each 1 to 1048576, or 0 to keep that bound's default.
+func WithStreamLimits(perConnection, perPeer, total int) ServerOption {
+	return func(c *serverConfig) { c.streamLimits = &[3]int{perConnection, perPeer, total} }
+}
+
+// WithIdleThreadTimeout sets how long a handler thread started beyond the handler threads waits for
+// work before it exits (library default 10 s; 1 ms to 24 h).
+func WithIdleThreadTimeout(d time.Duration) ServerOption {
+	return func(c *serverConfig) { c.idleThreadTime = &d }
 }
 
 // Server is a Connect server (connectplugin_server). Create it with NewServer, add listeners and
@@ -157,6 +174,29 @@ func NewServer(opts ...ServerOption) (*Server, error) {
 			return nil, newLocalError(StatusInvalidArgument, CodeInvalidArgument, "handler threads out of range: "+itoa(n))
 		}
 		status := C.connectplugin_server_options_set_handler_threads(copts, C.uint32_t(n), &cerr)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.streamLimits != nil {
+		var v [3]C.uint32_t
+		for i, n := range cfg.streamLimits {
+			if n < 0 || int64(n) > math.MaxUint32 {
+				return nil, newLocalError(StatusInvalidArgument, CodeInvalidArgument, "stream limit out of range: "+itoa(n))
+			}
+			v[i] = C.uint32_t(n)
+		}
+		status := C.connectplugin_server_options_set_stream_limits(copts, v[0], v[1], v[2], &cerr)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.idleThreadTime != nil {
+		ms := cfg.idleThreadTime.Milliseconds()
+		if ms < 0 || ms > math.MaxUint32 {
+			return nil, newLocalError(StatusInvalidArgument, CodeInvalidArgument, "idle thread timeout out of range: "+cfg.idleThreadTime.String())
+		}
+		status := C.connectplugin_server_options_set_idle_thread_timeout_ms(copts, C.uint32_t(ms), &cerr)
 		if err := check(status, &cerr); err != nil {
 			return nil, err
 		}
@@ -285,6 +325,19 @@ func (s *Server) SetNoSideEffects(procedure string) error {
 	status := C.connectplugin_server_set_no_side_effects(s._ptr, cproc, &cerr)
 	runtime.KeepAlive(s)
 	return check(status, &cerr)
+}
+
+// HandlerThreadCount returns the handler threads alive now: the handler thread count when idle,
+// more while handlers are busy, back down after the idle thread timeout. 0 once closed.
+func (s *Server) HandlerThreadCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s._ptr == nil {
+		return 0
+	}
+	n := C.connectplugin_server_handler_thread_count(s._ptr)
+	runtime.KeepAlive(s)
+	return int(n)
 }
 
 // Start starts accepting connections on every listener (and on those added later).

@@ -369,6 +369,31 @@ func TestServerOptions(t *testing.T) {
 	wantCode(t, err, CodeResourceExhausted)
 }
 
+func TestStreamLimitAndIdleThreadOptions(t *testing.T) {
+	if _, err := NewServer(WithStreamLimits(1<<20+1, 0, 0)); err == nil {
+		t.Fatal("WithStreamLimits(2^20+1, 0, 0) accepted")
+	} else if e := asError(t, err); e.Status != StatusInvalidArgument {
+		t.Fatalf("WithStreamLimits(2^20+1): %v (status %v)", err, e.Status)
+	}
+	if _, err := NewServer(WithStreamLimits(-1, 0, 0)); err == nil {
+		t.Fatal("WithStreamLimits(-1, 0, 0) accepted")
+	}
+	if _, err := NewServer(WithIdleThreadTimeout(0)); err == nil {
+		t.Fatal("WithIdleThreadTimeout(0) accepted")
+	}
+	srv, err := NewServer(WithHandlerThreads(3), WithStreamLimits(4, 8, 16), WithIdleThreadTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.HandlerThreadCount(); n != 3 {
+		t.Fatalf("HandlerThreadCount() = %d, want the 3 handler threads", n)
+	}
+	srv.Close()
+	if n := srv.HandlerThreadCount(); n != 0 {
+		t.Fatalf("HandlerThreadCount() after Close = %d, want 0", n)
+	}
+}
+
 func TestServerCloseTwiceAndUseAfterClose(t *testing.T) {
 	srv, err := NewServer()
 	if err != nil {

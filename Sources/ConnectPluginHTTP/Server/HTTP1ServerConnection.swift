@@ -31,7 +31,10 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
     private let inFlightLock = Lock()
     private var inFlightCount = 0
 
-    init(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil) {
+    private let connection: HTTPConnectionInfo?
+
+    init(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil, connection: HTTPConnectionInfo? = nil) {
+        self.connection = connection
         self.socket = socket
         self.server = server
         self.peer = peer
@@ -110,7 +113,7 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
             socket.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
         let req = HTTPRequest(method: h.method, target: h.target, authority: h.headers.first("host"), headers: h.headers,
-                              version: .http1_1, peer: peer)
+                              version: .http1_1, peer: peer, connection: connection)
         let s = HTTPServerStream(request: req, loop: loop, transport: self)
         current = s
         currentKeepAlive = h.keepAlive

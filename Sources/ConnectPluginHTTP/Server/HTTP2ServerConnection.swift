@@ -36,7 +36,10 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
     private var inFlightCount = 0
     private var idleTimer: TimerHandle?
 
-    init?(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil) {
+    private let connection: HTTPConnectionInfo?
+
+    init?(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil, connection: HTTPConnectionInfo? = nil) {
+        self.connection = connection
         self.socket = socket
         self.server = server
         self.peer = peer
@@ -123,7 +126,7 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
                 return
             }
             let req = HTTPRequest(method: st.method, target: st.path, authority: st.authority, headers: st.headers,
-                                  version: .http2, peer: peer)
+                                  version: .http2, peer: peer, connection: connection)
             st.headers = HTTPHeaders()
             let s = HTTPServerStream(request: req, loop: loop, transport: self, tag: id)
             st.stream = s

@@ -128,10 +128,12 @@ public final class HTTPServer: @unchecked Sendable {
 
     func adopt(fd: Int32, isUnix: Bool, tls: TLSContext?) {
         if !isUnix { _ = cp_set_nodelay(fd) }
+        let connection = HTTPConnectionInfo(id: lock.withLock { nextConnectionID &+= 1; return nextConnectionID },
+                                            remoteHost: isUnix ? nil : HTTPServer.remoteHost(fd))
         let loop = group.next()
         loop.execute { [self] in
             let socket = SocketConnection(fd: fd, loop: loop)
-            let detector = ProtocolDetector(socket: socket, server: self)
+            let detector = ProtocolDetector(socket: socket, server: self, connection: connection)
             if let ctx = tls {
                 guard let engine = try? TLSEngine(context: ctx, isServer: true) else {
                     _ = cp_close(fd)
@@ -142,6 +144,15 @@ public final class HTTPServer: @unchecked Sendable {
             }
             socket.start(delegate: detector)
         }
+    }
+
+    private var nextConnectionID: UInt64 = 0
+
+    /// The peer's host for grouping its connections (see cp_peer_host); nil when unknown.
+    static func remoteHost(_ fd: Int32) -> String? {
+        var buf = [CChar](repeating: 0, count: 64)
+        guard cp_peer_host(fd, &buf, buf.count) == 1 else { return nil }
+        return String(cString: buf)
     }
 
     func register(_ c: ServerConnectionProtocol) -> Bool {
@@ -203,9 +214,12 @@ final class ProtocolDetector: ConnectionDelegate {
     private var buffered: [UInt8] = []
     private var idleTimer: TimerHandle?
 
-    init(socket: SocketConnection, server: HTTPServer) {
+    let connection: HTTPConnectionInfo
+
+    init(socket: SocketConnection, server: HTTPServer, connection: HTTPConnectionInfo) {
         self.socket = socket
         self.server = server
+        self.connection = connection
         idleTimer = socket.loop.schedule(afterNs: server.config.idleTimeoutNs) { [weak socket] in
             socket?.closeNow(HTTPError(.timeout, "no request within the idle timeout"))
         }
@@ -234,13 +248,13 @@ final class ProtocolDetector: ConnectionDelegate {
         if let t = idleTimer { socket.loop.cancel(t) }
         let handler: ServerConnectionProtocol & ConnectionDelegate
         if h2 {
-            guard let c = HTTP2ServerConnection(socket: socket, server: server, peer: peerInfo) else {
+            guard let c = HTTP2ServerConnection(socket: socket, server: server, peer: peerInfo, connection: connection) else {
                 socket.closeNow(HTTPError(.resource, "cannot create an HTTP/2 session"))
                 return
             }
             handler = c
         } else {
-            handler = HTTP1ServerConnection(socket: socket, server: server, peer: peerInfo)
+            handler = HTTP1ServerConnection(socket: socket, server: server, peer: peerInfo, connection: connection)
         }
         if !server.register(handler) {
             socket.closeNow(nil)

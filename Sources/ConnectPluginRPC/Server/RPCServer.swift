@@ -18,7 +18,21 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
     public struct Options: Sendable {
         /// Largest request message after decompression; 0 = no limit.
         public var maxMessageBytes: Int = 4 << 20
+        /// Handler threads kept ready, even when idle (1…`maxHandlerThreads`).
         public var handlerThreads: Int = 8
+        /// Most handler threads: more than `handlerThreads` are started while every one is busy, and
+        /// those exit again after `idleThreadTimeoutMs` without work.
+        public var maxHandlerThreads: Int = 1024
+        public var idleThreadTimeoutMs: Int64 = 10_000
+        /// Streaming handlers (each holds a thread for its stream's life) allowed at once on one
+        /// connection, from one peer (remote IPv4 address or IPv6 /64, over all its connections; a Unix
+        /// socket connection is its own peer), and in total. A stream beyond a limit fails at once
+        /// with RESOURCE_EXHAUSTED. `maxStreams` is capped at `maxHandlerThreads` − 1: the threads
+        /// above it are kept for unary calls, which never wait behind streams (StreamAdmission.swift).
+        /// Raise `maxStreamsPerPeer` when many clients reach the server through one proxy or host.
+        public var maxStreamsPerConnection: Int = 128
+        public var maxStreamsPerPeer: Int = 512
+        public var maxStreams: Int = 768
         public init() {}
     }
 
@@ -29,12 +43,18 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
     private var stopped = false
     private let httpServer: HTTPServer
     private let pool: ThreadPool
+    private let admission: StreamAdmission
 
     public init(options: Options = Options()) throws {
         self.options = options
         let relay = Weak()
         do {
-            pool = try ThreadPool(threads: options.handlerThreads, name: "connectplugin-handler")
+            let maxThreads = max(2, options.handlerThreads, options.maxHandlerThreads)
+            let idleMs = UInt64(clamping: max(1, options.idleThreadTimeoutMs)).multipliedReportingOverflow(by: 1_000_000)
+            pool = try ThreadPool(threads: min(options.handlerThreads, maxThreads), maxThreads: maxThreads,
+                                  idleTimeoutNs: idleMs.overflow ? UInt64.max / 2 : idleMs.partialValue, name: "cp-handler")
+            admission = StreamAdmission(perConnection: options.maxStreamsPerConnection, perPeer: options.maxStreamsPerPeer,
+                                        total: min(options.maxStreams, maxThreads - 1))
             let group = try EventLoopGroup.shared()
             let cfg = HTTPServerConfig()
             httpServer = HTTPServer(config: cfg, group: group, handler: relay)
@@ -45,6 +65,12 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
     }
 
     public var addresses: [String] { httpServer.addresses }
+
+    /// Handler threads alive now: idle ones above `handlerThreads` exit after `idleThreadTimeoutMs`.
+    public var handlerThreadCount: Int { pool.threadCount }
+
+    /// Streaming handlers admitted and not yet returned.
+    public var runningStreamCount: Int { admission.runningCount }
 
     /// Registers a unary handler for "/package.Service/Method". With `noSideEffects` the method
     /// also accepts Connect GET requests.
@@ -384,15 +410,27 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         }
     }
 
-    /// Runs a streaming handler on the pool; returning without finishing finishes with OK.
+    /// Runs a streaming handler on the pool; returning without finishing finishes with OK. A stream
+    /// over the per-connection, per-peer or total limit fails at once with RESOURCE_EXHAUSTED and
+    /// never takes a thread (StreamAdmission.swift explains the design).
     private func dispatch(_ core: ServerCallCore, _ body: @escaping () -> Void) {
+        let ticket: StreamAdmission.Ticket
+        switch admission.acquire(core.stream.request.connection) {
+        case .success(let t): ticket = t
+        case .failure(let e):
+            core.finish(message: nil, error: e, byRuntime: true)
+            return
+        }
+        let admission = self.admission
         let submitted = pool.submit {
+            defer { admission.release(ticket) }
             if core.stream.isDone { return }
             body()
             core.closeDone()
             core.finish(message: nil, error: nil, byRuntime: true)
         }
         if !submitted {
+            admission.release(ticket)
             core.finish(message: nil, error: ConnectError(.unavailable, "the server is shutting down"), byRuntime: true)
         }
     }

@@ -254,6 +254,14 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_server_options), c_uint32, _errpp],
     ),
+    "connectplugin_server_options_set_stream_limits": (
+        connectplugin_status,
+        [POINTER(connectplugin_server_options), c_uint32, c_uint32, c_uint32, _errpp],
+    ),
+    "connectplugin_server_options_set_idle_thread_timeout_ms": (
+        connectplugin_status,
+        [POINTER(connectplugin_server_options), c_uint32, _errpp],
+    ),
     "connectplugin_server_options_free": (None, [POINTER(connectplugin_server_options)]),
     # Server
     "connectplugin_server_new": (
@@ -274,6 +282,7 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "connectplugin_server_address_count": (c_size_t, [POINTER(connectplugin_server)]),
     "connectplugin_server_address": (c_char_p, [POINTER(connectplugin_server), c_size_t]),
+    "connectplugin_server_handler_thread_count": (c_size_t, [POINTER(connectplugin_server)]),
     "connectplugin_server_register_unary": (
         connectplugin_status,
         [

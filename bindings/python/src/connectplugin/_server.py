@@ -504,10 +504,30 @@ class Server(_ffi.Managed):
 
     _kind = "Server"
 
-    def __init__(self, max_message_bytes: Optional[int] = None, handler_threads: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        max_message_bytes: Optional[int] = None,
+        handler_threads: Optional[int] = None,
+        *,
+        max_streams_per_connection: Optional[int] = None,
+        max_streams_per_peer: Optional[int] = None,
+        max_streams: Optional[int] = None,
+        idle_thread_timeout_ms: Optional[int] = None,
+    ) -> None:
+        """``max_streams_per_connection`` (default 128), ``max_streams_per_peer`` (default 512, over all
+        of a remote host's connections) and ``max_streams`` (default 768) bound the streaming handlers
+        running at once; a stream beyond a bound fails at once with RESOURCE_EXHAUSTED, and unary calls
+        never wait behind streams. Handler threads started beyond ``handler_threads`` exit after
+        ``idle_thread_timeout_ms`` (default 10000) without work."""
         opts = None
+        limits = (max_streams_per_connection, max_streams_per_peer, max_streams)
         try:
-            if max_message_bytes is not None or handler_threads is not None:
+            if (
+                max_message_bytes is not None
+                or handler_threads is not None
+                or any(v is not None for v in limits)
+                or idle_thread_timeout_ms is not None
+            ):
                 opts = _ffi.connectplugin_server_options_new()
                 if not opts:
                     raise MemoryError("connectplugin_server_options_new failed")
@@ -527,6 +547,22 @@ class Server(_ffi.Managed):
                         opts, int(handler_threads), byref(err)
                     )
                     check(st, err, "set_handler_threads")
+                if any(v is not None for v in limits):
+                    if not all(v is None or 1 <= v <= 1 << 20 for v in limits):
+                        raise ValueError("stream limits must be 1 to 1048576")
+                    err = _ffi.new_error_out()
+                    st = _ffi.connectplugin_server_options_set_stream_limits(
+                        opts, *[int(v or 0) for v in limits], byref(err)
+                    )
+                    check(st, err, "set_stream_limits")
+                if idle_thread_timeout_ms is not None:
+                    if not 0 <= idle_thread_timeout_ms <= 0xFFFFFFFF:
+                        raise ValueError("idle_thread_timeout_ms out of range")
+                    err = _ffi.new_error_out()
+                    st = _ffi.connectplugin_server_options_set_idle_thread_timeout_ms(
+                        opts, int(idle_thread_timeout_ms), byref(err)
+                    )
+                    check(st, err, "set_idle_thread_timeout_ms")
             out = POINTER(_ffi.connectplugin_server)()
             err = _ffi.new_error_out()
             st = _ffi.connectplugin_server_new(opts, byref(out), byref(err))
@@ -641,6 +677,12 @@ class Server(_ffi.Managed):
             if a is not None:
                 out.append(_ffi.decode_str(a))
         return out
+
+    @property
+    def handler_thread_count(self) -> int:
+        """The handler threads alive now: ``handler_threads`` when idle, more while handlers are busy,
+        back down after the idle thread timeout."""
+        return int(_ffi.connectplugin_server_handler_thread_count(self._ptr()))
 
     def register_unary(self, procedure: str, fn: Handler) -> None:
         """Registers ``fn(request: bytes, ctx: CallContext) -> bytes`` for ``procedure``
