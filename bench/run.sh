@@ -13,7 +13,7 @@
 #                    connectplugin's C and Go handlers, grpc-go and grpcio, with server CPU per request.
 #   bench/run.sh [LIBDIR]      (default LIBDIR: <repo>/.build/release; build it with swift build -c release)
 # Prints "bench: NAME key=value ..." lines (ratio = ours / baseline cost; lower is better) and tables.
-# Sizes: BENCH_N, BENCH_WARMUP, BENCH_REPEATS, BENCH_ALLOC_N, BENCH_STREAM_BYTES, BENCH_H2LOAD_N,
+# Sizes: BENCH_N, BENCH_WARMUP, BENCH_REPEATS, BENCH_ALLOC_N, BENCH_STREAM_BYTES(_SMALL), BENCH_H2LOAD_N,
 # BENCH_PEER_N, BENCH_PEERS, BENCH_SCALE_CALLERS, BENCH_SCALE_CONNS, BENCH_SCALE_CALLS; parts:
 # BENCH_PARTS (default "unary allocs stream scale hosts h2load"); BENCH_SWIFT=0 skips the Swift client's
 # build (a release build of the package, a few minutes the first time). BENCH_QUICK=1: tiny sizes and
@@ -29,13 +29,13 @@ fi
 libdir=$(cd "$libdir" && pwd)
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     : "${BENCH_N:=200}" "${BENCH_WARMUP:=50}" "${BENCH_REPEATS:=1}" "${BENCH_ALLOC_N:=200}"
-    : "${BENCH_STREAM_BYTES:=1048576}" "${BENCH_H2LOAD_N:=1000}" "${BENCH_PEER_N:=1000}"
+    : "${BENCH_STREAM_BYTES:=1048576}" "${BENCH_STREAM_BYTES_SMALL:=65536}" "${BENCH_H2LOAD_N:=1000}" "${BENCH_PEER_N:=1000}"
     : "${BENCH_SCALE_CALLERS:=1 8}" "${BENCH_SCALE_CONNS:=1 10}" "${BENCH_SCALE_CALLS:=200}" "${BENCH_SWIFT:=0}"
 fi
 : "${BENCH_N:=20000}" "${BENCH_WARMUP:=2000}" "${BENCH_REPEATS:=3}" "${BENCH_ALLOC_N:=2000}" "${BENCH_SWIFT:=1}"
 : "${BENCH_PARTS:=unary allocs stream scale hosts h2load}"
 export BENCH_N BENCH_WARMUP BENCH_REPEATS
-for v in BENCH_STREAM_BYTES BENCH_H2LOAD_N BENCH_PEER_N BENCH_SCALE_CALLERS BENCH_SCALE_CONNS BENCH_SCALE_CALLS; do
+for v in BENCH_STREAM_BYTES BENCH_STREAM_BYTES_SMALL BENCH_H2LOAD_N BENCH_PEER_N BENCH_SCALE_CALLERS BENCH_SCALE_CONNS BENCH_SCALE_CALLS; do
     eval "[ -n \"\${$v:-}\" ] && export $v" || true
 done
 CC=${CC:-cc}

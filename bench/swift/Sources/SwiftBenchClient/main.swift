@@ -18,7 +18,7 @@ func nowNs() -> Int64 {
 
 func usage() -> (cpuNs: Int64, ctxsw: Int64) {
     var ru = rusage()
-    getrusage(RUSAGE_SELF, &ru)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &ru)
     let us = Int64(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1_000_000 + Int64(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)
     return (us * 1000, Int64(ru.ru_nvcsw + ru.ru_nivcsw))
 }
