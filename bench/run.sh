@@ -6,6 +6,8 @@
 # are the primary figures on a shared machine, where wall-clock times swing:
 #   unary_bench.c    sequential unary round trip (h2c, Unix and TCP) vs a raw-socket ping-pong with
 #                    bench_server raw; then allocations per call (malloc_count.c preloaded into both);
+#   instr.py         instructions per call, client and server, and the biggest allocation sources,
+#                    under valgrind's callgrind (on a copy of the library stripped of debug info);
 #   stream_bench.c   one-stream throughput, 64-byte and 64 KiB messages, vs raw TCP throughput;
 #   scale_bench.c    throughput and p99 at 1/8/64/256 callers and 1/100/1000 connections, RSS per connection;
 #   hosts.py         the same round trip from C, Go, Python and Swift clients, and C, Go, Python handlers;
@@ -13,11 +15,12 @@
 #                    connectplugin's C and Go handlers, grpc-go and grpcio, with server CPU per request.
 #   bench/run.sh [LIBDIR]      (default LIBDIR: <repo>/.build/release; build it with swift build -c release)
 # Prints "bench: NAME key=value ..." lines (ratio = ours / baseline cost; lower is better) and tables.
-# Sizes: BENCH_N, BENCH_WARMUP, BENCH_REPEATS, BENCH_ALLOC_N, BENCH_STREAM_BYTES(_SMALL), BENCH_H2LOAD_N,
-# BENCH_PEER_N, BENCH_PEERS, BENCH_SCALE_CALLERS, BENCH_SCALE_CONNS, BENCH_SCALE_CALLS; parts:
-# BENCH_PARTS (default "unary allocs stream scale hosts h2load"); BENCH_SWIFT=0 skips the Swift client's
-# build (a release build of the package, a few minutes the first time). BENCH_QUICK=1: tiny sizes and
-# no Swift build, a smoke test of every part (bench/test_quick.sh, run by make test-c).
+# Sizes: BENCH_N, BENCH_WARMUP, BENCH_REPEATS, BENCH_ALLOC_N, BENCH_INSTR_N, BENCH_STREAM_BYTES(_SMALL),
+# BENCH_H2LOAD_N, BENCH_PEER_N, BENCH_PEERS, BENCH_SCALE_CALLERS, BENCH_SCALE_CONNS, BENCH_SCALE_CALLS.
+# Parts: BENCH_PARTS (default "unary allocs instr stream scale hosts h2load"). BENCH_SWIFT=0 skips the
+# Swift client's build (a release build of the package bench/swift, a few minutes the first time).
+# BENCH_QUICK=1: tiny sizes and no Swift build, a smoke test of every part (bench/test_quick.sh, run
+# by make test-c). No figure is asserted: the machine is shared; read the CPU and ctxsw figures first.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -30,12 +33,12 @@ libdir=$(cd "$libdir" && pwd)
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     : "${BENCH_N:=200}" "${BENCH_WARMUP:=50}" "${BENCH_REPEATS:=1}" "${BENCH_ALLOC_N:=200}"
     : "${BENCH_STREAM_BYTES:=1048576}" "${BENCH_STREAM_BYTES_SMALL:=65536}" "${BENCH_H2LOAD_N:=1000}" "${BENCH_PEER_N:=1000}"
-    : "${BENCH_SCALE_CALLERS:=1 8}" "${BENCH_SCALE_CONNS:=1 10}" "${BENCH_SCALE_CALLS:=200}" "${BENCH_SWIFT:=0}"
+    : "${BENCH_INSTR_N:=50}" "${BENCH_SCALE_CALLERS:=1 8}" "${BENCH_SCALE_CONNS:=1 10}" "${BENCH_SCALE_CALLS:=200}" "${BENCH_SWIFT:=0}"
 fi
 : "${BENCH_N:=20000}" "${BENCH_WARMUP:=2000}" "${BENCH_REPEATS:=3}" "${BENCH_ALLOC_N:=2000}" "${BENCH_SWIFT:=1}"
-: "${BENCH_PARTS:=unary allocs stream scale hosts h2load}"
+: "${BENCH_PARTS:=unary allocs instr stream scale hosts h2load}"
 export BENCH_N BENCH_WARMUP BENCH_REPEATS
-for v in BENCH_STREAM_BYTES BENCH_STREAM_BYTES_SMALL BENCH_H2LOAD_N BENCH_PEER_N BENCH_SCALE_CALLERS BENCH_SCALE_CONNS BENCH_SCALE_CALLS; do
+for v in BENCH_INSTR_N BENCH_STREAM_BYTES BENCH_STREAM_BYTES_SMALL BENCH_H2LOAD_N BENCH_PEER_N BENCH_SCALE_CALLERS BENCH_SCALE_CONNS BENCH_SCALE_CALLS; do
     eval "[ -n \"\${$v:-}\" ] && export $v" || true
 done
 CC=${CC:-cc}
@@ -123,6 +126,12 @@ if has allocs; then
             "$bin/unary_bench" "allocs_unary_${proto}_unix" "unix://$tmp/alloc.sock" "$apid"
     done
     kill "$apid"
+fi
+
+# ---- instructions per call and allocation sources (valgrind)
+if has instr; then
+    if command -v valgrind >/dev/null 2>&1; then python3 "$here/instr.py" "$bin" "$libdir"
+    else echo "bench: instr skipped: valgrind is missing (apt: valgrind)" >&2; fi
 fi
 
 # ---- one-stream throughput (client and server in one process)

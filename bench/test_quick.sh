@@ -37,6 +37,12 @@ nonzero() { # NAME FIELD
 }
 for f in client_cpu_us server_cpu_us client_ctxsw server_ctxsw; do nonzero unary_h2c_tcp $f; done
 for f in client_allocs server_allocs; do nonzero allocs_unary_connect_unix $f; done
+if command -v valgrind >/dev/null 2>&1; then
+    expect instr_unary_connect_unix "client_instr_per_call=$num server_instr_per_call=$num calls=$num\$"
+    nonzero instr_unary_connect_unix client_instr_per_call
+    nonzero instr_unary_connect_unix server_instr_per_call
+    if grep -q '^allocation sources (server' "$out"; then ok "allocation sources printed"; else bad "allocation sources printed"; fi
+fi
 for s in 64B 64KiB; do
     expect "stream_$s" "msgs_per_s=$num .* ratio=$num cpu_us_per_mib=$num ctxsw_per_mib=$num baseline_cpu_us_per_mib=$num baseline_ctxsw_per_mib=$num\$"
 done

@@ -24,7 +24,8 @@
  *   unary_bench --stdio URL
  *       the host-language protocol of bench/hosts.py (the Go, Python and Swift clients speak it too):
  *       WARMUP calls, print "warm", wait for a line on stdin, N timed calls, print
- *       "result median_us=X p99_us=Y client_cpu_us=A client_ctxsw=C".
+ *       "result median_us=X p99_us=Y client_cpu_us=A client_ctxsw=C". Under callgrind, the counters
+ *       are zeroed before the timed calls and dumped after them (bench/instr.py).
  *
  * Environment: BENCH_N (20000), BENCH_WARMUP (2000), BENCH_REPEATS (3), BENCH_PROTOCOL (connect;
  * grpc, grpcweb). Diagnostics go to stderr.
@@ -45,6 +46,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h> /* no-ops unless run under callgrind (bench/instr.py) */
+#else
+#define CALLGRIND_ZERO_STATS
+#define CALLGRIND_DUMP_STATS
+#endif
 
 #define MSG_SIZE 64
 #define PROCEDURE "/bench.v1.BenchService/Unary"
@@ -264,7 +272,9 @@ static int stdio_client(const char *url, int64_t *samples) {
     if (!fgets(line, sizeof line, stdin)) return 1;
     int saved = g_warmup;
     g_warmup = 0;
+    CALLGRIND_ZERO_STATS;
     result r = measure(call_unary, client, 0, samples);
+    CALLGRIND_DUMP_STATS;
     g_warmup = saved;
     printf("result median_us=%.2f p99_us=%.2f client_cpu_us=%.2f client_ctxsw=%.3f\n", r.median_us, r.p99_us,
            r.client_cpu_us, r.client_ctxsw);
