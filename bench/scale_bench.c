@@ -11,7 +11,7 @@
  * reads the server's VmRSS before and after: rss_per_conn_kb = delta / connections (an estimate:
  * the allocator may reuse memory freed earlier). Prints one line per row and a table:
  *
- *   bench: scale callers=C conns=K req_per_s=X p50_us=Y p99_us=Z client_cpu_us=A server_cpu_us=B
+ *   bench: scale_callers|scale_conns callers=C conns=K req_per_s=X p50_us=Y p99_us=Z client_cpu_us=A server_cpu_us=B
  *          client_ctxsw=C server_ctxsw=D [rss_per_conn_kb=R]
  *
  * Environment: BENCH_SCALE_CALLERS ("1 8 64 256"), BENCH_SCALE_CONNS ("1 100 1000"),
@@ -102,6 +102,7 @@ static void *work(void *arg) {
 
 typedef struct row {
     int callers, conns;
+    bool conns_row; /* a connection row (with rss_per_conn_kb) */
     double req_per_s, p50_us, p99_us, client_cpu_us, server_cpu_us, client_ctxsw, server_ctxsw, rss_per_conn_kb;
 } row;
 
@@ -147,7 +148,6 @@ static row run_row(int callers, connectplugin_client **clients, int nclients, in
     r.server_cpu_us = (double)(g_sa.cpu_ns - g_sb.cpu_ns) / 1000.0 / n;
     r.client_ctxsw = (double)(ca.ctxsw - cb.ctxsw) / n;
     r.server_ctxsw = (double)(g_sa.ctxsw - g_sb.ctxsw) / n;
-    r.rss_per_conn_kb = -1;
     free(ws);
     free(all);
     return r;
@@ -171,11 +171,12 @@ static int parse_list(const char *env, const char *fallback, int *out, int max) 
 }
 
 static void print_row(const row *r) {
-    printf("bench: scale callers=%d conns=%d req_per_s=%.0f p50_us=%.1f p99_us=%.1f client_cpu_us=%.1f "
+    printf("bench: %s callers=%d conns=%d req_per_s=%.0f p50_us=%.1f p99_us=%.1f client_cpu_us=%.1f "
            "server_cpu_us=%.1f client_ctxsw=%.2f server_ctxsw=%.2f",
-           r->callers, r->conns, r->req_per_s, r->p50_us, r->p99_us, r->client_cpu_us, r->server_cpu_us,
+           r->conns_row ? "scale_conns" : "scale_callers", r->callers, r->conns, r->req_per_s, r->p50_us, r->p99_us,
+           r->client_cpu_us, r->server_cpu_us,
            r->client_ctxsw, r->server_ctxsw);
-    if (r->rss_per_conn_kb >= 0) printf(" rss_per_conn_kb=%.1f", r->rss_per_conn_kb);
+    if (r->conns_row) printf(" rss_per_conn_kb=%.1f", r->rss_per_conn_kb);
     printf("\n");
     fflush(stdout);
 }
@@ -226,7 +227,8 @@ int main(int argc, char **argv) {
         proc_sample(server_pid, &after);
         int t = k < conn_callers ? k : conn_callers;
         rows[nrows] = run_row(t, clients, k, total, server_pid);
-        rows[nrows].rss_per_conn_kb = (double)(after.rss_kb - before.rss_kb) / k;
+        rows[nrows].rss_per_conn_kb = (double)(after.rss_kb - before.rss_kb) / k; /* < 0: memory given back */
+        rows[nrows].conns_row = true;
         print_row(&rows[nrows++]);
         for (int c = 0; c < k; c++) connectplugin_client_free(clients[c]);
         free(clients);
@@ -238,7 +240,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nrows; i++) {
         const row *r = &rows[i];
         char rss[32] = "-";
-        if (r->rss_per_conn_kb >= 0) snprintf(rss, sizeof rss, "%.1f", r->rss_per_conn_kb);
+        if (r->conns_row) snprintf(rss, sizeof rss, "%.1f", r->rss_per_conn_kb);
         printf("  %7d %6d %9.0f %8.1f %9.1f %10.1f %10.1f %9.2f %9.2f %12s\n", r->callers, r->conns, r->req_per_s,
                r->p50_us, r->p99_us, r->client_cpu_us, r->server_cpu_us, r->client_ctxsw, r->server_ctxsw, rss);
     }

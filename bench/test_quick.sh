@@ -46,8 +46,8 @@ fi
 for s in 64B 64KiB; do
     expect "stream_$s" "msgs_per_s=$num .* ratio=$num cpu_us_per_mib=$num ctxsw_per_mib=$num baseline_cpu_us_per_mib=$num baseline_ctxsw_per_mib=$num\$"
 done
-for c in 1 8; do expect scale "callers=$c conns=1 req_per_s=$num p50_us=$num p99_us=$num $cost\$"; done
-for k in 1 10; do expect scale "callers=$k conns=$k req_per_s=$num p50_us=$num p99_us=$num $cost rss_per_conn_kb=-?$num\$"; done
+for c in 1 8; do expect scale_callers "callers=$c conns=1 req_per_s=$num p50_us=$num p99_us=$num $cost\$"; done
+for k in 1 10; do expect scale_conns "callers=$k conns=$k req_per_s=$num p50_us=$num p99_us=$num $cost rss_per_conn_kb=-?$num\$"; done
 for l in c go python; do
     expect "host_client_$l" "median_us=$num p99_us=$num $cost ratio=$num cpu_ratio=$num\$"
     expect "host_handler_$l" "median_us=$num p99_us=$num $cost ratio=$num cpu_ratio=$num\$"
