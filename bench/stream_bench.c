@@ -9,7 +9,10 @@
  *   bench: stream_64B msgs_per_s=X mb_per_s=Y baseline_mb_per_s=Z ratio=R
  *   bench: stream_64KiB msgs_per_s=X mb_per_s=Y baseline_mb_per_s=Z ratio=R
  *
- * where ratio = baseline MB/s / our MB/s (lower is better; 1 = as fast as raw sockets).
+ * where ratio = baseline MB/s / our MB/s (lower is better; 1 = as fast as raw sockets), followed by
+ * the stable costs cpu_us_per_mib=A ctxsw_per_mib=C baseline_cpu_us_per_mib=B baseline_ctxsw_per_mib=D:
+ * CPU µs and context switches per MiB moved, of the whole process (getrusage: here client and
+ * server share the process, as the baseline's writer and reader threads do).
  * Environment: BENCH_PROTOCOL (grpc; or connect, grpcweb), BENCH_HTTP1 (set: HTTP/1.1), BENCH_REPEATS (3), BENCH_STREAM_BYTES (total bytes per run, default 256 MiB for
  * 64 KiB messages and 16 MiB for 64-byte ones).
  */
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +59,18 @@ static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
+
+/* CPU ns and context switches of the process so far. */
+static void usage(int64_t *cpu_ns, int64_t *ctxsw) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *cpu_ns = ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
+              ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+    *ctxsw = ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+/* The costs of the last run_stream / run_raw. */
+static int64_t g_run_cpu_ns, g_run_ctxsw;
 
 static double median_of(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
@@ -104,6 +120,8 @@ static double run_stream(connectplugin_client *client, uint32_t count, uint32_t 
     uint8_t req[8];
     memcpy(req, &count, 4);
     memcpy(req + 4, &size, 4);
+    int64_t c0, x0, c1, x1;
+    usage(&c0, &x0);
     int64_t t0 = now_ns();
     if ((st = connectplugin_client_stream_send(s, req, sizeof req, &error)) != CONNECTPLUGIN_OK) die("send", st, error);
     if ((st = connectplugin_client_stream_close_send(s, &error)) != CONNECTPLUGIN_OK) die("close_send", st, error);
@@ -121,6 +139,9 @@ static double run_stream(connectplugin_client *client, uint32_t count, uint32_t 
         got++;
     }
     double secs = (double)(now_ns() - t0) / 1e9;
+    usage(&c1, &x1);
+    g_run_cpu_ns = c1 - c0;
+    g_run_ctxsw = x1 - x0;
     connectplugin_client_stream_free(s);
     if (got != count) {
         fprintf(stderr, "stream_bench: got %u messages, want %u\n", got, count);
@@ -170,6 +191,8 @@ static double run_raw(uint32_t count, uint32_t size) {
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     raw_args a = {.fd = s, .count = count, .size = size};
     pthread_t t;
+    int64_t c0, x0, c1, x1;
+    usage(&c0, &x0);
     int64_t t0 = now_ns();
     if (pthread_create(&t, NULL, raw_writer, &a) != 0) die_errno("pthread_create");
     /* The reader consumes message by message, like the library's client does. */
@@ -190,6 +213,9 @@ static double run_raw(uint32_t count, uint32_t size) {
     }
     double secs = (double)(now_ns() - t0) / 1e9;
     pthread_join(t, NULL);
+    usage(&c1, &x1);
+    g_run_cpu_ns = c1 - c0;
+    g_run_ctxsw = x1 - x0;
     free(buf);
     close(c);
     close(s);
@@ -242,19 +268,32 @@ int main(void) {
         uint32_t count = (uint32_t)(cases[k].bytes / cases[k].size);
         double *ours = calloc((size_t)repeats, sizeof(double));
         double *raw = calloc((size_t)repeats, sizeof(double));
-        if (!ours || !raw) die_errno("calloc");
+        double *cpu = calloc((size_t)repeats, sizeof(double)), *cs = calloc((size_t)repeats, sizeof(double));
+        double *rcpu = calloc((size_t)repeats, sizeof(double)), *rcs = calloc((size_t)repeats, sizeof(double));
+        if (!ours || !raw || !cpu || !cs || !rcpu || !rcs) die_errno("calloc");
+        double mib = (double)count * cases[k].size / (1024.0 * 1024.0);
         run_stream(client, count / 10 + 1, cases[k].size); /* warm-up */
         for (int r = 0; r < repeats; r++) {
             ours[r] = run_stream(client, count, cases[k].size);
+            cpu[r] = (double)g_run_cpu_ns / 1000.0 / mib;
+            cs[r] = (double)g_run_ctxsw / mib;
             raw[r] = run_raw(count, cases[k].size);
+            rcpu[r] = (double)g_run_cpu_ns / 1000.0 / mib;
+            rcs[r] = (double)g_run_ctxsw / mib;
         }
         double secs = median_of(ours, repeats), raw_secs = median_of(raw, repeats);
         double mb = (double)count * cases[k].size / 1e6;
-        printf("bench: %s msgs_per_s=%.0f mb_per_s=%.1f baseline_mb_per_s=%.1f ratio=%.2f\n", cases[k].name,
-               count / secs, mb / secs, mb / raw_secs, secs / raw_secs);
+        printf("bench: %s msgs_per_s=%.0f mb_per_s=%.1f baseline_mb_per_s=%.1f ratio=%.2f cpu_us_per_mib=%.0f "
+               "ctxsw_per_mib=%.1f baseline_cpu_us_per_mib=%.0f baseline_ctxsw_per_mib=%.1f\n",
+               cases[k].name, count / secs, mb / secs, mb / raw_secs, secs / raw_secs, median_of(cpu, repeats),
+               median_of(cs, repeats), median_of(rcpu, repeats), median_of(rcs, repeats));
         fflush(stdout);
         free(ours);
         free(raw);
+        free(cpu);
+        free(cs);
+        free(rcpu);
+        free(rcs);
     }
     connectplugin_client_free(client);
     connectplugin_server_free(server);

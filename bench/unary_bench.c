@@ -1,34 +1,58 @@
 /*
- * unary_bench.c — unary round-trip latency through libconnectplugin, beside a raw-socket baseline.
+ * unary_bench.c — the cost of one sequential unary round trip through libconnectplugin, beside a
+ * raw-socket ping-pong, with the server in another process (bench_server) so that client and server
+ * costs are measured apart.
  *
- * For each transport (Unix socket, TCP loopback): a C client calls a C handler over HTTP/2 (h2c),
- * one caller, 64-byte request and response; and, on the same socket type, a raw ping-pong of 64-byte
- * messages with an echo thread doing blocking read/write. Each measurement: WARMUP calls, then N timed
- * ones; repeated REPEATS times; the median of the medians (and of the p99s) is reported, one line each:
+ *   unary_bench NAME URL SERVER_PID [RAW_ADDR RAW_PID]
+ *       URL: unix:///path or http://host:port of a server of /bench.v1.BenchService/Unary (bench_server
+ *       cp, or the Go/Python bench handlers); RAW_ADDR: unix:/path or tcp:host:port of `bench_server
+ *       raw`, the baseline (optional). One caller, 64-byte request and response, HTTP/2 (h2c). Each
+ *       measurement: WARMUP calls, then N timed ones; repeated REPEATS times (baseline and ours
+ *       interleaved); medians over the repeats are printed:
  *
- *   bench: unary_h2c_unix median_us=X p99_us=Y baseline_median_us=Z ratio=R
- *   bench: unary_h2c_tcp median_us=X p99_us=Y baseline_median_us=Z ratio=R
+ *   bench: NAME_baseline median_us=X p99_us=Y client_cpu_us=A server_cpu_us=B client_ctxsw=C server_ctxsw=D
+ *   bench: NAME median_us=X p99_us=Y client_cpu_us=A server_cpu_us=B client_ctxsw=C server_ctxsw=D
+ *          baseline_median_us=Z ratio=R cpu_ratio=Q [client_allocs=E server_allocs=F]
  *
- * Environment: BENCH_N (20000), BENCH_WARMUP (2000), BENCH_REPEATS (3). Diagnostics go to stderr.
+ *       *_cpu_us: CPU µs per call (user + system, every thread of the process); *_ctxsw: voluntary +
+ *       involuntary context switches per call. The client's come from getrusage(RUSAGE_SELF), the
+ *       server's from /proc/SERVER_PID (bench_util.h). ratio = median / baseline median; cpu_ratio =
+ *       (client + server CPU) / the baseline's. With the malloc counter (malloc_count.c) preloaded into
+ *       this process (BENCH_MALLOC_COUNT_FILE) and into the server (its file in BENCH_ALLOC_SERVER_FILE),
+ *       allocations per call (malloc, calloc, realloc, memalign family) are added.
+ *
+ *   unary_bench --stdio URL
+ *       the host-language protocol of bench/hosts.py (the Go, Python and Swift clients speak it too):
+ *       WARMUP calls, print "warm", wait for a line on stdin, N timed calls, print
+ *       "result median_us=X p99_us=Y client_cpu_us=A client_ctxsw=C". Under callgrind, the counters
+ *       are zeroed before the timed calls and dumped after them (bench/instr.py).
+ *
+ * Environment: BENCH_N (20000), BENCH_WARMUP (2000), BENCH_REPEATS (3), BENCH_PROTOCOL (connect;
+ * grpc, grpcweb). Diagnostics go to stderr.
  */
-#define _GNU_SOURCE
+#include "bench_util.h"
 
 #include <connectplugin.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
+
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h> /* no-ops unless run under callgrind (bench/instr.py) */
+#else
+#define CALLGRIND_ZERO_STATS
+#define CALLGRIND_DUMP_STATS
+#endif
 
 #define MSG_SIZE 64
 #define PROCEDURE "/bench.v1.BenchService/Unary"
@@ -49,87 +73,107 @@ static void die_errno(const char *what) {
     exit(1);
 }
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+/* ---- allocation counters of malloc_count.c (a shared file of uint64 counters) */
+
+static const volatile uint64_t *map_counters(const char *path) {
+    if (!path || !*path) return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    void *p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : (const volatile uint64_t *)p;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+/* malloc + calloc + realloc + memalign family (slots 0..3; see malloc_count.c). */
+static uint64_t allocs(const volatile uint64_t *c) { return c ? c[0] + c[1] + c[2] + c[3] : 0; }
+
+/* ---- one measurement */
+
+typedef struct result {
+    double median_us, p99_us;
+    double client_cpu_us, server_cpu_us, client_ctxsw, server_ctxsw;
+    double client_allocs, server_allocs;
+} result;
+
+static const volatile uint64_t *g_self_allocs, *g_server_allocs;
+static bench_cost g_sb, g_sa; /* server samples (large: static) */
+
+typedef bool (*call_fn)(void *ctx);
+
+static result measure(call_fn fn, void *ctx, int server_pid, int64_t *samples) {
+    for (int i = 0; i < g_warmup; i++)
+        if (!fn(ctx)) exit(1);
+    bench_cost cb, ca;
+    if (server_pid > 0 && proc_sample(server_pid, &g_sb) != 0) die_errno("read /proc of the server");
+    uint64_t ab = allocs(g_self_allocs), sab = allocs(g_server_allocs);
+    self_sample(&cb);
+    for (int i = 0; i < g_n; i++) {
+        int64_t t0 = bench_now_ns();
+        if (!fn(ctx)) exit(1);
+        samples[i] = bench_now_ns() - t0;
+    }
+    self_sample(&ca);
+    uint64_t aa = allocs(g_self_allocs), saa = allocs(g_server_allocs);
+    result r = {0};
+    if (server_pid > 0) {
+        if (proc_sample(server_pid, &g_sa) != 0) die_errno("read /proc of the server");
+        int lost = proc_lost_threads(&g_sb, &g_sa);
+        if (lost)
+            fprintf(stderr, "unary_bench: warning: %d server threads exited during the measurement; "
+                            "server figures undercount\n", lost);
+        r.server_cpu_us = (double)(g_sa.cpu_ns - g_sb.cpu_ns) / 1000.0 / g_n;
+        r.server_ctxsw = (double)(g_sa.ctxsw - g_sb.ctxsw) / g_n;
+    }
+    r.client_cpu_us = (double)(ca.cpu_ns - cb.cpu_ns) / 1000.0 / g_n;
+    r.client_ctxsw = (double)(ca.ctxsw - cb.ctxsw) / g_n;
+    r.client_allocs = (double)(aa - ab) / g_n;
+    r.server_allocs = (double)(saa - sab) / g_n;
+    r.median_us = bench_quantile_us(samples, g_n, 0.5, 0);
+    r.p99_us = bench_quantile_us(samples, g_n, 0.99, 1);
+    return r;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+/* ---- ours: a connectplugin unary call */
 
-typedef struct stats {
-    double median_us;
-    double p99_us;
-} stats;
+static uint8_t g_request[MSG_SIZE];
 
-/* Sorts samples (ns) and returns the median and the 99th percentile in µs. */
-static stats summarize(int64_t *samples, int n) {
-    qsort(samples, (size_t)n, sizeof *samples, cmp_i64);
-    stats s;
-    s.median_us = (n % 2 ? (double)samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2.0) / 1000.0;
-    int idx = (int)((double)n * 0.99 + 0.5) - 1;
-    if (idx < 0) idx = 0;
-    if (idx >= n) idx = n - 1;
-    s.p99_us = (double)samples[idx] / 1000.0;
-    return s;
-}
-
-static double median_of(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-}
-
-/* ---- The Connect handler: answers every request with 64 bytes. */
-
-static uint8_t g_response[MSG_SIZE];
-
-static void handle_unary(connectplugin_call *call, void *user_data) {
-    (void)user_data;
-    size_t len = 0;
-    connectplugin_call_request(call, &len);
+static bool call_unary(void *ctx) {
+    connectplugin_client *client = ctx;
+    connectplugin_response *response = NULL;
     connectplugin_error *error = NULL;
-    connectplugin_status status = len == MSG_SIZE
-                                      ? connectplugin_call_respond(call, g_response, sizeof g_response, &error)
-                                      : connectplugin_call_fail(call, CONNECTPLUGIN_CODE_INVALID_ARGUMENT, "want 64 bytes", &error);
-    if (status != CONNECTPLUGIN_OK) {
-        fprintf(stderr, "unary_bench: handler: %s\n", connectplugin_error_message(error));
-        connectplugin_error_free(error);
+    connectplugin_status status =
+        connectplugin_client_call_unary(client, PROCEDURE, g_request, sizeof g_request, NULL, &response, &error);
+    if (status != CONNECTPLUGIN_OK) die("connectplugin_client_call_unary", status, error);
+    size_t len = 0;
+    connectplugin_response_message(response, &len);
+    connectplugin_response_free(response);
+    if (len != MSG_SIZE) {
+        fprintf(stderr, "unary_bench: response of %zu bytes, want %d\n", len, MSG_SIZE);
+        return false;
     }
+    return true;
 }
 
-/* One unary measurement: warmup + n calls; fills samples (ns). */
-static stats measure_unary(connectplugin_client *client, int64_t *samples) {
-    uint8_t request[MSG_SIZE];
-    memset(request, 'q', sizeof request);
-    for (int i = -g_warmup; i < g_n; i++) {
-        connectplugin_response *response = NULL;
-        connectplugin_error *error = NULL;
-        int64_t t0 = now_ns();
-        connectplugin_status status =
-            connectplugin_client_call_unary(client, PROCEDURE, request, sizeof request, NULL, &response, &error);
-        int64_t t1 = now_ns();
-        if (status != CONNECTPLUGIN_OK) die("connectplugin_client_call_unary", status, error);
-        size_t len = 0;
-        connectplugin_response_message(response, &len);
-        connectplugin_response_free(response);
-        if (len != MSG_SIZE) {
-            fprintf(stderr, "unary_bench: response of %zu bytes, want %d\n", len, MSG_SIZE);
-            exit(1);
-        }
-        if (i >= 0) samples[i] = t1 - t0;
-    }
-    return summarize(samples, g_n);
+static connectplugin_client *new_client(const char *url) {
+    connectplugin_error *error = NULL;
+    connectplugin_status status;
+    connectplugin_client_options *options = connectplugin_client_options_new();
+    if (!options) die("connectplugin_client_options_new", CONNECTPLUGIN_ERR_RESOURCE, NULL);
+    if ((status = connectplugin_client_options_set_http_version(options, CONNECTPLUGIN_HTTP_2, &error)) !=
+        CONNECTPLUGIN_OK)
+        die("connectplugin_client_options_set_http_version", status, error);
+    const char *protocol = getenv("BENCH_PROTOCOL");
+    if (protocol && *protocol &&
+        (status = connectplugin_client_options_set_protocol(options, protocol, &error)) != CONNECTPLUGIN_OK)
+        die("connectplugin_client_options_set_protocol", status, error);
+    connectplugin_client *client = NULL;
+    status = connectplugin_client_new(url, options, &client, &error);
+    connectplugin_client_options_free(options);
+    if (status != CONNECTPLUGIN_OK) die("connectplugin_client_new", status, error);
+    return client;
 }
 
-/* ---- The raw-socket baseline: ping-pong of 64-byte messages with an echo thread. */
+/* ---- the baseline: ping-pong of 64-byte messages with bench_server raw */
 
 static int read_full(int fd, uint8_t *buf, size_t len) {
     size_t got = 0;
@@ -153,140 +197,155 @@ static int write_full(int fd, const uint8_t *buf, size_t len) {
     return 0;
 }
 
-static void *echo_thread(void *arg) {
-    int listener = *(int *)arg;
-    int fd = accept(listener, NULL, NULL);
-    if (fd < 0) die_errno("accept");
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly on Unix sockets */
-    uint8_t buf[MSG_SIZE];
-    while (read_full(fd, buf, sizeof buf) == 0 && write_full(fd, buf, sizeof buf) == 0) {
+static bool ping_pong(void *ctx) {
+    int fd = *(int *)ctx;
+    uint8_t pong[MSG_SIZE];
+    if (write_full(fd, g_request, sizeof g_request) != 0 || read_full(fd, pong, sizeof pong) != 0) {
+        fprintf(stderr, "unary_bench: ping-pong: %s\n", strerror(errno));
+        return false;
     }
-    close(fd);
-    return NULL;
+    return true;
 }
 
-/* One baseline measurement over a fresh connection, on a Unix socket at unix_path or on TCP loopback. */
-static stats measure_baseline(bool is_unix, const char *unix_path, int64_t *samples) {
-    int listener = socket(is_unix ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listener < 0) die_errno("socket");
-    struct sockaddr_un su = {.sun_family = AF_UNIX};
-    struct sockaddr_in si = {.sin_family = AF_INET};
-    struct sockaddr *sa;
-    socklen_t sl;
-    if (is_unix) {
-        snprintf(su.sun_path, sizeof su.sun_path, "%s", unix_path);
-        unlink(unix_path);
-        sa = (struct sockaddr *)&su;
-        sl = sizeof su;
+/* "unix:/path" or "tcp:host:port" */
+static int raw_connect(const char *addr) {
+    int fd;
+    if (strncmp(addr, "unix:", 5) == 0) {
+        struct sockaddr_un su = {.sun_family = AF_UNIX};
+        snprintf(su.sun_path, sizeof su.sun_path, "%s", addr + 5);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&su, sizeof su) != 0) die_errno("connect (raw unix)");
+    } else if (strncmp(addr, "tcp:", 4) == 0) {
+        char host[64];
+        const char *hp = addr + 4, *colon = strrchr(hp, ':');
+        if (!colon || (size_t)(colon - hp) >= sizeof host) {
+            fprintf(stderr, "unary_bench: bad raw address %s\n", addr);
+            exit(2);
+        }
+        memcpy(host, hp, (size_t)(colon - hp));
+        host[colon - hp] = 0;
+        struct sockaddr_in si = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+        inet_pton(AF_INET, host, &si.sin_addr);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&si, sizeof si) != 0) die_errno("connect (raw tcp)");
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     } else {
-        si.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        sa = (struct sockaddr *)&si;
-        sl = sizeof si;
+        fprintf(stderr, "unary_bench: raw address must be unix:PATH or tcp:HOST:PORT, not %s\n", addr);
+        exit(2);
     }
-    if (bind(listener, sa, sl) != 0 || listen(listener, 1) != 0) die_errno("bind/listen");
-    if (!is_unix && getsockname(listener, sa, &sl) != 0) die_errno("getsockname");
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, echo_thread, &listener) != 0) die_errno("pthread_create");
-    int fd = socket(is_unix ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, sa, sl) != 0) die_errno("connect");
-    int one = 1;
-    if (!is_unix) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    uint8_t ping[MSG_SIZE], pong[MSG_SIZE];
-    memset(ping, 'p', sizeof ping);
-    for (int i = -g_warmup; i < g_n; i++) {
-        int64_t t0 = now_ns();
-        if (write_full(fd, ping, sizeof ping) != 0 || read_full(fd, pong, sizeof pong) != 0) die_errno("ping-pong");
-        int64_t t1 = now_ns();
-        if (i >= 0) samples[i] = t1 - t0;
-    }
-    close(fd);
-    pthread_join(thread, NULL);
-    close(listener);
-    if (is_unix) unlink(unix_path);
-    return summarize(samples, g_n);
+    return fd;
 }
 
-static int env_int(const char *name, int fallback) {
-    const char *v = getenv(name);
-    int n = v ? atoi(v) : 0;
-    return n > 0 ? n : fallback;
+static void print_costs(const char *name, const result *r) {
+    printf("bench: %s median_us=%.1f p99_us=%.1f client_cpu_us=%.1f server_cpu_us=%.1f client_ctxsw=%.2f "
+           "server_ctxsw=%.2f",
+           name, r->median_us, r->p99_us, r->client_cpu_us, r->server_cpu_us, r->client_ctxsw, r->server_ctxsw);
 }
 
-int main(void) {
-    g_n = env_int("BENCH_N", g_n);
-    g_warmup = env_int("BENCH_WARMUP", g_warmup);
-    g_repeats = env_int("BENCH_REPEATS", g_repeats);
+static double med(result *rs, int n, size_t offset) {
+    double v[64];
+    for (int i = 0; i < n && i < 64; i++) v[i] = *(double *)((char *)&rs[i] + offset);
+    return bench_median(v, n < 64 ? n : 64);
+}
+
+static result median_result(result *rs, int n) {
+    result m;
+    m.median_us = med(rs, n, offsetof(result, median_us));
+    m.p99_us = med(rs, n, offsetof(result, p99_us));
+    m.client_cpu_us = med(rs, n, offsetof(result, client_cpu_us));
+    m.server_cpu_us = med(rs, n, offsetof(result, server_cpu_us));
+    m.client_ctxsw = med(rs, n, offsetof(result, client_ctxsw));
+    m.server_ctxsw = med(rs, n, offsetof(result, server_ctxsw));
+    m.client_allocs = med(rs, n, offsetof(result, client_allocs));
+    m.server_allocs = med(rs, n, offsetof(result, server_allocs));
+    return m;
+}
+
+static int stdio_client(const char *url, int64_t *samples) {
+    connectplugin_client *client = new_client(url);
+    for (int i = 0; i < g_warmup; i++)
+        if (!call_unary(client)) return 1;
+    printf("warm\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin)) return 1;
+    int saved = g_warmup;
+    g_warmup = 0;
+    CALLGRIND_ZERO_STATS;
+    result r = measure(call_unary, client, 0, samples);
+    CALLGRIND_DUMP_STATS;
+    g_warmup = saved;
+    printf("result median_us=%.2f p99_us=%.2f client_cpu_us=%.2f client_ctxsw=%.3f\n", r.median_us, r.p99_us,
+           r.client_cpu_us, r.client_ctxsw);
+    fflush(stdout);
+    connectplugin_client_free(client);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    g_n = bench_env_int("BENCH_N", g_n);
+    g_warmup = bench_env_int("BENCH_WARMUP", g_warmup);
+    g_repeats = bench_env_int("BENCH_REPEATS", g_repeats);
+    if (g_repeats > 64) g_repeats = 64;
     signal(SIGPIPE, SIG_IGN);
-    memset(g_response, 'r', sizeof g_response);
+    g_request[0] = 0x0a;
+    g_request[1] = MSG_SIZE - 2;
+    memset(g_request + 2, 'q', MSG_SIZE - 2);
     int64_t *samples = malloc((size_t)g_n * sizeof *samples);
-    double *medians = malloc((size_t)g_repeats * sizeof *medians);
-    double *p99s = malloc((size_t)g_repeats * sizeof *p99s);
-    double *base = malloc((size_t)g_repeats * sizeof *base);
-    if (!samples || !medians || !p99s || !base) {
+    if (!samples) {
         fprintf(stderr, "unary_bench: out of memory\n");
         return 1;
     }
-
-    char server_sock[108], baseline_sock[108];
-    snprintf(server_sock, sizeof server_sock, "/tmp/cp-bench-%d.sock", (int)getpid());
-    snprintf(baseline_sock, sizeof baseline_sock, "/tmp/cp-bench-%d-raw.sock", (int)getpid());
-
-    connectplugin_server *server = NULL;
-    connectplugin_error *error = NULL;
-    connectplugin_status status = connectplugin_server_new(NULL, &server, &error);
-    if (status != CONNECTPLUGIN_OK) die("connectplugin_server_new", status, error);
-    if ((status = connectplugin_server_listen_unix(server, server_sock, &error)) != CONNECTPLUGIN_OK)
-        die("connectplugin_server_listen_unix", status, error);
-    if ((status = connectplugin_server_listen_tcp(server, "127.0.0.1:0", &error)) != CONNECTPLUGIN_OK)
-        die("connectplugin_server_listen_tcp", status, error);
-    if ((status = connectplugin_server_register_unary(server, PROCEDURE, handle_unary, NULL, NULL, &error)) !=
-        CONNECTPLUGIN_OK)
-        die("connectplugin_server_register_unary", status, error);
-    if ((status = connectplugin_server_start(server, &error)) != CONNECTPLUGIN_OK)
-        die("connectplugin_server_start", status, error);
-
-    fprintf(stderr, "unary_bench: libconnectplugin %s, %d calls after %d warm-up, %d repeats, %d-byte messages\n",
-            connectplugin_version(), g_n, g_warmup, g_repeats, MSG_SIZE);
-    for (int t = 0; t < 2; t++) {
-        bool is_unix = t == 0;
-        char url[160];
-        if (is_unix) snprintf(url, sizeof url, "unix://%s", server_sock);
-        else snprintf(url, sizeof url, "http://%s", connectplugin_server_address(server, 1));
-        connectplugin_client_options *options = connectplugin_client_options_new();
-        if (!options) die("connectplugin_client_options_new", CONNECTPLUGIN_ERR_RESOURCE, NULL);
-        if ((status = connectplugin_client_options_set_http_version(options, CONNECTPLUGIN_HTTP_2, &error)) !=
-            CONNECTPLUGIN_OK)
-            die("connectplugin_client_options_set_http_version", status, error);
-        connectplugin_client *client = NULL;
-        status = connectplugin_client_new(url, options, &client, &error);
-        connectplugin_client_options_free(options);
-        if (status != CONNECTPLUGIN_OK) die("connectplugin_client_new", status, error);
-
-        for (int r = 0; r < g_repeats; r++) {
-            stats b = measure_baseline(is_unix, baseline_sock, samples);
-            stats u = measure_unary(client, samples);
-            base[r] = b.median_us;
-            medians[r] = u.median_us;
-            p99s[r] = u.p99_us;
-            fprintf(stderr, "unary_bench: %s run %d: unary median %.1f us p99 %.1f us, baseline median %.1f us p99 %.1f us\n",
-                    is_unix ? "unix" : "tcp", r + 1, u.median_us, u.p99_us, b.median_us, b.p99_us);
-        }
-        double median = median_of(medians, g_repeats);
-        double p99 = median_of(p99s, g_repeats);
-        double baseline = median_of(base, g_repeats);
-        printf("bench: %s median_us=%.1f p99_us=%.1f baseline_median_us=%.1f ratio=%.2f\n",
-               is_unix ? "unary_h2c_unix" : "unary_h2c_tcp", median, p99, baseline, median / baseline);
-        fflush(stdout);
-        connectplugin_client_free(client);
+    if (argc == 3 && strcmp(argv[1], "--stdio") == 0) return stdio_client(argv[2], samples);
+    if (argc != 4 && argc != 6) {
+        fprintf(stderr, "usage: unary_bench NAME URL SERVER_PID [RAW_ADDR RAW_PID] | unary_bench --stdio URL\n");
+        return 2;
     }
+    const char *name = argv[1], *url = argv[2];
+    int server_pid = atoi(argv[3]);
+    const char *raw_addr = argc == 6 ? argv[4] : NULL;
+    int raw_pid = argc == 6 ? atoi(argv[5]) : 0;
+    g_self_allocs = map_counters(getenv("BENCH_MALLOC_COUNT_FILE"));
+    g_server_allocs = map_counters(getenv("BENCH_ALLOC_SERVER_FILE"));
+    bool count_allocs = g_self_allocs && g_server_allocs;
 
-    if ((status = connectplugin_server_stop(server, 1000, &error)) != CONNECTPLUGIN_OK)
-        die("connectplugin_server_stop", status, error);
-    connectplugin_server_free(server);
+    fprintf(stderr, "unary_bench: %s: libconnectplugin %s, %d calls after %d warm-up, %d repeats, %d-byte messages\n",
+            name, connectplugin_version(), g_n, g_warmup, g_repeats, MSG_SIZE);
+    connectplugin_client *client = new_client(url);
+    int raw_fd = raw_addr ? raw_connect(raw_addr) : -1;
+    result ours[64], base[64];
+    for (int r = 0; r < g_repeats; r++) {
+        if (raw_addr) base[r] = measure(ping_pong, &raw_fd, raw_pid, samples);
+        ours[r] = measure(call_unary, client, server_pid, samples);
+        fprintf(stderr, "unary_bench: %s run %d: median %.1f us p99 %.1f us cpu %.1f+%.1f us ctxsw %.2f+%.2f",
+                name, r + 1, ours[r].median_us, ours[r].p99_us, ours[r].client_cpu_us, ours[r].server_cpu_us,
+                ours[r].client_ctxsw, ours[r].server_ctxsw);
+        if (raw_addr)
+            fprintf(stderr, "; baseline median %.1f us p99 %.1f us cpu %.1f+%.1f us ctxsw %.2f+%.2f", base[r].median_us,
+                    base[r].p99_us, base[r].client_cpu_us, base[r].server_cpu_us, base[r].client_ctxsw,
+                    base[r].server_ctxsw);
+        fprintf(stderr, "\n");
+    }
+    result m = median_result(ours, g_repeats);
+    if (raw_addr) {
+        result b = median_result(base, g_repeats);
+        char bname[160];
+        snprintf(bname, sizeof bname, "%s_baseline", name);
+        print_costs(bname, &b);
+        printf("\n");
+        print_costs(name, &m);
+        double bcpu = b.client_cpu_us + b.server_cpu_us;
+        printf(" baseline_median_us=%.1f ratio=%.2f cpu_ratio=%.2f", b.median_us, m.median_us / b.median_us,
+               bcpu > 0 ? (m.client_cpu_us + m.server_cpu_us) / bcpu : 0.0);
+    } else {
+        print_costs(name, &m);
+    }
+    if (count_allocs) printf(" client_allocs=%.1f server_allocs=%.1f", m.client_allocs, m.server_allocs);
+    printf("\n");
+    fflush(stdout);
+    if (raw_fd >= 0) close(raw_fd);
+    connectplugin_client_free(client);
     free(samples);
-    free(medians);
-    free(p99s);
-    free(base);
     return 0;
 }
