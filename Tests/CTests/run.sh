@@ -1,8 +1,10 @@
 #!/bin/sh
 # Builds and runs the C tests with plain cc against a SwiftPM-built libconnectplugin.so (`make test`):
 #   Tests/CTests/run.sh [LIBDIR]      (default LIBDIR: <repo>/.build/debug)
-# Suites: test_header_symbols.sh, test_kv_codec.c, test_abi.c, test_stream.c (streaming, protocols, GET,
-# TLS; needs openssl), test_examples.sh (the C example), bench/test_quick.sh (make bench in quick mode).
+# Suites: test_header_symbols.sh, test_header_configs.sh (the header in C and C++, shared and static),
+# test_kv_codec.c, test_abi.c, test_stream.c (streaming, protocols, GET, TLS; needs openssl),
+# test_statuses.c (the documented @retval statuses and codes), test_examples.sh (the C example),
+# bench/test_quick.sh (make bench in quick mode).
 # CMake builds the same sources and registers them with ctest. Last line: "c-tests: N passed, M failed"
 # (summed over the suites); exit status 1 on any failure.
 set -u
@@ -59,10 +61,12 @@ build() {
 }
 
 suite header_symbols sh "$here/test_header_symbols.sh" "$libdir/libconnectplugin.so" "$repo/include/connectplugin.h"
+suite header_configs sh "$here/test_header_configs.sh" "$repo/include/connectplugin.h" "$libdir/libconnectplugin.so"
 build "$tmp/test_kv_codec" "$here/test_kv_codec.c" "$repo/examples/c/kv_common.c" &&
     suite kv_codec "$tmp/test_kv_codec"
 build "$tmp/test_abi" "$here/test_abi.c" && suite abi "$tmp/test_abi"
 build "$tmp/test_stream" "$here/test_stream.c" && suite stream "$tmp/test_stream"
+build "$tmp/test_statuses" "$here/test_statuses.c" && suite statuses "$tmp/test_statuses"
 build "$tmp/kv-server-c" "$repo/examples/c/kv_server.c" "$repo/examples/c/kv_common.c" &&
     build "$tmp/kv-client-c" "$repo/examples/c/kv_client.c" "$repo/examples/c/kv_common.c" &&
     suite examples sh "$here/test_examples.sh" "$tmp/kv-server-c" "$tmp/kv-client-c"

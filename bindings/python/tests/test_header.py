@@ -37,7 +37,7 @@ def parse_prototypes():
 
 
 def _parse_type(t):
-    t = re.sub(r"\b(const|extern)\b", " ", t)
+    t = re.sub(r"\b(const|extern|CONNECTPLUGIN_API)\b", " ", t)
     depth = t.count("*")
     base = t.replace("*", " ").split()
     assert len(base) == 1, f"cannot parse C type {t!r}"
@@ -183,3 +183,38 @@ def test_opaque_handles_are_distinct_types():
 def test_abi_version_matches_header_and_binding():
     m = re.search(r"#define CONNECTPLUGIN_ABI_VERSION (\d+)", HEADER.read_text())
     assert int(m.group(1)) == _ffi.ABI_VERSION == _ffi.lib.connectplugin_abi_version()
+
+
+def test_every_prototype_carries_the_export_macro():
+    text = _strip_comments(HEADER.read_text())
+    unmarked = [m.group(1) for m in re.finditer(r"^(?!CONNECTPLUGIN_API\b)[a-z][\w\s\*]*?\b(connectplugin_\w+)\s*\(", text,
+                                                flags=re.M)
+                if not m.group(0).startswith("typedef")]
+    assert unmarked == [], "prototypes without CONNECTPLUGIN_API"
+    assert len(re.findall(r"^CONNECTPLUGIN_API\b", text, flags=re.M)) == len(PROTOS)
+
+
+def _status_docs():
+    """name -> doc comment, for every function returning connectplugin_status."""
+    raw = HEADER.read_text()
+    return {m.group(2): m.group(1) for m in re.finditer(
+        r"/\*\*((?:(?!\*/).)*)\*/\s*CONNECTPLUGIN_API\s+connectplugin_status\s+(connectplugin_\w+)\s*\(", raw, flags=re.S)}
+
+
+def test_every_status_function_documents_its_statuses():
+    docs = _status_docs()
+    status_fns = {n for n, (ret, _) in PROTOS.items() if ret == ("connectplugin_status", 0)}
+    assert len(status_fns) >= 50
+    assert set(docs) == status_fns, "a status-returning function without a doc comment right above it"
+    statuses = set(re.findall(r"#define (CONNECTPLUGIN_(?:OK|EOF|ERR_\w+)) ", HEADER.read_text()))
+    assert {"CONNECTPLUGIN_OK", "CONNECTPLUGIN_EOF", "CONNECTPLUGIN_ERR_RPC"} <= statuses
+    for name, doc in sorted(docs.items()):
+        retvals = re.findall(r"@retval\s+(\w+)", doc)
+        assert retvals, f"{name}: no @retval lines"
+        assert len(retvals) == len(set(retvals)), f"{name}: a status is listed twice"
+        assert set(retvals) <= statuses, f"{name}: @retval of an unknown status"
+        if name != "connectplugin_error_status":
+            assert retvals[0] == "CONNECTPLUGIN_OK", f"{name}: the first @retval is not CONNECTPLUGIN_OK"
+            assert "CONNECTPLUGIN_ERR_INVALID_ARGUMENT" in retvals, f"{name}: NULL handles are not documented"
+        assert ("CONNECTPLUGIN_EOF" in retvals) == name.endswith("_receive"), f"{name}: EOF is for *_receive only"
+        assert "@return " not in doc, f"{name}: use @retval lines, not @return"
