@@ -5,7 +5,11 @@ Peers:
   * connect-python (Tests/interop/kv_connect_python.py) on uvicorn (HTTP/1.1) or hypercorn (h2c);
   * grpcio (Tests/interop/kv_grpcio.py): gRPC server and client, h2c/TLS/mTLS;
   * grpc-go (Tests/interop/grpcgo/kvclient, built by grpcgo/build.sh): gRPC client, h2c/TLS/mTLS;
-  * curl and raw sockets (test_curl.py, test_bad_input.py).
+    and grpcgo/slowserver, a gRPC server that holds every call (test_conformance_regressions.py);
+  * curl and raw sockets (test_curl.py, test_bad_input.py);
+  * for test_conformance_regressions.py: conformance_server.py (our server through the Python
+    binding, handlers no KV server has) and h2_deadline_reset_server.py (an `h2` peer that resets
+    with CANCEL at its copy of the deadline, as newer grpc-go servers do).
 
 The streaming scenario (examples/proto/README.md, kvscenario.py) is run by test_peers_selfcheck.py
 (peer vs peer, always) and test_stream_matrix.py (every client x server x protocol x codec x http x

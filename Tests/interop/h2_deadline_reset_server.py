@@ -1,4 +1,4 @@
-"""An HTTP/2 (h2c) gRPC peer that ends every call the way grpc-go servers since 1.56 do when the
+"""An HTTP/2 (h2c) gRPC peer that ends every call the way newer grpc-go servers do when the
 deadline passes: at its own copy of the deadline (the `grpc-timeout` of the request, counted from
 when it read the request headers) it resets the stream with RST_STREAM(CANCEL), without trailers
 (grpc-go's http2_server: `time.AfterFunc(timeout, ... t.closeStream(s, true, http2.ErrCodeCancel,

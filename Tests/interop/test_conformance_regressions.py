@@ -9,10 +9,15 @@
     already arrived. Servers: grpcio (gRPC) and connect-python on hypercorn (Connect), KV `List`;
     client: the Python binding.
 (c) Our gRPC client: a deadline that passes is `deadline_exceeded`, also when the server ends the
-    call first with RST_STREAM(CANCEL) at its own copy of the deadline (grpc-go >= 1.56 does; the
+    call first with RST_STREAM(CANCEL) at its own copy of the deadline (newer grpc-go does; the
     reset then races our own timer). Servers: h2_deadline_reset_server.py (that reset, on the `h2`
     library; Debian's grpc-go 1.33 predates it), Debian's grpc-go (grpcgo/slowserver, a handler
     that sleeps past the deadline) and grpcio (KV `Get __slow__`); client: the Python binding.
+
+Before the fixes, the (a) and (b) tests and test_conformance_deadline_reset_at_server_deadline
+failed; the other (c) tests guard the fix: a reset well before the deadline stays canceled, and the
+deadline behaviour of Debian's grpc-go (which sends nothing at its deadline) and of grpcio (which
+answers DEADLINE_EXCEEDED itself) stays deadline_exceeded.
 
 IDs: `-k conformance`, e.g. `-k "conformance and deadline"`.
 """
@@ -27,7 +32,6 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import grpc
 import pytest
@@ -209,7 +213,7 @@ def h2_reset_server():
 def test_conformance_deadline_reset_at_server_deadline(h2_reset_server):
     """The server resets with CANCEL at its copy of the deadline; the reset often arrives before our
     own timer fires (it rounds up to the next millisecond). 20 calls of each shape, every one must
-    be deadline_exceeded (before the fix most of them were canceled)."""
+    be deadline_exceeded (before the fix, some of every run were canceled)."""
     srv = h2_reset_server
     run_deadline_calls(srv.url, "/t.Reset/Unary", "/t.Reset/Stream", 20, srv.describe())
     # Streams whose response headers arrived before the reset.
