@@ -998,7 +998,9 @@ CONNECTPLUGIN_API const connectplugin_metadata *connectplugin_client_stream_head
 CONNECTPLUGIN_API const connectplugin_metadata *connectplugin_client_stream_trailers(const connectplugin_client_stream *stream);
 /**
  * @brief Cancels the call: HTTP/2 RST_STREAM(CANCEL), HTTP/1.1 connection close. Blocked send and
- *        receive return with CANCELED. Any thread. NULL is a no-op.
+ *        receive return with CANCELED, and so does every later receive: response messages that had
+ *        arrived but were not received yet are dropped (once receive reported the end of the call,
+ *        CONNECTPLUGIN_EOF or the call's error, it keeps reporting that). Any thread. NULL is a no-op.
  */
 CONNECTPLUGIN_API void connectplugin_client_stream_cancel(connectplugin_client_stream *stream);
 /** @brief Cancels the call if still running and frees the stream. NULL is a no-op. */

@@ -285,6 +285,53 @@ struct SwiftAPITests {
         #expect(e?.code == .canceled)
     }
 
+    /// After cancel, receive reports canceled, also for messages that had already arrived (issue 7;
+    /// the interop regression is Tests/interop/test_conformance_regressions.py).
+    @Test(arguments: RPCProtocol.allCases)
+    func receiveAfterCancelDropsArrivedMessages(proto: RPCProtocol) throws {
+        let (server, url) = try makeServer()
+        defer { server.stop(graceMs: 0) }
+        let c = try client(url, Combo(proto: proto, http: .http2), timeoutMs: 30_000)
+        defer { c.close() }
+        let s = try c.openServerStream(svc + "Count", request: [50])
+        #expect(try s.receive() == [0])
+        usleep(500_000)  // the other 49 messages arrive meanwhile
+        s.cancel()
+        for _ in 0..<2 { #expect(connectError { _ = try s.receive() }?.code == .canceled) }
+    }
+
+    /// A handler that sets a response header and ends without a message: the header stays a header
+    /// on every protocol (gRPC and gRPC-Web no longer fold it into a trailers-only response, issue 7;
+    /// the interop regression with grpcio and curl is in Tests/interop/test_conformance_regressions.py).
+    @Test(arguments: combos)
+    fileprivate func headersWithoutAMessageStayHeaders(_ combo: Combo) throws {
+        let server = try Server()
+        defer { server.stop(graceMs: 0) }
+        for (name, fails) in [("HeadersOnly", false), ("HeadersThenError", true)] {
+            try server.handleStream(svc + name, kind: .serverStream) { call in
+                _ = try call.receive()
+                try call.addResponseHeader("x-custom-header", Array("custom-value".utf8))
+                try call.addResponseTrailer("x-custom-trailer", Array("trailer-value".utf8))
+                if fails { throw ConnectError(.failedPrecondition, "headers then error") }
+            }
+        }
+        let addr = try server.listenTCP("127.0.0.1:0")
+        try server.start()
+        let c = try client("http://" + addr, combo, timeoutMs: 30_000)
+        defer { c.close() }
+        let ok = try c.openServerStream(svc + "HeadersOnly", request: [])
+        #expect(try ok.receive() == nil)
+        #expect(ok.responseHeaders.firstString("x-custom-header") == "custom-value")
+        #expect(ok.responseTrailers.firstString("x-custom-header") == nil)
+        #expect(ok.responseTrailers.firstString("x-custom-trailer") == "trailer-value")
+        #expect(ok.responseHeaders.firstString("x-custom-trailer") == nil)
+        let failing = try c.openServerStream(svc + "HeadersThenError", request: [])
+        let e = connectError { _ = try failing.receive() }
+        #expect(e?.code == .failedPrecondition)
+        #expect(failing.responseHeaders.firstString("x-custom-header") == "custom-value")
+        #expect(failing.responseHeaders.firstString("x-custom-trailer") == nil)
+    }
+
     @Test func forEachResponseStopsWhenTheBodyThrows() throws {
         let (server, url) = try makeServer()
         defer { server.stop(graceMs: 0) }

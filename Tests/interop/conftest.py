@@ -5,7 +5,11 @@ Peers:
   * connect-python (Tests/interop/kv_connect_python.py) on uvicorn (HTTP/1.1) or hypercorn (h2c);
   * grpcio (Tests/interop/kv_grpcio.py): gRPC server and client, h2c/TLS/mTLS;
   * grpc-go (Tests/interop/grpcgo/kvclient, built by grpcgo/build.sh): gRPC client, h2c/TLS/mTLS;
-  * curl and raw sockets (test_curl.py, test_bad_input.py).
+    and grpcgo/slowserver, a gRPC server that holds every call (test_conformance_regressions.py);
+  * curl and raw sockets (test_curl.py, test_bad_input.py);
+  * for test_conformance_regressions.py: conformance_server.py (our server through the Python
+    binding, handlers no KV server has) and h2_deadline_reset_server.py (an `h2` peer that resets
+    with CANCEL at its copy of the deadline, as newer grpc-go servers do).
 
 The streaming scenario (examples/proto/README.md, kvscenario.py) is run by test_peers_selfcheck.py
 (peer vs peer, always) and test_stream_matrix.py (every client x server x protocol x codec x http x
@@ -48,7 +52,8 @@ sys.path.insert(0, str(HERE))
 import kvgen  # noqa: E402
 import kvscenario  # noqa: E402
 
-collect_ignore = ["gen", "grpcgo", "kv_connect_python.py", "kv_grpcio.py", "kvgen.py", "kvscenario.py", "kvstore.py"]
+collect_ignore = ["gen", "grpcgo", "kv_connect_python.py", "kv_grpcio.py", "kvgen.py", "kvscenario.py", "kvstore.py",
+                  "conformance_server.py", "h2_deadline_reset_server.py"]
 
 LANGS = ("c", "go", "python", "swift")
 CODECS = ("proto", "json")
@@ -211,12 +216,13 @@ class Server:
 
 
 def start_server(kind: str, transport: str = "tcp", listen: str | None = None,
-                 tls: "TLSConfig | None" = None) -> Server:
+                 tls: "TLSConfig | None" = None, command: list[str] | None = None) -> Server:
     """Starts a server, waits for `listening on ADDR`, checks ADDR; fails loudly otherwise.
-    With `tls` (TCP only) the server gets the TLS flags and `url` is https://ADDR."""
+    With `tls` (TCP only) the server gets the TLS flags and `url` is https://ADDR. `command`: the
+    program of a server that is not one of `server_argv`'s kinds (it gets `--listen ADDR` appended)."""
     if listen is None:
         listen = "127.0.0.1:0" if transport == "tcp" else f"unix:{unix_path(kind)}"
-    argv = server_argv(kind, listen, tls)
+    argv = server_argv(kind, listen, tls) if command is None else [*command, "--listen", listen]
     workdir = Path(tempfile.mkdtemp(prefix=f"interop-{kind}-"))
     out = open(workdir / "stdout", "wb")
     err = open(workdir / "stderr", "wb")
@@ -309,12 +315,13 @@ class ServerPool:
 
 @pytest.fixture
 def server_factory():
-    """`start(kind, transport='tcp')` -> a running Server (url/addr/host/port/path); every server
+    """`start(kind, transport='tcp', command=None)` -> a running Server (url/addr/host/port/path); every server
     started through it gets SIGTERM at teardown and must exit 0 within 10 s."""
     started: list[Server] = []
 
-    def start(kind: str, transport: str = "tcp", listen: str | None = None, tls: "TLSConfig | None" = None) -> Server:
-        srv = start_server(kind, transport, listen, tls)
+    def start(kind: str, transport: str = "tcp", listen: str | None = None, tls: "TLSConfig | None" = None,
+              command: list[str] | None = None) -> Server:
+        srv = start_server(kind, transport, listen, tls, command)
         started.append(srv)
         return srv
 

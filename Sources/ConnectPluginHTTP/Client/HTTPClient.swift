@@ -70,6 +70,8 @@ final class ClientRequest {
     var sinkRetainer: ClientResponseSink?
     weak var connection: ClientConnection?
     var timer: TimerHandle?
+    /// When `timer` fires (monotonic ns); nil without a timeout.
+    var deadlineNs: UInt64?
     private(set) var isDone = false
     /// Sent on a connection that carried an earlier request (it may have been closed by the server
     /// meanwhile), and whether it was already sent again once.
@@ -399,6 +401,8 @@ public final class HTTPClient: @unchecked Sendable {
         }
         if req.isDone { return }
         if let t = timeoutNs {
+            let (sum, overflow) = monotonicNowNs().addingReportingOverflow(t)
+            req.deadlineNs = overflow ? UInt64.max : sum
             req.timer = loop.schedule(afterNs: t) { [weak req, loop] in
                 guard let req, !req.isDone else { return }
                 let err = HTTPError(.timeout, "deadline exceeded after \(t / 1_000_000) ms")
@@ -756,7 +760,18 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
     func h2StreamClosed(stream id: Int32, errorCode: UInt32) {
         guard let st = streams.removeValue(forKey: id) else { return }
         ids[ObjectIdentifier(st.req)] = nil
-        st.req.fail(HTTPError.fromH2Reset(errorCode, endpoint.description), loop: loop)
+        var err = HTTPError.fromH2Reset(errorCode, endpoint.description)
+        // A CANCEL once our deadline has passed is the deadline (T-3), as grpc-go's client decides
+        // (`!deadline.After(time.Now())`): grpc-go servers reset with CANCEL at their copy of the
+        // deadline. That copy starts when the server reads the request headers (grpc-timeout carries
+        // our whole timeout, and our timer starts before the request is written), so such a reset
+        // arrives at or after our deadline: no margin is needed, and a reset before it stays
+        // canceled. It may still come before our timer runs (the loop wakes up to 1 ms late and
+        // handles socket events before timers).
+        if errorCode == 8, let d = st.req.deadlineNs, monotonicNowNs() >= d {
+            err = HTTPError(.timeout, "deadline exceeded (\(endpoint.description) reset the stream with CANCEL at its copy of the deadline)")
+        }
+        st.req.fail(err, loop: loop)
     }
 
     func h2GoAway(lastStreamID: Int32, errorCode: UInt32) {

@@ -122,6 +122,8 @@ public final class ClientStream: @unchecked Sendable {
     private var pendingIndex = 0
     private var finished = false
     private var finalError: ConnectError?
+    /// `receive` returned nil or threw the call's error: a later `cancel` no longer changes it.
+    private var outcomeReported = false
     private var sendClosed = false
     private var _trailers = Metadata()
 
@@ -211,9 +213,17 @@ public final class ClientStream: @unchecked Sendable {
     public var responseTrailers: Metadata { recvLock.withLock { _trailers } }
 
     /// The next response message; nil when the call ended successfully; throws the call's error.
+    /// After `cancel`, throws canceled (unless the call's outcome was already reported): messages
+    /// that had arrived but were not received yet are dropped.
     public func receive() throws -> [UInt8]? {
         try recvLock.withLock {
             while true {
+                if canceled && !outcomeReported {
+                    pending.removeAll()
+                    pendingIndex = 0
+                    finalError = ConnectError(.canceled, "the call was canceled")
+                    markFinished()
+                }
                 if pendingIndex < pending.count {
                     let m = pending[pendingIndex]
                     pending[pendingIndex] = []
@@ -224,13 +234,20 @@ public final class ClientStream: @unchecked Sendable {
                     }
                     return m
                 }
-                if let e = finalError { throw e }
-                if finished { return nil }
+                if let e = finalError {
+                    outcomeReported = true
+                    throw e
+                }
+                if finished {
+                    outcomeReported = true
+                    return nil
+                }
                 do {
                     try step()
                 } catch let e as ConnectError {
                     finalError = e
                     markFinished()
+                    outcomeReported = true
                     call.cancel(HTTPError(.canceled, "the client stopped reading"))
                     throw e
                 }

@@ -264,13 +264,17 @@ final class ServerCallCore: @unchecked Sendable {
             var h = baseHeaders()
             md.write(to: &h)
             let fields = GRPCTrailers.fields(error: error, trailers: trailers)
-            guard let m = message, error == nil else {
-                // Trailers-only (G-8, GW-2).
+            let m = error == nil ? message : nil
+            if m == nil && md.isEmpty {
+                // Trailers-only (G-8, GW-2): no message and no response headers.
                 for (n, v) in fields { h.add(n, v) }
                 return HTTPResponse(status: 200, headers: h)
             }
+            // Response headers set by the handler stay headers, as grpc-go sends them (a HEADERS
+            // frame, then the trailers; gRPC-Web: the headers, then the trailer frame), even with
+            // no message: folded into a trailers-only response, clients would read them as trailers.
             var body: [UInt8] = []
-            try? EnvelopeCodec.encodeMessage(m, compress: compressResponses, compressMinBytes: ConnectProtocol.compressMinBytes, into: &body)
+            if let m { try? EnvelopeCodec.encodeMessage(m, compress: compressResponses, compressMinBytes: ConnectProtocol.compressMinBytes, into: &body) }
             if proto == .grpcWeb {
                 try? GRPCWebTrailers.encodeEnvelope(fields, into: &body)
                 return HTTPResponse(status: 200, headers: h, body: body)

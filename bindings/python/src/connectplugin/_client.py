@@ -593,7 +593,9 @@ class ClientStream:
 
     def cancel(self) -> None:
         """Cancels the call (HTTP/2 RST_STREAM, HTTP/1.1 connection close): blocked ``send`` and
-        ``receive`` return with CANCELED. Any thread; a no-op once closed."""
+        ``receive`` return with CANCELED, and so does every later ``receive`` (messages that had
+        arrived but were not received are dropped), unless the end of the call was already
+        received. Any thread; a no-op once closed."""
         with self._cond:
             h = self._handle
             if h is None:
