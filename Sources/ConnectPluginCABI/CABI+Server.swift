@@ -29,11 +29,33 @@ final class ServerBox {
     let server: RPCServer
     private let lock = Lock()
     private var addressCache: [CBytes] = []
+    /// Strings handed out by connectplugin_server_address and no longer in the cache: the header
+    /// promises they stay valid until the server is freed.
+    private var retiredAddresses: [CBytes] = []
     private var userData: [UserData] = []
 
     init(_ s: RPCServer) { server = s }
 
-    func refreshAddresses() { lock.withLock { addressCache = server.addresses.map { CBytes($0) } } }
+    /// Listeners are only added, so the strings already handed out are kept as they are; only new
+    /// addresses get new strings (and a changed one never frees the old string before the server).
+    func refreshAddresses() {
+        lock.withLock {
+            // Read under our lock so that concurrent listens never install an older list.
+            let now = server.addresses
+            var fresh: [CBytes] = []
+            fresh.reserveCapacity(now.count)
+            for (i, a) in now.enumerated() {
+                if i < addressCache.count, addressCache[i].equals(a) {
+                    fresh.append(addressCache[i])
+                } else {
+                    if i < addressCache.count { retiredAddresses.append(addressCache[i]) }
+                    fresh.append(CBytes(a))
+                }
+            }
+            if addressCache.count > now.count { retiredAddresses.append(contentsOf: addressCache[now.count...]) }
+            addressCache = fresh
+        }
+    }
     func address(_ i: Int) -> UnsafePointer<CChar>? {
         lock.withLock { i >= 0 && i < addressCache.count ? addressCache[i].cString : nil }
     }

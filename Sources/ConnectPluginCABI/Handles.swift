@@ -1,6 +1,7 @@
 // Handle boxing and the small owned C buffers behind borrowed pointers of the C ABI.
 import CConnectPluginABI
 import ConnectPlugin
+import ConnectPluginHTTP
 
 /// Bytes in malloc'd memory with a NUL after them, so they can be handed out as `const char *` or
 /// `const uint8_t *` and stay valid as long as their owner.
@@ -24,6 +25,18 @@ final class CBytes {
     deinit { pointer.deallocate() }
 
     var cString: UnsafePointer<CChar> { UnsafeRawPointer(pointer).assumingMemoryBound(to: CChar.self) }
+
+    /// True when these bytes are the UTF-8 of `s`.
+    func equals(_ s: String) -> Bool {
+        let u = s.utf8
+        if u.count != count { return false }
+        var i = 0
+        for b in u {
+            if pointer[i] != b { return false }
+            i += 1
+        }
+        return true
+    }
     var bytes: UnsafePointer<UInt8> { UnsafePointer(pointer) }
 }
 
@@ -101,19 +114,33 @@ func guarded(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ body: () throws -> 
 // MARK: Metadata
 
 final class MetadataBox {
-    var metadata: Metadata
+    private(set) var metadata: Metadata
+    /// The C strings behind connectplugin_metadata_get, built on the first read. The header lets
+    /// several threads read one metadata object at once, so the cache is built and read under
+    /// `lock`; once built it stays (and its pointers stay valid) until the next `add` or the free.
     private var cache: [(key: CBytes, value: CBytes)]?
+    private let lock = Lock()
 
     init(_ m: Metadata = Metadata()) { metadata = m }
 
     func entry(_ i: Int) -> (key: CBytes, value: CBytes)? {
-        if cache == nil { cache = metadata.entries.map { (CBytes($0.key), CBytes($0.value)) } }
-        guard let c = cache, i >= 0, i < c.count else { return nil }
-        return c[i]
+        lock.withLock {
+            let c: [(key: CBytes, value: CBytes)]
+            if let built = cache {
+                c = built
+            } else {
+                c = metadata.entries.map { (CBytes($0.key), CBytes($0.value)) }
+                cache = c
+            }
+            guard i >= 0, i < c.count else { return nil }
+            return c[i]
+        }
     }
 
     func add(_ key: String, _ value: [UInt8]) throws {
-        try metadata.add(key, value)
-        cache = nil
+        try lock.withLock {
+            try metadata.add(key, value)
+            cache = nil
+        }
     }
 }

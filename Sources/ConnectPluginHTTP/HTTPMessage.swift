@@ -139,6 +139,7 @@ public final class HTTPServerStream: @unchecked Sendable {
     private var canceled: HTTPError?
     private var outstanding = 0
     private var cancelHandlers: [() -> Void] = []
+    private var endHandlers: [() -> Void] = []
 
     init(request: HTTPRequest, loop: EventLoop, transport: HTTPServerStreamTransport, tag: Int32 = 0) {
         self.request = request
@@ -331,11 +332,13 @@ public final class HTTPServerStream: @unchecked Sendable {
         }
         finished = true
         headSent = true
-        let handlers = cancelHandlers
         cancelHandlers = []
+        let ends = takeEndHandlers()
         cond.unlock()
-        _ = handlers
-        loop.executeOrRun { [self] in transport?.streamRespond(self, response) }
+        loop.executeOrRun { [self] in
+            transport?.streamRespond(self, response)
+            for h in ends { h() }
+        }
         return true
     }
 
@@ -349,12 +352,17 @@ public final class HTTPServerStream: @unchecked Sendable {
             return false
         }
         headSent = true
+        var ends: [() -> Void] = []
         if endStream {
             finished = true
             cancelHandlers = []
+            ends = takeEndHandlers()
         }
         cond.unlock()
-        loop.executeOrRun { [self] in transport?.streamSendHead(self, status: status, headers: headers, endStream: endStream) }
+        loop.executeOrRun { [self] in
+            transport?.streamSendHead(self, status: status, headers: headers, endStream: endStream)
+            for h in ends { h() }
+        }
         return true
     }
 
@@ -388,8 +396,12 @@ public final class HTTPServerStream: @unchecked Sendable {
         }
         finished = true
         cancelHandlers = []
+        let ends = takeEndHandlers()
         cond.unlock()
-        loop.executeOrRun { [self] in transport?.streamFinish(self, trailers: trailers) }
+        loop.executeOrRun { [self] in
+            transport?.streamFinish(self, trailers: trailers)
+            for h in ends { h() }
+        }
         return true
     }
 
@@ -402,9 +414,13 @@ public final class HTTPServerStream: @unchecked Sendable {
         }
         finished = true
         cancelHandlers = []
+        let ends = takeEndHandlers()
         cond.broadcast()
         cond.unlock()
-        loop.executeOrRun { [self] in transport?.streamReset(self) }
+        loop.executeOrRun { [self] in
+            transport?.streamReset(self)
+            for h in ends { h() }
+        }
     }
 
     /// Transport: `n` written bytes left our buffers.
@@ -438,6 +454,28 @@ public final class HTTPServerStream: @unchecked Sendable {
         cond.unlock()
     }
 
+    /// Called once on the loop when the exchange is over in any way: the response was finished
+    /// (`respond`, `finish`, `sendHead` with `endStream`), the stream was reset, or the peer went
+    /// away; at once (on the loop) if it already is. For releasing what lives as long as the
+    /// exchange, such as a deadline timer. Several handlers may be registered.
+    public func onEnd(_ handler: @escaping () -> Void) {
+        cond.lock()
+        if finished || canceled != nil {
+            cond.unlock()
+            loop.executeOrRun(handler)
+            return
+        }
+        endHandlers.append(handler)
+        cond.unlock()
+    }
+
+    /// Lock held.
+    private func takeEndHandlers() -> [() -> Void] {
+        let hs = endHandlers
+        endHandlers = []
+        return hs
+    }
+
     /// Transport side: the stream or connection went away.
     func cancel(_ error: HTTPError) {
         cond.lock()
@@ -449,12 +487,14 @@ public final class HTTPServerStream: @unchecked Sendable {
         canceled = error
         let hs = cancelHandlers
         cancelHandlers = []
+        let ends = takeEndHandlers()
         let done = collectDone
         collectDone = nil
         cond.broadcast()
         cond.unlock()
         _ = done
         if !wasFinished { for h in hs { h() } }
+        for h in ends { h() }
     }
 }
 

@@ -120,7 +120,27 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Cancels a timer. Loop thread only. Unknown or fired handles are ignored.
     public func cancel(_ handle: TimerHandle) {
-        timerTasks[handle.id] = nil
+        if timerTasks.removeValue(forKey: handle.id) == nil { return }
+        // A cancelled timer's heap entry would stay until its deadline (which a peer may set days
+        // ahead): rebuild the heap without them once they are the majority.
+        if timerHeap.count > 64 && timerHeap.count > 2 * timerTasks.count {
+            timerHeap = timerHeap.filter { timerTasks[$0.id] != nil }
+            // Sorted by deadline is a valid min-heap.
+            timerHeap.sort { $0.deadline < $1.deadline }
+        }
+    }
+
+    /// Tests: timers due more than `ns` from now, scheduled (`live`) and in the heap (`heap`, which
+    /// also counts cancelled timers not yet dropped). Loop thread only.
+    func timerCounts(dueAfterNs ns: UInt64) -> (live: Int, heap: Int) {
+        let (sum, overflow) = cp_now_ns().addingReportingOverflow(ns)
+        let limit = overflow ? UInt64.max : sum
+        var live = 0, heap = 0
+        for e in timerHeap where e.deadline > limit {
+            heap += 1
+            if timerTasks[e.id] != nil { live += 1 }
+        }
+        return (live, heap)
     }
 
     private func heapPush(_ e: (deadline: UInt64, id: UInt64)) {

@@ -621,6 +621,102 @@ static void test_metadata(void) {
     connectplugin_metadata_free(md);
 }
 
+/*
+ * The header lets several threads read one metadata object at once. The C strings behind
+ * connectplugin_metadata_get are built on the first read after a change: two readers racing to build
+ * them must all get valid pointers to the right bytes (issue 7 item 8.3: a use-after-free).
+ */
+#define MD_READERS 4
+#define MD_ROUNDS 800
+#define MD_PREFILL 300
+
+typedef struct md_reader {
+    connectplugin_metadata *md;
+    pthread_barrier_t *start;
+    pthread_barrier_t *done;
+    atomic_int *mismatches;
+    atomic_bool *stop;
+} md_reader;
+
+static void md_expected(size_t i, char *key, size_t key_size, char *value, size_t value_size) {
+    snprintf(key, key_size, "x-entry-%zu", i);
+    snprintf(value, value_size, "value-%zu-abcdefghijklmnopqrstuvwxyz", i);
+}
+
+static void *md_reader_thread(void *arg) {
+    md_reader *r = arg;
+    for (;;) {
+        pthread_barrier_wait(r->start);
+        if (atomic_load(r->stop)) return NULL;
+        size_t n = connectplugin_metadata_count(r->md);
+        for (size_t i = 0; i < n; i++) {
+            const char *key = NULL;
+            const uint8_t *value = NULL;
+            size_t len = 0;
+            char want_key[32], want_value[64];
+            md_expected(i, want_key, sizeof want_key, want_value, sizeof want_value);
+            if (connectplugin_metadata_get(r->md, i, &key, &value, &len) != CONNECTPLUGIN_OK || !key || !value ||
+                strcmp(key, want_key) != 0 || len != strlen(want_value) || memcmp(value, want_value, len) != 0) {
+                atomic_fetch_add(r->mismatches, 1);
+            }
+        }
+        if (n > 0) {
+            char want_key[32], want_value[64];
+            md_expected(n - 1, want_key, sizeof want_key, want_value, sizeof want_value);
+            size_t lookup_len = 0;
+            const uint8_t *v = connectplugin_metadata_lookup(r->md, want_key, &lookup_len);
+            if (!v || lookup_len != strlen(want_value) || memcmp(v, want_value, lookup_len) != 0) {
+                atomic_fetch_add(r->mismatches, 1);
+            }
+        }
+        pthread_barrier_wait(r->done);
+    }
+}
+
+static void test_metadata_concurrent_reads(void) {
+    connectplugin_metadata *md = connectplugin_metadata_new();
+    if (!CHECK(md != NULL)) return;
+    pthread_barrier_t start, done;
+    pthread_barrier_init(&start, NULL, MD_READERS + 1);
+    pthread_barrier_init(&done, NULL, MD_READERS + 1);
+    atomic_int mismatches = 0;
+    atomic_bool stop = false;
+    md_reader r = {md, &start, &done, &mismatches, &stop};
+    pthread_t threads[MD_READERS];
+    int started = 0;
+    for (int i = 0; i < MD_READERS; i++) {
+        if (CHECK(pthread_create(&threads[i], NULL, md_reader_thread, &r) == 0)) started++;
+    }
+    if (started == MD_READERS) {
+        /* Each round changes the metadata (exclusive access, as the header asks), then the readers
+         * read it all at once: each round's first reads race to build the borrowed strings. */
+        size_t added = 0;
+        for (size_t round = 0; round < MD_ROUNDS; round++) {
+            /* Enough entries that building the strings takes a while, so the readers overlap. */
+            bool ok = true;
+            while (ok && added < MD_PREFILL + round + 1) {
+                char key[32], value[64];
+                md_expected(added, key, sizeof key, value, sizeof value);
+                ok = EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_metadata_add, md, key, (const uint8_t *)value,
+                               strlen(value));
+                added++;
+            }
+            if (!ok) break;
+            pthread_barrier_wait(&start);
+            pthread_barrier_wait(&done);
+        }
+        CHECK_MSG(atomic_load(&mismatches) == 0, "%d reads returned wrong or missing entries",
+                  atomic_load(&mismatches));
+        CHECK(connectplugin_metadata_count(md) == MD_PREFILL + MD_ROUNDS);
+        atomic_store(&stop, true);
+        pthread_barrier_wait(&start);
+        for (int i = 0; i < MD_READERS; i++) pthread_join(threads[i], NULL);
+    }
+    pthread_barrier_destroy(&start);
+    pthread_barrier_destroy(&done);
+    connectplugin_metadata_free(md);
+}
+
 static void test_error_objects(void) {
     /* A local failure: an error object with status, closest code, message, no details, empty metadata. */
     connectplugin_metadata *md = connectplugin_metadata_new();
@@ -964,6 +1060,40 @@ static void test_server_lifecycle(void) {
     CHECK(atomic_load(&dup.count) == 1 && atomic_load(&null_handler.count) == 1 && atomic_load(&late.count) == 1);
     CHECK(atomic_load(&bad.count) == (int)(sizeof bad_procs / sizeof bad_procs[0]) + 1);
     unlink(path);
+}
+
+/*
+ * connectplugin_server_address is borrowed "until the server is freed": every pointer handed out
+ * stays valid with the same text while more listeners are added (issue 7 item 8.2: the next listen
+ * used to free them).
+ */
+static void test_server_address_lifetime(void) {
+    connectplugin_server *server = NULL;
+    if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_new, NULL, &server) || !CHECK(server != NULL)) return;
+    enum { LISTENERS = 6 };
+    const char *got[LISTENERS] = {0};
+    char copy[LISTENERS][64];
+    for (size_t i = 0; i < LISTENERS; i++) {
+        if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_tcp, server, "127.0.0.1:0")) break;
+        if (!CHECK(connectplugin_server_address_count(server) == i + 1)) break;
+        /* Every address read so far is still there, unchanged, through the pointer handed out. */
+        for (size_t j = 0; j < i; j++) {
+            CHECK_MSG(strcmp(got[j], copy[j]) == 0, "address %zu read before listen %zu: \"%.63s\", want \"%s\"", j,
+                      i + 1, got[j], copy[j]);
+            CHECK_STR(connectplugin_server_address(server, j), copy[j]);
+        }
+        got[i] = connectplugin_server_address(server, i);
+        if (!CHECK(got[i] != NULL)) break;
+        CHECK_MSG(strncmp(got[i], "127.0.0.1:", 10) == 0 && atoi(got[i] + 10) > 0, "address %zu = %s", i, got[i]);
+        snprintf(copy[i], sizeof copy[i], "%s", got[i]);
+    }
+    /* Start and stop do not free them either. */
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_start, server);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_stop, server, 1000);
+    for (size_t j = 0; j < LISTENERS; j++) {
+        if (got[j]) CHECK_MSG(strcmp(got[j], copy[j]) == 0, "address %zu after stop: \"%.63s\", want \"%s\"", j, got[j], copy[j]);
+    }
+    connectplugin_server_free(server);
 }
 
 static void test_server_free_without_start(void) {
@@ -1585,10 +1715,12 @@ static const test_case k_tests[] = {
     {"code_names", test_code_names},
     {"null_handling", test_null_handling},
     {"metadata", test_metadata},
+    {"metadata_concurrent_reads", test_metadata_concurrent_reads},
     {"error_objects", test_error_objects},
     {"server_options", test_server_options},
     {"client_options", test_client_options},
     {"server_lifecycle", test_server_lifecycle},
+    {"server_address_lifetime", test_server_address_lifetime},
     {"server_free_without_start", test_server_free_without_start},
     {"unary_echo_matrix", test_unary_echo},
     {"unary_fail_matrix", test_unary_fail},

@@ -294,7 +294,9 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
                 core.stream.failReads(HTTPError(.timeout, "deadline exceeded"))
                 core.fireDone()
             }
-            stream.onCancel { [loop = stream.loop] in loop.cancel(timer) }
+            // However the call ends (answered, reset, peer gone), the timer goes with it: otherwise
+            // it would stay scheduled until the deadline, which the client may set days ahead.
+            stream.onEnd { [loop = stream.loop] in loop.cancel(timer) }
         }
         let (md, _) = Metadata.from(req.headers)
         let limit = options.maxMessageBytes
