@@ -394,6 +394,103 @@ func TestStreamLimitAndIdleThreadOptions(t *testing.T) {
 	}
 }
 
+// Idle streams are bounded per connection and per peer, unary calls still succeed while they are
+// open, and the handler threads they made the server start exit once idle (issue 7 item 8).
+func TestIdleHandlerThreadsRetire(t *testing.T) {
+	srv, err := NewServer(WithHandlerThreads(2), WithStreamLimits(4, 10, 0), WithIdleThreadTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	const watch, echo = "/test.v1.Limits/Watch", "/test.v1.Limits/Echo"
+	if err := srv.RegisterStream(watch, KindServerStream, func(s *ServerStream) error {
+		if _, err := s.Receive(); err != nil {
+			return err
+		}
+		if err := s.Send([]byte("ready")); err != nil {
+			return err
+		}
+		<-s.Context().Done() // until the client goes away
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.HandleUnary(echo, func(ctx context.Context, r *Request) ([]byte, error) { return r.Message, nil }); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := srv.ListenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr
+	if n := srv.HandlerThreadCount(); n != 2 {
+		t.Fatalf("HandlerThreadCount() = %d before any call, want 2", n)
+	}
+	// 3 connections x 6 streams: 4 per connection, 10 from this peer in all.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var open []*ClientStream
+	var clients []*Client
+	refused := 0
+	for i := 0; i < 3; i++ {
+		c, err := NewClient(url, WithHTTPVersion("2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		var streams []*ClientStream
+		for j := 0; j < 6; j++ {
+			s, err := c.CallServerStream(ctx, watch, []byte("w"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams = append(streams, s)
+		}
+		for _, s := range streams {
+			msg, err := s.Receive()
+			if err != nil {
+				wantCode(t, err, CodeResourceExhausted)
+				refused++
+				s.Close()
+				continue
+			}
+			if string(msg) != "ready" {
+				t.Fatalf("Watch sent %q, want ready", msg)
+			}
+			open = append(open, s)
+		}
+	}
+	if len(open) != 10 || refused != 8 {
+		t.Fatalf("%d streams admitted and %d refused, want 10 and 8", len(open), refused)
+	}
+	if n := srv.HandlerThreadCount(); n < 10 {
+		t.Fatalf("HandlerThreadCount() = %d with 10 streams open", n)
+	}
+	u := newTestClient(t, url, WithTimeout(20*time.Second))
+	for i := 0; i < 10; i++ {
+		r, err := u.CallUnary(context.Background(), echo, []byte{byte(i)})
+		if err != nil || len(r.Message) != 1 || r.Message[0] != byte(i) {
+			t.Fatalf("unary call %d while the streams are open: %v", i, err)
+		}
+	}
+	for _, s := range open {
+		s.Close()
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.HandlerThreadCount() != 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := srv.HandlerThreadCount(); n != 2 {
+		t.Fatalf("HandlerThreadCount() = %d 30 s after the streams closed, want 2", n)
+	}
+}
+
 func TestServerCloseTwiceAndUseAfterClose(t *testing.T) {
 	srv, err := NewServer()
 	if err != nil {

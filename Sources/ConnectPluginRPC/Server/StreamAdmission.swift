@@ -52,7 +52,7 @@ final class StreamAdmission: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if running >= total {
-            return .failure(ConnectError(.resourceExhausted, "the server is running its maximum of \(total) streams; retry later (raise Server.Options.maxStreams to allow more)"))
+            return .failure(ConnectError(.resourceExhausted, "the server is running its maximum of \(total) streams; retry later (the server's total stream limit: maxStreams, connectplugin_server_options_set_stream_limits)"))
         }
         guard let c = connection else {
             running += 1
@@ -60,12 +60,12 @@ final class StreamAdmission: @unchecked Sendable {
         }
         let onConnection = byConnection[c.id] ?? 0
         if onConnection >= perConnection {
-            return .failure(ConnectError(.resourceExhausted, "this connection already has \(perConnection) streams open; close some or open them on another connection (the server's limit is Server.Options.maxStreamsPerConnection)"))
+            return .failure(ConnectError(.resourceExhausted, "this connection already has \(perConnection) streams open; close some or open them on another connection (the server's per-connection stream limit: maxStreamsPerConnection, connectplugin_server_options_set_stream_limits)"))
         }
         let key = StreamAdmission.peerKey(c)
         let fromPeer = byPeer[key] ?? 0
         if fromPeer >= perPeer {
-            return .failure(ConnectError(.resourceExhausted, "this client already has \(perPeer) streams open over all its connections; close some and retry (the server's limit is Server.Options.maxStreamsPerPeer)"))
+            return .failure(ConnectError(.resourceExhausted, "this client's host already has \(perPeer) streams open over all its connections; close some and retry (the server's per-peer stream limit: maxStreamsPerPeer, connectplugin_server_options_set_stream_limits)"))
         }
         running += 1
         byConnection[c.id] = onConnection + 1
