@@ -2,7 +2,7 @@
 # Builds and runs the C tests with plain cc against a SwiftPM-built libconnectplugin.so (`make test`):
 #   Tests/CTests/run.sh [LIBDIR]      (default LIBDIR: <repo>/.build/debug)
 # Suites: test_header_symbols.sh, test_kv_codec.c, test_abi.c, test_stream.c (streaming, protocols, GET,
-# TLS; needs openssl), test_examples.sh (the C example).
+# TLS; needs openssl), test_interceptor.c, test_examples.sh (the C example).
 # CMake builds the same sources and registers them with ctest. Last line: "c-tests: N passed, M failed"
 # (summed over the suites); exit status 1 on any failure.
 set -u
@@ -63,6 +63,7 @@ build "$tmp/test_kv_codec" "$here/test_kv_codec.c" "$repo/examples/c/kv_common.c
     suite kv_codec "$tmp/test_kv_codec"
 build "$tmp/test_abi" "$here/test_abi.c" && suite abi "$tmp/test_abi"
 build "$tmp/test_stream" "$here/test_stream.c" && suite stream "$tmp/test_stream"
+build "$tmp/test_interceptor" "$here/test_interceptor.c" && suite interceptor "$tmp/test_interceptor"
 build "$tmp/kv-server-c" "$repo/examples/c/kv_server.c" "$repo/examples/c/kv_common.c" &&
     build "$tmp/kv-client-c" "$repo/examples/c/kv_client.c" "$repo/examples/c/kv_common.c" &&
     suite examples sh "$here/test_examples.sh" "$tmp/kv-server-c" "$tmp/kv-client-c"
