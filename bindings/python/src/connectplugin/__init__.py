@@ -85,6 +85,7 @@ from ._error import (
     version_num,
 )
 from ._ffi import ABI_VERSION, library_path
+from ._interceptor import DIRECTION_REQUEST, DIRECTION_RESPONSE, Interceptor, InterceptorCall
 from ._metadata import Metadata, Peer
 from ._server import CallContext, Server, ServerStream
 from ._tls import TLSOptions
@@ -93,6 +94,8 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ABI_VERSION",
+    "DIRECTION_REQUEST",
+    "DIRECTION_RESPONSE",
     "HTTP_1_1",
     "HTTP_2",
     "PROTOCOLS",
@@ -101,6 +104,8 @@ __all__ = [
     "ClientStream",
     "Code",
     "ConnectPluginError",
+    "Interceptor",
+    "InterceptorCall",
     "Metadata",
     "MethodKind",
     "Peer",
