@@ -726,6 +726,8 @@ void connectplugin_client_stream_free(connectplugin_client_stream *stream);
  *  - message (opt-in, connectplugin_interceptor_set_message_func) sees every request and response
  *    message. Hosts whose callbacks are costly (Go, Python) should leave it unset: then an
  *    interceptor costs one start and one end callback per call, nothing per message.
+ * Calls the server refuses before routing them (unknown procedure, wrong HTTP method or content
+ * type, unsupported compression, malformed timeout) never reach interceptors.
  * Order: start hooks run in the order the interceptors were added (server-wide first, then the
  * procedure's); end hooks in reverse, for every interceptor whose start ran (the one that rejected
  * included). The hooks of one call never run concurrently with each other; hooks of different calls

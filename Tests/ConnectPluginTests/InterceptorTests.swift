@@ -3,6 +3,7 @@
 // chains, the result seen by end hooks, and opt-in message observation.
 import ConnectPlugin
 import ConnectPluginHTTP
+import Glibc
 import Testing
 
 private let svc = "/test.v1.Interceptors/"
@@ -307,6 +308,30 @@ private func expectCode(_ code: Code, _ body: () throws -> Void) {
         #expect(log.all == ["canceled"], "end hooks run once")
         expectCode(.unimplemented) { _ = try c.unary(svc + "Nope", request: []) }
         #expect(log.all == ["canceled", "unimplemented"])
+    }
+
+    /// A call the client abandons at its deadline ends for the interceptors there and then, while
+    /// the handler still runs: deadline_exceeded (the server's timer) or canceled (the client's
+    /// RST_STREAM can arrive first; the server's copy of the deadline is a little later).
+    @Test func serverEndRunsWhenTheClientGivesUp() throws {
+        let log = Log()
+        let handlerSawEnd = Log()
+        let (server, url, _) = try makeServer { s in
+            try s.handle(svc + "Slow") { call in
+                // Until the end hook ran (at most 10 s).
+                for _ in 0..<1000 where log.all.isEmpty { usleep(10_000) }
+                handlerSawEnd.add(log.all.isEmpty ? "no" : "yes")
+                return call.request
+            }
+            try s.intercept(procedure: svc + "Slow", end: { _, r in log.add(r.code.name) })
+        }
+        defer { server.stop(graceMs: 1000) }
+        let c = try client(url, .grpc) { $0.timeoutMs = 200 }
+        defer { c.close() }
+        expectCode(.deadlineExceeded) { _ = try c.unary(svc + "Slow", request: [1]) }
+        for _ in 0..<1000 where handlerSawEnd.all.isEmpty { usleep(10_000) }
+        #expect(handlerSawEnd.all == ["yes"])
+        #expect(log.all == ["deadline_exceeded"] || log.all == ["canceled"], "\(log.all)")
     }
 
     @Test func messageObservationIsOptIn() throws {

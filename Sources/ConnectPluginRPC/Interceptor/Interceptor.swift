@@ -39,7 +39,8 @@ public struct CallResult: Sendable {
 ///
 /// Threads: servers run start hooks on the handler thread, before the handler; end hooks on the
 /// thread that ends the call (the handler's, or an I/O thread for deadlines and clients that went
-/// away: keep them quick). Clients run start hooks on the calling thread and end hooks on the
+/// away, in which case end runs as soon as the client is gone, while the handler may still run:
+/// keep end hooks quick). Clients run start hooks on the calling thread and end hooks on the
 /// thread that sees the end (the caller's; `cancel`'s; a stream's `receive`). Hooks of one call
 /// never run concurrently with each other, but different calls run them concurrently.
 public protocol Interceptor: Sendable {
@@ -258,6 +259,7 @@ final class InterceptorRun: @unchecked Sendable {
 
     /// Every message of the call (only when an interceptor observes messages).
     func message(_ direction: MessageDirection, _ bytes: [UInt8]) {
+        if lock.withLock({ ended }) { return }  // the client went away: the call is over
         for i in chain.observers where i < chain.interceptors.count {
             chain.interceptors[i].message(call, direction: direction, bytes: bytes)
         }

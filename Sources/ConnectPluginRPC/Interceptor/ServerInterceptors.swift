@@ -50,6 +50,9 @@ enum ServerInterceptors {
             return true
         }
         if !attached { return nil }
+        // A client that cancels or goes away ends the call there and then (on the I/O thread; after
+        // the start hooks if they still run), not when the handler gets round to returning.
+        core.stream.onCancel { run.end(CallResult(error: departure(run.call))) }
         let rejection = run.start()
         let headers = call.takeAddedResponseHeaders()
         let trailers = call.takeAddedResponseTrailers()
@@ -64,13 +67,19 @@ enum ServerInterceptors {
         return run
     }
 
+    /// The result of a call whose client canceled it or went away.
+    static func departure(_ call: InterceptorCall) -> ConnectError {
+        if let d = call.deadlineNs, monotonicNowNs() >= d {
+            return ConnectError(.deadlineExceeded, "the deadline passed before the call finished")
+        }
+        return ConnectError(.canceled, "the client canceled the call or went away")
+    }
+
     /// From `finish`: the end hooks see the result; trailers they add go out with the response.
     static func end(_ run: InterceptorRun, _ core: ServerCallCore, message: [UInt8]?, error: ConnectError?, byRuntime: Bool,
                     headers: Metadata, trailers: inout Metadata) {
         var err = error
-        if err == nil && !byRuntime && core.stream.isCanceled {
-            err = ConnectError(.canceled, "the client canceled the call or went away")
-        }
+        if core.stream.isCanceled && err?.code != .deadlineExceeded { err = departure(run.call) }
         if let m = message, err == nil, run.observesMessages { run.message(.response, m) }
         if run.end(CallResult(error: err, responseHeaders: headers, trailers: trailers)) {
             trailers.append(contentsOf: run.call.takeAddedResponseTrailers())
