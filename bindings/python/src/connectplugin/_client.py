@@ -59,6 +59,8 @@ class Client(_ffi.Managed):
       ``tls_cert_file``/``tls_key_file`` or ``tls_cert_pem``/``tls_key_pem`` (a client certificate,
       for mTLS), ``tls_server_name`` (SNI and verified name) and ``tls_insecure_skip_verify``.
       Verification failures are :class:`RPCError` UNAVAILABLE whose message names the cause.
+    * ``interceptors``: objects with ``start(call)``/``end(call, error)`` (see :class:`Interceptor`)
+      around every call, in this order (ends in reverse).
 
     May be used by any number of threads at once. ``close()`` cancels and frees the streams still
     open, waits for unary calls in progress, then frees the client.
