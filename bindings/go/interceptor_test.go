@@ -342,3 +342,50 @@ func TestInterceptorAddRules(t *testing.T) {
 		t.Fatalf("after start: %v", e)
 	}
 }
+
+// An interceptor that authorizes by the mTLS client certificate.
+func TestInterceptorSeesTLSPeer(t *testing.T) {
+	pki := newTestPKI(t)
+	seen := &eventLog{}
+	s, err := NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.HandleUnary(icptSvc+"Echo", func(ctx context.Context, req *Request) ([]byte, error) { return req.Message, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddInterceptor(Interceptor{Start: func(call *InterceptorCall) error {
+		if call.Peer == nil {
+			seen.add("no peer")
+			return NewError(CodePermissionDenied, "a client certificate is required")
+		}
+		seen.add(call.Peer.Subject)
+		if !strings.Contains(call.Peer.Subject, pki.ClientSubjectCN) {
+			return NewError(CodePermissionDenied, "unknown client")
+		}
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := s.ListenTLS("127.0.0.1:0", &TLSConfig{CertPEM: pki.ServerCertPEM, KeyPEM: pki.ServerKeyPEM, CAPEM: pki.CAPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	url := "https://" + addr
+	// With a client certificate: allowed.
+	c := newTestClient(t, url, WithTLS(&TLSConfig{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}))
+	if _, err := c.CallUnary(context.Background(), icptSvc+"Echo", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Without one (the listener does not require it): the interceptor rejects.
+	anon := newTestClient(t, url, WithTLS(&TLSConfig{CAFile: pki.CAFile}))
+	_, err = anon.CallUnary(context.Background(), icptSvc+"Echo", []byte("x"))
+	wantCode(t, err, CodePermissionDenied)
+	if got := seen.take(); got != "CN="+pki.ClientSubjectCN+",no peer" {
+		t.Fatalf("interceptor saw %s", got)
+	}
+}
