@@ -1006,6 +1006,192 @@ CONNECTPLUGIN_API void connectplugin_client_stream_cancel(connectplugin_client_s
 /** @brief Cancels the call if still running and frees the stream. NULL is a no-op. */
 CONNECTPLUGIN_API void connectplugin_client_stream_free(connectplugin_client_stream *stream);
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Interceptors                                                                                     */
+/* ------------------------------------------------------------------------------------------------ */
+
+/*
+ * An interceptor is a set of per-call hooks around every call of every shape (unary, client, server
+ * and bidi streaming), for every protocol (Connect POST and GET, gRPC, gRPC-Web), on servers
+ * (server-wide or for one procedure) and on clients:
+ *  - start runs before the handler (server) or before the request is sent (client). It sees the
+ *    procedure, method kind, protocol, codec, peer (servers: the mTLS identity), request headers and
+ *    deadline; it may reject the call (connectplugin_interceptor_call_reject), add response headers
+ *    and trailers (servers) or request headers (clients).
+ *  - end runs once the call's result is known, with its code and message; it can read the response
+ *    headers and trailers, and servers may still add trailers.
+ *  - message (opt-in, connectplugin_interceptor_set_message_func) sees every request and response
+ *    message. Hosts whose callbacks are costly (Go, Python) should leave it unset: then an
+ *    interceptor costs one start and one end callback per call, nothing per message.
+ * Calls the server refuses before routing them (unknown procedure, wrong HTTP method or content
+ * type, unsupported compression, malformed timeout) never reach interceptors.
+ * Order: start hooks run in the order the interceptors were added (server-wide first, then the
+ * procedure's); end hooks in reverse, for every interceptor whose start ran (the one that rejected
+ * included). The hooks of one call never run concurrently with each other; hooks of different calls
+ * do, on any thread: servers run start on the handler thread, end on the thread that ends the call
+ * (the handler's, or a library I/O thread for deadlines and vanished clients: keep end quick and
+ * non-blocking); clients run start on the calling thread and end on the thread that sees the end
+ * (the caller's, a stream's receive, cancel or free).
+ */
+typedef struct connectplugin_interceptor connectplugin_interceptor;
+/** @brief One call as one interceptor's hook sees it. Borrowed; valid only while the hook runs. */
+typedef struct connectplugin_interceptor_call connectplugin_interceptor_call;
+
+/** @brief Which way a message travels. */
+#define CONNECTPLUGIN_DIRECTION_REQUEST 0
+#define CONNECTPLUGIN_DIRECTION_RESPONSE 1
+
+/**
+ * @brief Start hook. Return 0 to let the call go on (unless connectplugin_interceptor_call_reject
+ *        was called); any other value rejects it with INTERNAL. A rejected call never reaches its
+ *        handler (server) or the network (client); the client sees the rejection's code and message.
+ */
+typedef int32_t (*connectplugin_interceptor_start_func)(connectplugin_interceptor_call *call, void *user_data);
+/**
+ * @brief End hook: the call's result, @p code (CONNECTPLUGIN_CODE_OK on success) and @p message
+ *        (borrowed, "" on success). Runs exactly once per call whose start hook ran.
+ */
+typedef void (*connectplugin_interceptor_end_func)(connectplugin_interceptor_call *call, connectplugin_code code,
+                                                   const char *message, void *user_data);
+/**
+ * @brief Message hook: one serialized, uncompressed message (@p direction is
+ *        CONNECTPLUGIN_DIRECTION_REQUEST or _RESPONSE). @p data is borrowed for the callback only.
+ */
+typedef void (*connectplugin_interceptor_message_func)(connectplugin_interceptor_call *call, int32_t direction,
+                                                       const uint8_t *data, size_t len, void *user_data);
+
+/**
+ * @brief Creates an interceptor from hooks; either hook may be NULL (not both).
+ * @param user_data_free  May be NULL. Called exactly once with @p user_data when no server, client,
+ *        client options or handle holds the interceptor any more (after connectplugin_interceptor_free
+ *        and the free of every server, client and options it was added to), or before this function
+ *        returns if it fails.
+ * @param out_interceptor  Receives the interceptor (owned; free with connectplugin_interceptor_free).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if both hooks or @p out_interceptor are NULL.
+ * Thread safety: the interceptor may be added to any number of servers and clients, from any thread.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_new(connectplugin_interceptor_start_func start,
+                                                   connectplugin_interceptor_end_func end, void *user_data,
+                                                   connectplugin_free_func user_data_free,
+                                                   connectplugin_interceptor **out_interceptor,
+                                                   connectplugin_error **out_error);
+/**
+ * @brief Opts in to message observation: @p on_message (NULL turns it off) sees every message of
+ *        every call. Only before the interceptor is added to a server or client options.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p interceptor is NULL.
+ * @retval CONNECTPLUGIN_ERR_STATE once the interceptor was added to a server or client options.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_set_message_func(connectplugin_interceptor *interceptor,
+                                                                connectplugin_interceptor_message_func on_message,
+                                                                connectplugin_error **out_error);
+/**
+ * @brief Drops the caller's reference. Servers, clients and options it was added to keep theirs;
+ *        the finalizer runs when the last one goes. NULL is a no-op. Any thread.
+ */
+CONNECTPLUGIN_API void connectplugin_interceptor_free(connectplugin_interceptor *interceptor);
+
+/**
+ * @brief Adds @p interceptor to every call of @p server (@p procedure NULL) or to the calls of one
+ *        procedure ("/package.Service/Method"; it need not be registered yet). The server holds a
+ *        reference until it is freed. Before connectplugin_server_start only.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p server or @p interceptor is NULL or @p procedure is
+ *         malformed.
+ * @retval CONNECTPLUGIN_ERR_STATE after connectplugin_server_start.
+ * @retval CONNECTPLUGIN_ERR_CLOSED after connectplugin_server_stop.
+ * Thread safety: not concurrently with other configuration of the same server.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_server_add_interceptor(connectplugin_server *server, const char *procedure,
+                                                          connectplugin_interceptor *interceptor,
+                                                          connectplugin_error **out_error);
+/**
+ * @brief Adds @p interceptor around every call (unary and streaming) of clients made with
+ *        @p options (after those added before). Options and clients hold a reference each.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p options or @p interceptor is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_client_options_add_interceptor(connectplugin_client_options *options,
+                                                                  connectplugin_interceptor *interceptor,
+                                                                  connectplugin_error **out_error);
+
+/* ---- Inside a hook: the connectplugin_interceptor_call_* functions take the call the hook was given,
+        on the hook's thread, while it runs. Borrowed results live until the hook returns. ---- */
+
+/** @brief The procedure, "/package.Service/Method". Borrowed. NULL for a NULL call. */
+CONNECTPLUGIN_API const char *connectplugin_interceptor_call_procedure(const connectplugin_interceptor_call *call);
+/** @brief The method kind (CONNECTPLUGIN_UNARY, ..._CLIENT_STREAM, ..._SERVER_STREAM, ..._BIDI_STREAM); -1 for NULL. */
+CONNECTPLUGIN_API connectplugin_method_kind connectplugin_interceptor_call_kind(const connectplugin_interceptor_call *call);
+/** @brief "connect", "grpc" or "grpcweb". Borrowed. */
+CONNECTPLUGIN_API const char *connectplugin_interceptor_call_protocol(const connectplugin_interceptor_call *call);
+/** @brief "proto" or "json". Borrowed. */
+CONNECTPLUGIN_API const char *connectplugin_interceptor_call_codec(const connectplugin_interceptor_call *call);
+/** @brief 1 in a server's interceptor, 0 in a client's (-1 for NULL). */
+CONNECTPLUGIN_API int32_t connectplugin_interceptor_call_is_server(const connectplugin_interceptor_call *call);
+/**
+ * @brief Servers: the peer's verified TLS client certificate (mTLS), with the keys of
+ *        connectplugin_call_peer. NULL without one, and always on clients. Borrowed.
+ */
+CONNECTPLUGIN_API const connectplugin_metadata *connectplugin_interceptor_call_peer(const connectplugin_interceptor_call *call);
+/**
+ * @brief The request headers: servers, as received (protocol headers removed); clients, the
+ *        client's and the call's headers plus those start hooks added so far. Borrowed.
+ */
+CONNECTPLUGIN_API const connectplugin_metadata *connectplugin_interceptor_call_request_headers(const connectplugin_interceptor_call *call);
+/** @brief Milliseconds until the call's deadline, 0 once passed, -1 without a deadline. */
+CONNECTPLUGIN_API int64_t connectplugin_interceptor_call_timeout_remaining_ms(const connectplugin_interceptor_call *call);
+/**
+ * @brief In an end hook: the response headers (server: sent; client: received) and trailers.
+ *        Borrowed. NULL outside an end hook. On a client, a failed call's headers and trailers
+ *        are both in the trailers list (as in the error's metadata).
+ */
+CONNECTPLUGIN_API const connectplugin_metadata *connectplugin_interceptor_call_response_headers(const connectplugin_interceptor_call *call);
+CONNECTPLUGIN_API const connectplugin_metadata *connectplugin_interceptor_call_response_trailers(const connectplugin_interceptor_call *call);
+/**
+ * @brief This interceptor's per-call slot: set it in start, read it in end (e.g. a start time or a
+ *        host object). Each interceptor has its own slot; the library never frees it. Default NULL.
+ */
+CONNECTPLUGIN_API void connectplugin_interceptor_call_set_state(connectplugin_interceptor_call *call, void *state);
+CONNECTPLUGIN_API void *connectplugin_interceptor_call_state(const connectplugin_interceptor_call *call);
+/**
+ * @brief In a start hook: rejects the call with @p code (1–16; 0 or out of range is UNKNOWN) and
+ *        @p message (may be NULL; copied). Later start hooks do not run.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p call is NULL.
+ * @retval CONNECTPLUGIN_ERR_STATE outside a start hook.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_call_reject(connectplugin_interceptor_call *call, connectplugin_code code,
+                                                           const char *message, connectplugin_error **out_error);
+/**
+ * @brief Clients, in a start hook: adds a request header. Same rules as connectplugin_metadata_add. Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL or the key or value is malformed.
+ * @retval CONNECTPLUGIN_ERR_STATE on a server, or outside a start hook.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_call_add_request_header(connectplugin_interceptor_call *call,
+                                                                       const char *key, const uint8_t *value,
+                                                                       size_t value_len, connectplugin_error **out_error);
+/**
+ * @brief Servers, in a start hook: adds a response header, sent whatever the outcome (a rejection
+ *        included). Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL or the key or value is malformed.
+ * @retval CONNECTPLUGIN_ERR_STATE on a client, or outside a start hook.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_call_add_response_header(connectplugin_interceptor_call *call,
+                                                                        const char *key, const uint8_t *value,
+                                                                        size_t value_len, connectplugin_error **out_error);
+/**
+ * @brief Servers, in a start or end hook: adds a response trailer. Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL or the key or value is malformed.
+ * @retval CONNECTPLUGIN_ERR_STATE on a client, or in a message hook.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_call_add_response_trailer(connectplugin_interceptor_call *call,
+                                                                         const char *key, const uint8_t *value,
+                                                                         size_t value_len, connectplugin_error **out_error);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,31 @@ public typealias Client = RPCClient
 /// The library version (CONNECTPLUGIN_VERSION of include/connectplugin.h).
 public let connectPluginVersion = libraryVersion
 
+// MARK: - Interceptors
+
+extension RPCServer {
+    /// Adds an interceptor made of closures, for every call (`procedure` nil) or for one procedure:
+    /// `start` may throw a `ConnectError` to reject the call (e.g. `.unauthenticated`) before the
+    /// handler runs, and may add response headers and trailers; `end` sees the result. Start hooks
+    /// run in the order added (server-wide first), end hooks in reverse. Before `start()` only.
+    /// The full protocol (with message observation) is `Interceptor`, added with `addInterceptor`.
+    public func intercept(procedure: String? = nil,
+                          start: (@Sendable (InterceptorCall) throws -> Void)? = nil,
+                          end: (@Sendable (InterceptorCall, CallResult) -> Void)? = nil) throws {
+        try addInterceptor(ClosureInterceptor(start: start, end: end), procedure: procedure)
+    }
+}
+
+extension RPCClient.Options {
+    /// Adds an interceptor made of closures around every call of the client: `start` runs before
+    /// the request is sent and may add request headers or throw a `ConnectError` to fail the call
+    /// without sending it; `end` sees the result.
+    public mutating func intercept(start: (@Sendable (InterceptorCall) throws -> Void)? = nil,
+                                   end: (@Sendable (InterceptorCall, CallResult) -> Void)? = nil) {
+        interceptors.append(ClosureInterceptor(start: start, end: end))
+    }
+}
+
 // MARK: - Server handlers that throw
 
 extension RPCServer {

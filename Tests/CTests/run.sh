@@ -3,7 +3,7 @@
 #   Tests/CTests/run.sh [LIBDIR]      (default LIBDIR: <repo>/.build/debug)
 # Suites: test_header_symbols.sh, test_header_configs.sh (the header in C and C++, shared and static),
 # test_kv_codec.c, test_abi.c, test_stream.c (streaming, protocols, GET, TLS; needs openssl),
-# test_statuses.c (the documented @retval statuses and codes), test_examples.sh (the C example),
+# test_statuses.c (the documented @retval statuses and codes), test_interceptor.c, test_examples.sh (the C example),
 # bench/test_quick.sh (make bench in quick mode).
 # CMake builds the same sources and registers them with ctest. Last line: "c-tests: N passed, M failed"
 # (summed over the suites); exit status 1 on any failure.
@@ -67,6 +67,7 @@ build "$tmp/test_kv_codec" "$here/test_kv_codec.c" "$repo/examples/c/kv_common.c
 build "$tmp/test_abi" "$here/test_abi.c" && suite abi "$tmp/test_abi"
 build "$tmp/test_stream" "$here/test_stream.c" && suite stream "$tmp/test_stream"
 build "$tmp/test_statuses" "$here/test_statuses.c" && suite statuses "$tmp/test_statuses"
+build "$tmp/test_interceptor" "$here/test_interceptor.c" && suite interceptor "$tmp/test_interceptor"
 build "$tmp/kv-server-c" "$repo/examples/c/kv_server.c" "$repo/examples/c/kv_common.c" &&
     build "$tmp/kv-client-c" "$repo/examples/c/kv_client.c" "$repo/examples/c/kv_common.c" &&
     suite examples sh "$here/test_examples.sh" "$tmp/kv-server-c" "$tmp/kv-client-c"

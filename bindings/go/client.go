@@ -26,6 +26,8 @@ type clientConfig struct {
 	protocol    string
 	useGet      *bool
 	tls         *TLSConfig
+	// interceptors wrap every call (interceptor.go).
+	interceptors []Interceptor
 }
 
 // WithCodec selects the codec: "proto" (default, application/proto) or "json" (application/json).
@@ -212,6 +214,9 @@ func NewClient(baseURL string, opts ...ClientOption) (*Client, error) {
 		if err := check(status, &cerr); err != nil {
 			return nil, err
 		}
+	}
+	if err := addClientInterceptors(copts, cfg.interceptors); err != nil {
+		return nil, err
 	}
 	if cfg.useGet != nil {
 		v := C.int32_t(0)

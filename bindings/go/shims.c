@@ -19,6 +19,20 @@ void go_free_trampoline(void *user_data) {
     goFreeHandle((uintptr_t)user_data);
 }
 
+int32_t go_interceptor_start_trampoline(connectplugin_interceptor_call *call, void *user_data) {
+    return goInterceptorStart(call, (uintptr_t)user_data);
+}
+
+void go_interceptor_end_trampoline(connectplugin_interceptor_call *call, connectplugin_code code, const char *message,
+                                   void *user_data) {
+    goInterceptorEnd(call, code, (char *)message, (uintptr_t)user_data);
+}
+
+void go_interceptor_message_trampoline(connectplugin_interceptor_call *call, int32_t direction, const uint8_t *data,
+                                       size_t len, void *user_data) {
+    goInterceptorMessage(call, direction, (uint8_t *)data, len, (uintptr_t)user_data);
+}
+
 void *go_handle_to_user_data(uintptr_t handle) {
     return (void *)handle;
 }

@@ -13,6 +13,13 @@ void go_stream_trampoline(connectplugin_stream *stream, void *user_data);
 void go_done_trampoline(void *user_data);
 /* connectplugin_free_func: forwards to the exported Go function goFreeHandle. */
 void go_free_trampoline(void *user_data);
+/* connectplugin_interceptor_start_func / _end_func / _message_func: forward to goInterceptorStart,
+   goInterceptorEnd and goInterceptorMessage. */
+int32_t go_interceptor_start_trampoline(connectplugin_interceptor_call *call, void *user_data);
+void go_interceptor_end_trampoline(connectplugin_interceptor_call *call, connectplugin_code code, const char *message,
+                                   void *user_data);
+void go_interceptor_message_trampoline(connectplugin_interceptor_call *call, int32_t direction, const uint8_t *data,
+                                       size_t len, void *user_data);
 /* Turns a runtime/cgo.Handle (an integer) into the user_data pointer; never a Go pointer. */
 void *go_handle_to_user_data(uintptr_t handle);
 /* A static byte used as the data pointer of empty buffers. */

@@ -133,6 +133,13 @@ public final class ClientStream: @unchecked Sendable {
     private var unaryStatus = 0
     private var unaryHeaders = HTTPHeaders()
     private var unaryBody: [UInt8] = []
+    /// The call's interceptors (set before the stream is handed out); their end hooks run once,
+    /// when the result is known, on cancel, or when the stream is released before its end.
+    var interceptorRun: InterceptorRun?
+
+    deinit {
+        interceptorRun?.end(CallResult(error: ConnectError(.canceled, "the stream was released before its end")))
+    }
 
     init(client: RPCClient, call: HTTPClientCall, kind: MethodKind, connectUnary: Bool = false) {
         self.client = client
@@ -148,6 +155,7 @@ public final class ClientStream: @unchecked Sendable {
         try sendLock.withLock {
             if sendClosed { throw ConnectError.local(.state, "send after closeSend") }
             if !kind.clientStreams && sentOne { throw ConnectError.local(.state, "this method takes exactly one request message") }
+            if let r = interceptorRun, r.observesMessages { r.message(.request, message) }
             var out: [UInt8] = []
             if connectUnary {
                 out = try client.connectUnaryBody(message)
@@ -182,6 +190,7 @@ public final class ClientStream: @unchecked Sendable {
     /// recvLock held.
     private func markFinished() {
         finished = true
+        interceptorRun?.end(CallResult(error: finalError, responseHeaders: decoder.headers, trailers: _trailers))
         cancelLock.withLock { doneMirror = true }
     }
 
@@ -198,6 +207,7 @@ public final class ClientStream: @unchecked Sendable {
     public func cancel() {
         cancelLock.withLock { canceledFlag = true }
         call.cancel()
+        interceptorRun?.end(CallResult(error: ConnectError(.canceled, "the call was canceled")))
     }
 
     /// Cancels unless the call already ended (used when a stream handle is freed).
@@ -284,6 +294,7 @@ public final class ClientStream: @unchecked Sendable {
             case .end(let trailers):
                 let r = try client.decode(HTTPResponse(status: unaryStatus, headers: unaryHeaders, body: unaryBody, trailers: trailers))
                 unaryBody = []
+                if let run = interceptorRun, run.observesMessages { run.message(.response, r.message) }
                 pending.append(r.message)
                 _trailers = r.trailers
                 markFinished()
@@ -295,7 +306,10 @@ public final class ClientStream: @unchecked Sendable {
         }
         switch call.read() {
         case .data(let bytes):
-            try decoder.push(bytes) { pending.append($0) }
+            try decoder.push(bytes) { m in
+                if let run = interceptorRun, run.observesMessages { run.message(.response, m) }
+                pending.append(m)
+            }
         case .end(let trailers):
             _trailers = try decoder.end(httpTrailers: trailers)
             markFinished()

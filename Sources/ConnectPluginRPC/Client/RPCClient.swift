@@ -28,6 +28,9 @@ public final class RPCClient: @unchecked Sendable {
         public var useHTTPGet = false
         /// TLS for https:// URLs (nil = system trust store, ALPN by `httpVersion`).
         public var tls: TLSConfig? = nil
+        /// Interceptors around every call (unary and streaming): start hooks in this order before
+        /// the request is sent, end hooks in reverse once the result is known.
+        public var interceptors: [any Interceptor] = []
         public init() {}
     }
 
@@ -35,6 +38,7 @@ public final class RPCClient: @unchecked Sendable {
     public let options: Options
     let pathPrefix: String
     let transport: HTTPClient
+    let chain: InterceptorChain
 
     public init(baseURL: String, options: Options = Options()) throws {
         guard ConnectProtocol.supportedCodecs.contains(options.codec) else {
@@ -51,6 +55,7 @@ public final class RPCClient: @unchecked Sendable {
         self.baseURL = baseURL
         self.options = options
         self.pathPrefix = prefix
+        self.chain = InterceptorChain(options.interceptors)
         var cfg = HTTPClientConfig()
         cfg.version = options.httpVersion
         // Compressed bodies are checked again after inflating.
@@ -113,6 +118,14 @@ public final class RPCClient: @unchecked Sendable {
         try RPCServer.validateProcedure(procedure)
         let timeout = timeoutMs ?? options.timeoutMs
         if timeout < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
+        if !chain.isEmpty {
+            return try ClientInterceptors.unary(self, procedure, request: request, headers: headers, timeoutMs: timeout, noSideEffects: noSideEffects)
+        }
+        return try unaryDirect(procedure, request: request, headers: headers, timeoutMs: timeout, noSideEffects: noSideEffects)
+    }
+
+    /// A unary call past the interceptors.
+    func unaryDirect(_ procedure: String, request: [UInt8], headers: Metadata, timeoutMs timeout: Int64, noSideEffects: Bool) throws -> UnaryResponse {
         if options.rpcProtocol != .connect {
             return try envelopedUnary(procedure, request: request, headers: headers, timeoutMs: timeout)
         }
@@ -320,17 +333,21 @@ public final class RPCClient: @unchecked Sendable {
     }
 
     /// Opens a streaming call (client, server or bidi streaming).
-    public func stream(_ procedure: String, kind: MethodKind, headers: Metadata = Metadata(), timeoutMs: Int64? = nil) throws -> ClientStream {
+    public func stream(_ procedure: String, kind: MethodKind, headers callHeaders: Metadata = Metadata(), timeoutMs: Int64? = nil) throws -> ClientStream {
         try RPCServer.validateProcedure(procedure)
         let timeout = timeoutMs ?? options.timeoutMs
         if timeout < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
+        var headers = callHeaders
+        let run = chain.isEmpty ? nil : try ClientInterceptors.startStream(self, procedure, kind: kind, headers: &headers, timeoutMs: timeout)
         // A unary method called through a stream handle (cancellable from another thread): Connect
         // uses its unary framing; gRPC and gRPC-Web are enveloped either way.
         let connectUnary = kind == .unary && options.rpcProtocol == .connect
         let h = connectUnary ? connectUnaryHeaders(headers, timeoutMs: timeout) : envelopedHeaders(headers, timeoutMs: timeout)
         let timeoutNs: UInt64? = timeout > 0 ? msToNs(timeout) : nil
         let call = transport.stream(method: "POST", path: pathPrefix + procedure, headers: h, timeoutNs: timeoutNs)
-        return ClientStream(client: self, call: call, kind: kind, connectUnary: connectUnary)
+        let stream = ClientStream(client: self, call: call, kind: kind, connectUnary: connectUnary)
+        stream.interceptorRun = run
+        return stream
     }
 
     /// Closes the client's connections. Calls in progress fail with canceled.

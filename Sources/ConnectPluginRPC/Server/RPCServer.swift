@@ -41,6 +41,10 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
     private var routes: [String: Route] = [:]
     private var started = false
     private var stopped = false
+    /// Interceptors (Interceptor/ServerInterceptors.swift): wrapped into the routes at start.
+    private var serverInterceptors: [any Interceptor] = []
+    private var procedureInterceptors: [String: [any Interceptor]] = [:]
+    private var interceptorsApplied = false
     private let httpServer: HTTPServer
     private let pool: ThreadPool
     private let admission: StreamAdmission
@@ -93,6 +97,22 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
             guard let r = routes[procedure] else { throw ConnectError.local(.invalidArgument, "no handler is registered for \(procedure)") }
             guard r.kind == .unary else { throw ConnectError.local(.invalidArgument, "\(procedure) is a streaming method; only unary methods can use GET") }
             routes[procedure] = Route(kind: r.kind, unary: r.unary, stream: r.stream, noSideEffects: true)
+        }
+    }
+
+    /// Adds an interceptor for every call of the server (`procedure` nil) or of one procedure.
+    /// Start hooks run in the order added, the server-wide ones first; end hooks in reverse.
+    /// Only before the server starts.
+    public func addInterceptor(_ interceptor: any Interceptor, procedure: String? = nil) throws {
+        if let p = procedure { try RPCServer.validateProcedure(p) }
+        try lock.withLock {
+            if started { throw ConnectError.local(.state, "interceptors must be added before the server starts") }
+            if stopped { throw ConnectError.local(.closed, "the server was stopped") }
+            if let p = procedure {
+                procedureInterceptors[p, default: []].append(interceptor)
+            } else {
+                serverInterceptors.append(interceptor)
+            }
         }
     }
 
@@ -165,6 +185,10 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         try lock.withLock {
             if stopped { throw ConnectError.local(.closed, "the server was stopped") }
             started = true
+            if !interceptorsApplied {
+                interceptorsApplied = true
+                routes = ServerInterceptors.apply(routes, server: serverInterceptors, perProcedure: procedureInterceptors)
+            }
         }
         do { try httpServer.start() } catch let e as HTTPError { throw RPCServer.map(e) }
     }
@@ -181,7 +205,11 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         let grace = UInt64(max(0, graceMs)).multipliedReportingOverflow(by: 1_000_000)
         httpServer.stop(graceNs: grace.overflow ? UInt64.max : grace.partialValue)
         pool.shutdown()
-        lock.withLock { routes.removeAll() }
+        lock.withLock {
+            routes.removeAll()
+            serverInterceptors = []
+            procedureInterceptors = [:]
+        }
     }
 
     // MARK: HTTPServerHandler (loop thread)

@@ -39,6 +39,8 @@ final class ServerCallCore: @unchecked Sendable {
     var responseHeaders = Metadata()
     var responseTrailers = Metadata()
     var errorDetails: [ErrorDetail] = []
+    /// The call's interceptors (lock held); their end hooks run in `finish`.
+    var interceptorRun: InterceptorRun?
     private(set) var headersSent = false
     private(set) var finished = false
     /// The runtime answered on its own (deadline, shutdown, handler returned without answering).
@@ -189,9 +191,11 @@ final class ServerCallCore: @unchecked Sendable {
     /// Ends the call: `message` for a unary success, or `error`. Returns false if already finished.
     @discardableResult
     func finish(message: [UInt8]?, error: ConnectError?, byRuntime: Bool = false) -> Bool {
+        var run: InterceptorRun?
         let state: (Bool, Metadata, Metadata, [ErrorDetail])? = lock.withLock {
             if finished { return nil }
             finished = true
+            run = interceptorRun
             if byRuntime { finishedByRuntime = true }
             let sent = headersSent
             headersSent = true
@@ -199,12 +203,14 @@ final class ServerCallCore: @unchecked Sendable {
         }
         // The handler answering: from here on no hook starts (finished), and running ones end first.
         if !byRuntime { waitDoneIdle() }
-        guard let (sent, md, trailers, details) = state else { return false }
+        guard let (sent, md, handlerTrailers, details) = state else { return false }
         var err = error
         if var e = err, e.details.isEmpty, !details.isEmpty {
             e.details = details
             err = e
         }
+        var trailers = handlerTrailers
+        if let run { ServerInterceptors.end(run, self, message: message, error: err, byRuntime: byRuntime, headers: md, trailers: &trailers) }
         if !sent {
             return stream.respond(wholeResponse(message: message, error: err, headers: md, trailers: trailers))
         }
@@ -364,6 +370,8 @@ public final class StreamCall: @unchecked Sendable {
     let core: ServerCallCore
     /// Server streaming: the one request message, received before the handler runs.
     var firstMessage: [UInt8]?
+    /// Interceptors that observe messages (set before the handler runs).
+    var observer: InterceptorRun?
 
     init(procedure: String, kind: MethodKind, core: ServerCallCore, requestHeaders: Metadata, deadlineNs: UInt64?, peer: HTTPPeerInfo?) {
         self.procedure = procedure
@@ -385,6 +393,12 @@ public final class StreamCall: @unchecked Sendable {
 
     /// The next request message, or nil when the client finished sending.
     public func receive() throws -> [UInt8]? {
+        let m = try receiveMessage()
+        if let o = observer, let m { o.message(.request, m) }
+        return m
+    }
+
+    private func receiveMessage() throws -> [UInt8]? {
         if let m = firstMessage {
             firstMessage = nil
             return m
@@ -393,7 +407,10 @@ public final class StreamCall: @unchecked Sendable {
         return try core.receive()
     }
 
-    public func send(_ message: [UInt8]) throws { try core.send(message) }
+    public func send(_ message: [UInt8]) throws {
+        if let o = observer { o.message(.response, message) }
+        try core.send(message)
+    }
     /// Sends the response headers now (before the first message).
     public func sendHeaders() throws { try core.sendHeaders() }
 

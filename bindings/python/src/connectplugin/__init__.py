@@ -64,6 +64,25 @@ Client
 * TLS failures (unknown CA, name mismatch, missing client certificate) are :class:`RPCError`
   UNAVAILABLE whose message names the cause. :class:`TLSOptions` bundles the same settings.
 
+Interceptors
+------------
+Per-call hooks around every call (unary and streaming, every protocol)::
+
+    class Auth(connectplugin.Interceptor):
+        def start(self, call):                       # before the handler / before sending
+            if call.header("authorization") != b"Bearer secret":
+                raise connectplugin.RPCError(connectplugin.Code.UNAUTHENTICATED, "missing token")
+        def end(self, call, error):                  # once, with the result (error None = OK)
+            ...
+
+    srv.add_interceptor(Auth())                      # or add_interceptor(obj, procedure="/pkg.Svc/Get")
+    connectplugin.Client(url, interceptors=[obj])    # start may call.add_request_header(k, v)
+
+``call`` is an :class:`InterceptorCall` (``procedure``, ``kind``, ``protocol``, ``codec``,
+``is_server``, ``headers``, ``peer``, ``deadline``, ``state``; in end ``response_headers`` and
+``response_trailers``; ``add_response_header``/``add_response_trailer`` on servers). One start and
+one end callback per call; ``message(call, direction, data)`` only with ``observe_messages = True``.
+
 >>> import connectplugin
 >>> connectplugin.Code.INVALID_ARGUMENT.wire_name
 'invalid_argument'
@@ -85,6 +104,7 @@ from ._error import (
     version_num,
 )
 from ._ffi import ABI_VERSION, library_path
+from ._interceptor import DIRECTION_REQUEST, DIRECTION_RESPONSE, Interceptor, InterceptorCall
 from ._metadata import Metadata, Peer
 from ._server import CallContext, Server, ServerStream
 from ._tls import TLSOptions
@@ -93,6 +113,8 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ABI_VERSION",
+    "DIRECTION_REQUEST",
+    "DIRECTION_RESPONSE",
     "HTTP_1_1",
     "HTTP_2",
     "PROTOCOLS",
@@ -101,6 +123,8 @@ __all__ = [
     "ClientStream",
     "Code",
     "ConnectPluginError",
+    "Interceptor",
+    "InterceptorCall",
     "Metadata",
     "MethodKind",
     "Peer",

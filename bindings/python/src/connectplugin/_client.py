@@ -59,6 +59,8 @@ class Client(_ffi.Managed):
       ``tls_cert_file``/``tls_key_file`` or ``tls_cert_pem``/``tls_key_pem`` (a client certificate,
       for mTLS), ``tls_server_name`` (SNI and verified name) and ``tls_insecure_skip_verify``.
       Verification failures are :class:`RPCError` UNAVAILABLE whose message names the cause.
+    * ``interceptors``: objects with ``start(call)``/``end(call, error)`` (see :class:`Interceptor`)
+      around every call, in this order (ends in reverse).
 
     May be used by any number of threads at once. ``close()`` cancels and frees the streams still
     open, waits for unary calls in progress, then frees the client.
@@ -87,6 +89,7 @@ class Client(_ffi.Managed):
         tls_key_pem: Optional[PEM] = None,
         tls_server_name: Optional[str] = None,
         tls_insecure_skip_verify: bool = False,
+        interceptors: Optional[Iterable[Any]] = None,
     ) -> None:
         tls_kwargs = dict(
             ca_file=tls_ca_file,
@@ -144,6 +147,16 @@ class Client(_ffi.Managed):
                     st = _ffi.connectplugin_client_options_set_tls(opts, native, byref(err))
                     check(st, err, "set_tls")
             add_pairs(_ffi.connectplugin_client_options_add_header, opts, headers)
+            for ic in interceptors or ():
+                from ._interceptor import new_native
+
+                native = new_native(ic)
+                try:
+                    err = _ffi.new_error_out()
+                    st = _ffi.connectplugin_client_options_add_interceptor(opts, native, byref(err))
+                    check(st, err, "add_interceptor")
+                finally:
+                    _ffi.connectplugin_interceptor_free(native)
             out = POINTER(_ffi.connectplugin_client)()
             err = _ffi.new_error_out()
             st = _ffi.connectplugin_client_new(_ffi.as_cstr(url, "url"), opts, byref(out), byref(err))

@@ -148,6 +148,14 @@ class connectplugin_client_stream(ctypes.Structure):
     pass
 
 
+class connectplugin_interceptor(ctypes.Structure):
+    pass
+
+
+class connectplugin_interceptor_call(ctypes.Structure):
+    pass
+
+
 connectplugin_status = c_int32
 connectplugin_code = c_int32
 connectplugin_method_kind = c_int32
@@ -170,6 +178,20 @@ connectplugin_free_func = CFUNCTYPE(None, c_void_p)
 connectplugin_done_func = CFUNCTYPE(None, c_void_p)
 #: typedef void (*connectplugin_stream_handler)(connectplugin_stream *stream, void *user_data);
 connectplugin_stream_handler = CFUNCTYPE(None, POINTER(connectplugin_stream), c_void_p)
+
+#: typedef int32_t (*connectplugin_interceptor_start_func)(connectplugin_interceptor_call *call, void *user_data);
+connectplugin_interceptor_start_func = CFUNCTYPE(c_int32, POINTER(connectplugin_interceptor_call), c_void_p)
+#: typedef void (*connectplugin_interceptor_end_func)(connectplugin_interceptor_call *call, connectplugin_code code,
+#:                                                     const char *message, void *user_data);
+connectplugin_interceptor_end_func = CFUNCTYPE(None, POINTER(connectplugin_interceptor_call), c_int32, c_char_p,
+                                               c_void_p)
+#: typedef void (*connectplugin_interceptor_message_func)(connectplugin_interceptor_call *call, int32_t direction,
+#:                                                         const uint8_t *data, size_t len, void *user_data);
+connectplugin_interceptor_message_func = CFUNCTYPE(None, POINTER(connectplugin_interceptor_call), c_int32,
+                                                   POINTER(c_uint8), c_size_t, c_void_p)
+#: Message directions (CONNECTPLUGIN_DIRECTION_REQUEST / _RESPONSE).
+DIRECTION_REQUEST = 0
+DIRECTION_RESPONSE = 1
 
 _u8p = POINTER(c_uint8)
 _u8pp = POINTER(POINTER(c_uint8))
@@ -494,6 +516,62 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "connectplugin_client_stream_cancel": (None, [POINTER(connectplugin_client_stream)]),
     "connectplugin_client_stream_free": (None, [POINTER(connectplugin_client_stream)]),
+    # Interceptors
+    "connectplugin_interceptor_new": (
+        connectplugin_status,
+        [connectplugin_interceptor_start_func, connectplugin_interceptor_end_func, c_void_p, connectplugin_free_func,
+         POINTER(POINTER(connectplugin_interceptor)), _errpp],
+    ),
+    "connectplugin_interceptor_set_message_func": (
+        connectplugin_status,
+        [POINTER(connectplugin_interceptor), connectplugin_interceptor_message_func, _errpp],
+    ),
+    "connectplugin_interceptor_free": (None, [POINTER(connectplugin_interceptor)]),
+    "connectplugin_server_add_interceptor": (
+        connectplugin_status,
+        [POINTER(connectplugin_server), c_char_p, POINTER(connectplugin_interceptor), _errpp],
+    ),
+    "connectplugin_client_options_add_interceptor": (
+        connectplugin_status,
+        [POINTER(connectplugin_client_options), POINTER(connectplugin_interceptor), _errpp],
+    ),
+    "connectplugin_interceptor_call_procedure": (c_char_p, [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_kind": (connectplugin_method_kind, [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_protocol": (c_char_p, [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_codec": (c_char_p, [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_is_server": (c_int32, [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_peer": (POINTER(connectplugin_metadata), [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_request_headers": (
+        POINTER(connectplugin_metadata),
+        [POINTER(connectplugin_interceptor_call)],
+    ),
+    "connectplugin_interceptor_call_timeout_remaining_ms": (c_int64, [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_response_headers": (
+        POINTER(connectplugin_metadata),
+        [POINTER(connectplugin_interceptor_call)],
+    ),
+    "connectplugin_interceptor_call_response_trailers": (
+        POINTER(connectplugin_metadata),
+        [POINTER(connectplugin_interceptor_call)],
+    ),
+    "connectplugin_interceptor_call_set_state": (None, [POINTER(connectplugin_interceptor_call), c_void_p]),
+    "connectplugin_interceptor_call_state": (c_void_p, [POINTER(connectplugin_interceptor_call)]),
+    "connectplugin_interceptor_call_reject": (
+        connectplugin_status,
+        [POINTER(connectplugin_interceptor_call), connectplugin_code, c_char_p, _errpp],
+    ),
+    "connectplugin_interceptor_call_add_request_header": (
+        connectplugin_status,
+        [POINTER(connectplugin_interceptor_call), c_char_p, _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_interceptor_call_add_response_header": (
+        connectplugin_status,
+        [POINTER(connectplugin_interceptor_call), c_char_p, _u8p, c_size_t, _errpp],
+    ),
+    "connectplugin_interceptor_call_add_response_trailer": (
+        connectplugin_status,
+        [POINTER(connectplugin_interceptor_call), c_char_p, _u8p, c_size_t, _errpp],
+    ),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

@@ -726,6 +726,23 @@ class Server(_ffi.Managed):
         )
         check(st, err, "register_stream")
 
+    def add_interceptor(self, interceptor: Any, procedure: Optional[str] = None) -> None:
+        """Adds ``interceptor`` (an :class:`Interceptor`, or any object with ``start(call)`` and/or
+        ``end(call, error)``) around every call of the server, or of one ``procedure`` only (after
+        the server-wide ones). Start hooks run in the order added, end hooks in reverse. Allowed
+        before start only. Hooks are per call; ``message`` hooks only with ``observe_messages``."""
+        from ._interceptor import new_native
+
+        h = self._ptr()
+        proc = None if procedure is None else _ffi.as_cstr(procedure, "procedure")
+        native = new_native(interceptor)
+        try:
+            err = _ffi.new_error_out()
+            st = _ffi.connectplugin_server_add_interceptor(h, proc, native, byref(err))
+            check(st, err, "add_interceptor")
+        finally:
+            _ffi.connectplugin_interceptor_free(native)
+
     def set_no_side_effects(self, procedure: str) -> None:
         """Marks the registered unary ``procedure`` as free of side effects: it then also accepts
         Connect GET requests (cacheable). Allowed before start only."""
