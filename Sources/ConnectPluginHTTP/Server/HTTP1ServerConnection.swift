@@ -7,7 +7,7 @@
 // is in flight wait (parsed events are kept in order, and reading pauses).
 
 final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol, HTTPServerStreamTransport {
-    let socket: SocketConnection
+    let socket: any ByteStreamConnection
     let server: HTTPServer
     var loop: EventLoop { socket.loop }
     private let peer: HTTPPeerInfo?
@@ -31,7 +31,7 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
     private let inFlightLock = Lock()
     private var inFlightCount = 0
 
-    init(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil) {
+    init(socket: any ByteStreamConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil) {
         self.socket = socket
         self.server = server
         self.peer = peer
