@@ -4,7 +4,7 @@
 // Swift core. System libraries only: libnghttp2, OpenSSL 3, zlib.
 //
 // Layers (each depends only on the ones above it):
-//   C shims (CConnectPlugin*)  →  ConnectPluginIO (event loops, thread pool, locks, sockets)
+//   C shims (CConnectPlugin*)  →  ConnectPluginIO (event loops, thread pool, locks, sockets, in-memory pipes, child processes)
 //   →  ConnectPluginHTTP (TLS, HTTP/1.1, HTTP/2; re-exports ConnectPluginIO)
 //   →  ConnectPluginRPC (Connect protocol, codes, errors, compression, router, client)
 //   →  ConnectPlugin (the public Swift API)  →  ConnectPluginCABI (@_cdecl exports, libconnectplugin.so)
@@ -77,8 +77,9 @@ let package = Package(
             swiftSettings: swift5),
 
         // ---- Tests.
+        .testTarget(name: "ConnectPluginIOTests", dependencies: ["ConnectPluginIO"], swiftSettings: swift5),
         .testTarget(name: "ConnectPluginHTTPTests", dependencies: ["ConnectPluginHTTP"], swiftSettings: swift5),
-        .testTarget(name: "ConnectPluginRPCTests", dependencies: ["ConnectPluginRPC"], swiftSettings: swift5),
+        .testTarget(name: "ConnectPluginRPCTests", dependencies: ["ConnectPluginRPC", "ConnectPluginIO"], swiftSettings: swift5),
         .testTarget(name: "ConnectPluginTests", dependencies: ["ConnectPlugin"], swiftSettings: swift5),
     ]
 )

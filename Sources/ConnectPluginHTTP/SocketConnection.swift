@@ -4,15 +4,6 @@
 import CConnectPluginPosix
 import Glibc
 
-/// Receives a connection's events on its loop thread.
-public protocol ConnectionDelegate: AnyObject {
-    func connectionReceived(_ bytes: UnsafeRawBufferPointer)
-    /// The peer closed or an I/O error happened; the socket is already closed.
-    func connectionClosed(_ error: HTTPError?)
-    /// Everything queued so far was written.
-    func connectionDrained()
-}
-
 public final class SocketConnection: EventHandler {
     public let loop: EventLoop
     public private(set) var fd: Int32

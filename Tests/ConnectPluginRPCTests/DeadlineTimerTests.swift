@@ -2,7 +2,8 @@
 // the deadline: with a client timeout days ahead (Connect-Timeout-Ms up to 10 digits), every finished
 // call left its timer (and, once cancelled, its heap entry) on the loop for that long.
 import Testing
-@testable import ConnectPluginHTTP
+@testable import ConnectPluginIO
+import ConnectPluginHTTP
 import ConnectPluginRPC
 
 /// Timers due more than an hour from now over all loops of `group` (no other test sets such a

@@ -10,11 +10,15 @@ import CConnectPluginPosix
 public enum HTTPEndpoint: Sendable, Equatable {
     case tcp(host: String, port: Int)
     case unix(path: String)
+    /// A server in this process that listens under this name (`HTTPServer.listenInProcess`),
+    /// reached over an in-memory pipe.
+    case inProcess(name: String)
 
     var authority: String {
         switch self {
         case .tcp(let h, let p): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
         case .unix: return "localhost"
+        case .inProcess(let name): return name
         }
     }
 
@@ -22,6 +26,7 @@ public enum HTTPEndpoint: Sendable, Equatable {
         switch self {
         case .tcp: return authority
         case .unix(let p): return "unix:" + p
+        case .inProcess(let name): return "inproc://" + name
         }
     }
 }
@@ -435,13 +440,14 @@ public final class HTTPClient: @unchecked Sendable {
 
     // MARK: connections
 
-    func openSocket() -> Result<(SocketConnection, Bool), HTTPError> {
+    func openSocket() -> Result<(any ByteStreamConnection, Bool), HTTPError> {
         let fd: Int32
         let inProgress: Bool
         do {
             switch endpoint {
             case .tcp(let host, let port): (fd, inProgress) = try Socket.connectTCP(host: host, port: port)
             case .unix(let path): (fd, inProgress) = try Socket.connectUnix(path: path)
+            case .inProcess(let name): return InProcessListeners.connect(name: name, loop: loop).map { ($0, false) }
             }
         } catch let e as HTTPError {
             return .failure(e)
@@ -542,7 +548,7 @@ public final class HTTPClient: @unchecked Sendable {
 // MARK: - HTTP/2
 
 final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientConnection {
-    let socket: SocketConnection
+    let socket: any ByteStreamConnection
     /// Weak: a connection may outlive its client (a call still finishing when the host frees it).
     weak var owner: HTTPClient?
     let loop: EventLoop
@@ -565,7 +571,7 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
     private var streams: [Int32: Stream] = [:]
     private var ids: [ObjectIdentifier: Int32] = [:]
 
-    init(socket: SocketConnection, client: HTTPClient) {
+    init(socket: any ByteStreamConnection, client: HTTPClient) {
         self.socket = socket
         owner = client
         loop = client.loop
@@ -792,7 +798,7 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
 // MARK: - HTTP/1.1
 
 final class H1ClientConnection: ConnectionDelegate, ClientConnection {
-    let socket: SocketConnection
+    let socket: any ByteStreamConnection
     /// Weak: a connection may outlive its client (a call still finishing when the host frees it).
     weak var owner: HTTPClient?
     let loop: EventLoop
@@ -809,7 +815,7 @@ final class H1ClientConnection: ConnectionDelegate, ClientConnection {
     private var pausedForReader = false
     private var responseStarted = false
 
-    init(socket: SocketConnection, client: HTTPClient) {
+    init(socket: any ByteStreamConnection, client: HTTPClient) {
         self.socket = socket
         owner = client
         loop = client.loop

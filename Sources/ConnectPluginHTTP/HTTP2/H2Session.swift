@@ -32,7 +32,7 @@ final class H2OutgoingBody {
 final class H2Session {
     private(set) var session: OpaquePointer?
     weak var delegate: H2SessionDelegate?
-    let socket: SocketConnection
+    let socket: any ByteStreamConnection
     let isServer: Bool
     var outgoing: [Int32: H2OutgoingBody] = [:]
     /// Set when nghttp2 reports a fatal error or the session has nothing more to do.
@@ -50,7 +50,7 @@ final class H2Session {
     static let streamWindow: UInt32 = 1 << 20
 
     /// Creates the session and queues our SETTINGS. Returns nil if nghttp2 cannot allocate.
-    init?(isServer: Bool, socket: SocketConnection, delegate: H2SessionDelegate) {
+    init?(isServer: Bool, socket: any ByteStreamConnection, delegate: H2SessionDelegate) {
         self.isServer = isServer
         self.socket = socket
         self.delegate = delegate

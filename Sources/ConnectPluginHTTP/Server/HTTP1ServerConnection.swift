@@ -7,7 +7,7 @@
 // is in flight wait (parsed events are kept in order, and reading pauses).
 
 final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol, HTTPServerStreamTransport {
-    let socket: SocketConnection
+    let socket: any ByteStreamConnection
     let server: HTTPServer
     var loop: EventLoop { socket.loop }
     private let peer: HTTPPeerInfo?
@@ -33,7 +33,7 @@ final class HTTP1ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
 
     private let connection: HTTPConnectionInfo?
 
-    init(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil, connection: HTTPConnectionInfo? = nil) {
+    init(socket: any ByteStreamConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil, connection: HTTPConnectionInfo? = nil) {
         self.connection = connection
         self.socket = socket
         self.server = server

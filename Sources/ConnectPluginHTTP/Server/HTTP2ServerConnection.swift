@@ -3,7 +3,7 @@
 // flow-control back-pressure and the response streams out through nghttp2's deferred data provider.
 
 final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol, H2SessionDelegate, HTTPServerStreamTransport {
-    let socket: SocketConnection
+    let socket: any ByteStreamConnection
     let server: HTTPServer
     var loop: EventLoop { socket.loop }
     private var session: H2Session?
@@ -38,7 +38,7 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
 
     private let connection: HTTPConnectionInfo?
 
-    init?(socket: SocketConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil, connection: HTTPConnectionInfo? = nil) {
+    init?(socket: any ByteStreamConnection, server: HTTPServer, peer: HTTPPeerInfo? = nil, connection: HTTPConnectionInfo? = nil) {
         self.connection = connection
         self.socket = socket
         self.server = server

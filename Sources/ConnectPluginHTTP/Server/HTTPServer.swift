@@ -76,6 +76,10 @@ public final class HTTPServer: @unchecked Sendable {
     private var connections: [ObjectIdentifier: ServerConnectionProtocol] = [:]
     private var accepting = false
     private var stopped = false
+    /// Names this server listens under in this process (`listenInProcess`).
+    private var inProcessNames: [String] = []
+    /// In-process connections made before `start`, served once it runs (as a socket's backlog).
+    private var inProcessBacklog: [any ByteStreamConnection] = []
 
     public init(config: HTTPServerConfig, group: EventLoopGroup, handler: HTTPServerHandler) {
         self.config = config
@@ -83,7 +87,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.handler = handler
     }
 
-    public var addresses: [String] { lock.withLock { listeners.map { $0.address } } }
+    public var addresses: [String] { lock.withLock { listeners.map { $0.address } + inProcessNames.map { "inproc://" + $0 } } }
 
     /// Binds a TCP listener on "host:port". Returns the bound address. With `tls`, connections
     /// speak TLS and pick HTTP/2 or HTTP/1.1 by ALPN.
@@ -97,6 +101,50 @@ public final class HTTPServer: @unchecked Sendable {
     public func listenUnix(path: String) throws -> String {
         let fd = try Socket.listenUnix(path: path)
         return try addListener(fd: fd, address: "unix:" + path, unixPath: path, tls: nil)
+    }
+
+    /// Listens under `name` in this process: clients of `HTTPEndpoint.inProcess(name:)` (URL
+    /// `inproc://NAME`) reach this server over an in-memory pipe, with no socket. Returns
+    /// "inproc://NAME". A name is used by one server at a time.
+    public func listenInProcess(name: String) throws -> String {
+        let stoppedNow = lock.withLock { stopped }
+        if stoppedNow { throw HTTPError(.closed, "the server was stopped") }
+        try InProcessListeners.register(name: name, server: self)
+        lock.lock()
+        if stopped {
+            lock.unlock()
+            InProcessListeners.unregister(name: name, server: self)
+            throw HTTPError(.closed, "the server was stopped")
+        }
+        inProcessNames.append(name)
+        lock.unlock()
+        return "inproc://" + name
+    }
+
+    /// Serves a connected byte stream (an in-memory pipe end) as an accepted connection: protocol
+    /// detection, then HTTP/1.1 or HTTP/2. False when the server was stopped (the stream is closed).
+    @discardableResult
+    public func adopt(stream: any ByteStreamConnection) -> Bool {
+        lock.lock()
+        if stopped {
+            lock.unlock()
+            stream.loop.execute { stream.closeNow(HTTPError(.closed, "the server was stopped")) }
+            return false
+        }
+        if !accepting {
+            inProcessBacklog.append(stream)
+            lock.unlock()
+            return true
+        }
+        nextConnectionID &+= 1
+        // An in-process connection has no remote host: like a Unix socket, it is its own peer.
+        let connection = HTTPConnectionInfo(id: nextConnectionID, remoteHost: nil)
+        lock.unlock()
+        stream.loop.execute { [self] in
+            let detector = ProtocolDetector(socket: stream, server: self, connection: connection)
+            stream.start(delegate: detector)
+        }
+        return true
     }
 
     private func addListener(fd: Int32, address: String, unixPath: String?, tls: TLSContext?) throws -> String {
@@ -122,8 +170,11 @@ public final class HTTPServer: @unchecked Sendable {
         }
         accepting = true
         let ls = listeners
+        let backlog = inProcessBacklog
+        inProcessBacklog = []
         lock.unlock()
         for l in ls { l.loop.execute { l.startAccepting() } }
+        for stream in backlog { adopt(stream: stream) }
     }
 
     func adopt(fd: Int32, isUnix: Bool, tls: TLSContext?) {
@@ -174,7 +225,12 @@ public final class HTTPServer: @unchecked Sendable {
         stopped = true
         accepting = false
         let ls = listeners
+        let names = inProcessNames
+        let backlog = inProcessBacklog
+        inProcessBacklog = []
         lock.unlock()
+        for name in names { InProcessListeners.unregister(name: name, server: self) }
+        for stream in backlog { stream.loop.execute { stream.closeNow(HTTPError(.closed, "the server was stopped")) } }
         for l in ls {
             let p = Promise<Bool>()
             l.loop.execute {
@@ -209,14 +265,14 @@ public final class HTTPServer: @unchecked Sendable {
 /// Reads the first bytes of a connection and picks HTTP/2 (preface) or HTTP/1.1.
 final class ProtocolDetector: ConnectionDelegate {
     static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
-    let socket: SocketConnection
+    let socket: any ByteStreamConnection
     let server: HTTPServer
     private var buffered: [UInt8] = []
     private var idleTimer: TimerHandle?
 
     let connection: HTTPConnectionInfo
 
-    init(socket: SocketConnection, server: HTTPServer, connection: HTTPConnectionInfo) {
+    init(socket: any ByteStreamConnection, server: HTTPServer, connection: HTTPConnectionInfo) {
         self.socket = socket
         self.server = server
         self.connection = connection
@@ -236,7 +292,7 @@ final class ProtocolDetector: ConnectionDelegate {
     }
 
     private var peerInfo: HTTPPeerInfo? {
-        guard let id = socket.peerIdentity, id.verified else { return nil }
+        guard let id = (socket as? SocketConnection)?.peerIdentity, id.verified else { return nil }
         return HTTPPeerInfo(subject: id.subject, dnsNames: id.dnsNames, uris: id.uris, ips: id.ipAddresses)
     }
 

@@ -1,5 +1,6 @@
-// The RPC client: a base URL, one endpoint (the seam where discovery and balancing come later), the
-// Connect unary protocol over HTTP/1.1 or h2c, and a blocking call that waits on the caller's thread.
+// The RPC client: a base URL, a transport (`ClientTransport`: the seam where discovery and balancing
+// come; today one endpoint over TCP, Unix, TLS or in-process `inproc://NAME`), the protocols over
+// HTTP/1.1 or HTTP/2, and blocking calls that wait on the caller's thread.
 import ConnectPluginHTTP
 
 /// A unary response.
@@ -37,20 +38,12 @@ public final class RPCClient: @unchecked Sendable {
     public let baseURL: String
     public let options: Options
     let pathPrefix: String
-    let transport: HTTPClient
+    /// Where the calls go.
+    public let transport: any ClientTransport
     let chain: InterceptorChain
 
     public init(baseURL: String, options: Options = Options()) throws {
-        guard ConnectProtocol.supportedCodecs.contains(options.codec) else {
-            throw ConnectError.local(.unsupported, "codec \"\(options.codec)\" is not supported; use proto or json")
-        }
-        guard options.compression == "identity" || options.compression == "gzip" else {
-            throw ConnectError.local(.unsupported, "compression \"\(options.compression)\" is not supported; use identity or gzip")
-        }
-        if options.timeoutMs < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
-        if options.rpcProtocol == .grpc && options.httpVersion == .http1_1 {
-            throw ConnectError.local(.unsupported, "gRPC needs HTTP/2; use HTTP/2, or the connect or grpcweb protocol over HTTP/1.1")
-        }
+        try RPCClient.check(options)
         let (endpoint, prefix, secure) = try RPCClient.parse(baseURL)
         self.baseURL = baseURL
         self.options = options
@@ -69,8 +62,51 @@ public final class RPCClient: @unchecked Sendable {
         }
     }
 
-    /// Parses "http://host:port[/prefix]", "unix:///path" or "unix:/path".
+    /// A client that sends its calls through `transport` (a balancer, a test transport, or an
+    /// `HTTPClient` made elsewhere). `baseURL` names the target in errors and descriptions;
+    /// `pathPrefix` ("" or "/prefix") goes before every procedure path.
+    public init(transport: any ClientTransport, baseURL: String, pathPrefix: String = "", options: Options = Options()) throws {
+        try RPCClient.check(options)
+        if !pathPrefix.isEmpty && (!pathPrefix.hasPrefix("/") || pathPrefix.hasSuffix("/")) {
+            throw ConnectError.local(.invalidArgument, "path prefix \"\(pathPrefix)\" must start with / and not end with one (e.g. /api)")
+        }
+        self.baseURL = baseURL
+        self.options = options
+        self.pathPrefix = pathPrefix
+        self.transport = transport
+        self.chain = InterceptorChain(options.interceptors)
+    }
+
+    /// Checks the options every client needs.
+    static func check(_ options: Options) throws {
+        guard ConnectProtocol.supportedCodecs.contains(options.codec) else {
+            throw ConnectError.local(.unsupported, "codec \"\(options.codec)\" is not supported; use proto or json")
+        }
+        guard options.compression == "identity" || options.compression == "gzip" else {
+            throw ConnectError.local(.unsupported, "compression \"\(options.compression)\" is not supported; use identity or gzip")
+        }
+        if options.timeoutMs < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
+        if options.rpcProtocol == .grpc && options.httpVersion == .http1_1 {
+            throw ConnectError.local(.unsupported, "gRPC needs HTTP/2; use HTTP/2, or the connect or grpcweb protocol over HTTP/1.1")
+        }
+    }
+
+    /// Parses "http://host:port[/prefix]", "https://…", "unix:///path", "unix:/path" or
+    /// "inproc://NAME[/prefix]" (a server in this process, `RPCServer.listenInProcess`).
     static func parse(_ url: String) throws -> (HTTPEndpoint, String, Bool) {
+        if url.hasPrefix("inproc://") {
+            let rest = url.dropFirst(9)
+            let slash = rest.firstIndex(of: "/")
+            let name = String(slash.map { rest[..<$0] } ?? rest)
+            var prefix = slash.map { String(rest[$0...]) } ?? ""
+            while prefix.hasSuffix("/") { prefix.removeLast() }
+            do {
+                try InProcessListeners.validate(name)
+            } catch let e as HTTPError {
+                throw ConnectError.local(.invalidArgument, "URL \"\(url)\": \(e.message)")
+            }
+            return (.inProcess(name: name), prefix, false)
+        }
         if url.hasPrefix("unix:") {
             var path = String(url.dropFirst(5))
             if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
@@ -81,7 +117,7 @@ public final class RPCClient: @unchecked Sendable {
         }
         let secure = url.hasPrefix("https://")
         guard url.hasPrefix("http://") || secure else {
-            throw ConnectError.local(.invalidArgument, "URL \"\(url)\" must start with http://, https:// or unix://")
+            throw ConnectError.local(.invalidArgument, "URL \"\(url)\" must start with http://, https://, unix:// or inproc://")
         }
         let rest = url.dropFirst(secure ? 8 : 7)
         let slash = rest.firstIndex(of: "/")

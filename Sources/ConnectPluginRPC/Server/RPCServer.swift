@@ -152,6 +152,13 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         do { return try httpServer.listenUnix(path: path) } catch let e as HTTPError { throw RPCServer.map(e) }
     }
 
+    /// Listens under `name` in this process: clients with the URL "inproc://NAME" reach this server
+    /// over an in-memory pipe with the full HTTP/2 and protocol stack, and no socket. Names are 1–255
+    /// letters, digits and -._~, one server per name at a time (freed by `stop`). Returns "inproc://NAME".
+    public func listenInProcess(_ name: String) throws -> String {
+        do { return try httpServer.listenInProcess(name: name) } catch let e as HTTPError { throw RPCServer.map(e) }
+    }
+
     static func splitHostPort(_ s: String) -> (String, Int)? {
         var host: Substring
         var portStr: Substring

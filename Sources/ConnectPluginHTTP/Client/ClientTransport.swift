@@ -1,0 +1,18 @@
+// The client transport seam: what an RPC client sends its HTTP exchanges through. `HTTPClient` (one
+// endpoint: a TCP or Unix socket, TLS, or a server in this process over an in-memory pipe) is one
+// implementation; a balancer, a retry policy or a circuit breaker can be another that wraps
+// transports (channel → load balancer → subchannel, as in grpc-swift 2).
+
+/// Sends HTTP exchanges for an RPC client. Every method is thread-safe.
+public protocol ClientTransport: AnyObject, Sendable {
+    /// Sends a request with a complete body. `completion` runs exactly once (on a loop thread; it
+    /// must not block). `timeoutNs` (nil = none) fails the request with `.timeout`.
+    func execute(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutNs: UInt64?,
+                 completion: @escaping (Result<HTTPResponse, HTTPError>) -> Void)
+    /// Starts a request streamed both ways; the caller writes and reads on its own thread.
+    func stream(method: String, path: String, headers: HTTPHeaders, timeoutNs: UInt64?) -> HTTPClientCall
+    /// Closes the transport's connections; exchanges in progress fail with `.closed`/`.canceled`.
+    func close()
+}
+
+extension HTTPClient: ClientTransport {}

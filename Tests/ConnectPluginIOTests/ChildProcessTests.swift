@@ -1,0 +1,96 @@
+// Child processes: posix_spawn, stdout/stderr pipes read on an event loop, exit through a pidfd.
+import Glibc
+import Testing
+@testable import ConnectPluginIO
+
+private struct Outcome {
+    var stdout: [UInt8] = []
+    var stderr: [UInt8] = []
+    var stdoutEnded = false
+    var stderrEnded = false
+    var exit: ProcessExitStatus?
+    var done: Bool { stdoutEnded && stderrEnded && exit != nil }
+}
+
+/// Watches `child` on a loop and waits for both pipes' ends and its exit.
+private func collect(_ child: ChildProcess, loop: EventLoop) -> Outcome {
+    let box = Box(Outcome())
+    let watching = child.watch(
+        on: loop,
+        stdout: FDReader.Handler(data: { b in box.update { $0.stdout.append(contentsOf: b) } },
+                                 end: { _ in box.update { $0.stdoutEnded = true } }),
+        stderr: FDReader.Handler(data: { b in box.update { $0.stderr.append(contentsOf: b) } },
+                                 end: { _ in box.update { $0.stderrEnded = true } }),
+        exit: { s in box.update { $0.exit = s } })
+    #expect(watching)
+    #expect(!child.watch(on: loop, exit: { _ in }))  // only once
+    return box.wait { $0.done }
+}
+
+@Suite struct ChildProcessTests {
+    @Test func readsStdoutAndStderrAndTheExitStatus() throws {
+        let loop = try EventLoop(name: "child-test")
+        let child = try ChildProcess.spawn("/bin/sh", arguments: ["-c", "echo hi; echo err >&2; exit 3"])
+        #expect(child.pid > 0)
+        let out = collect(child, loop: loop)
+        #expect(String(decoding: out.stdout, as: UTF8.self) == "hi\n")
+        #expect(String(decoding: out.stderr, as: UTF8.self) == "err\n")
+        #expect(out.exit == .exited(3))
+        #expect(child.hasExited)
+    }
+
+    @Test func largeOutputArrivesWhole() throws {
+        let loop = try EventLoop(name: "child-test")
+        // 200 000 bytes: more than a pipe buffer, so the child blocks until the loop reads.
+        let child = try ChildProcess.spawn("/bin/sh", arguments: ["-c", "head -c 200000 /dev/zero"])
+        let out = collect(child, loop: loop)
+        #expect(out.stdout.count == 200_000)
+        #expect(out.stdout.allSatisfy { $0 == 0 })
+        #expect(out.exit == .exited(0))
+    }
+
+    @Test func stdinPipeAndEnvironment() throws {
+        let loop = try EventLoop(name: "child-test")
+        let child = try ChildProcess.spawn("sh", arguments: ["-c", "printf %s \"$GREETING\"; cat"],
+                                           environment: ["GREETING=hello ", "PATH=/usr/bin:/bin"], stdin: .pipe)
+        #expect(child.stdinFD >= 0)
+        let input = Array("from stdin".utf8)
+        let n = input.withUnsafeBytes { write(child.stdinFD, $0.baseAddress, $0.count) }
+        #expect(n == input.count)
+        child.closeStdin()
+        let out = collect(child, loop: loop)
+        #expect(String(decoding: out.stdout, as: UTF8.self) == "hello from stdin")
+        #expect(out.exit == .exited(0))
+    }
+
+    @Test func aSignalEndsTheChildAndIsReported() throws {
+        let loop = try EventLoop(name: "child-test")
+        let child = try ChildProcess.spawn("/bin/sh", arguments: ["-c", "exec sleep 60"], stdout: .null, stderr: .null)
+        #expect(child.sendSignal(SIGTERM) == nil)
+        let status = Box<ProcessExitStatus?>(nil)
+        child.watch(on: loop, exit: { s in status.update { $0 = s } })
+        #expect(status.wait { $0 != nil } == .signaled(SIGTERM))
+        // Once reaped, the pid may belong to someone else: no more signals.
+        #expect(child.sendSignal(SIGTERM) != nil)
+    }
+
+    @Test func workingDirectory() throws {
+        let loop = try EventLoop(name: "child-test")
+        let child = try ChildProcess.spawn("/bin/pwd", workingDirectory: "/tmp")
+        let out = collect(child, loop: loop)
+        #expect(String(decoding: out.stdout, as: UTF8.self) == "/tmp\n")
+    }
+
+    @Test func aMissingProgramIsAClearError() {
+        do {
+            _ = try ChildProcess.spawn("/nonexistent/connectplugin-no-such-program")
+            Issue.record("spawn of a missing program succeeded")
+        } catch let e as IOError {
+            #expect(e.kind == .invalidArgument)
+            #expect(e.message.contains("no such program"))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        #expect(throws: IOError.self) { try ChildProcess.spawn("sh", arguments: ["-c", "a\u{0}b"]) }
+    }
+}
