@@ -1,6 +1,7 @@
 # connectplugin — build, examples, tests, demo and benchmarks.
 #   make demo   installs what is missing, builds, and runs a KV server in one language called from all four
-#   make test   everything: Swift unit tests, C ABI tests, Python and Go bindings, CMake build, interop
+#   make test   everything: Swift unit tests, C ABI tests, Python and Go bindings, CMake build, interop,
+#               and the sanitizer stages (test-tsan, test-asan: scripts/sanitize.sh)
 #   make bench  release build + benchmarks (not part of make test)
 SHELL := /bin/bash
 ROOT := $(abspath .)
@@ -12,7 +13,7 @@ export GOPROXY := off
 export GOFLAGS := -mod=mod
 export CONNECTPLUGIN_LIBRARY := $(LIBDIR)/libconnectplugin.so
 
-.PHONY: all setup build examples test test-swift test-c test-python test-go test-cmake test-interop demo bench clean
+.PHONY: all setup build examples test test-swift test-c test-python test-go test-cmake test-interop test-tsan test-asan demo bench clean
 
 all: build
 
@@ -54,6 +55,15 @@ test-cmake: setup
 test-interop: examples
 	python3 -m pytest -q Tests/interop
 
+# Sanitizers, each with its own debug build (.build-tsan, .build-asan; see scripts/sanitize.sh).
+# ThreadSanitizer over the Swift tests.
+test-tsan: setup
+	bash scripts/sanitize.sh thread
+
+# AddressSanitizer + LeakSanitizer over the Swift tests, the C tests and a short load on the C KV server.
+test-asan: setup
+	bash scripts/sanitize.sh address
+
 demo: examples
 	@bash scripts/demo.sh
 
@@ -62,4 +72,4 @@ bench: setup
 	bash bench/run.sh $(RELEASE_LIBDIR)
 
 clean:
-	rm -rf .build build-cmake examples/bin
+	rm -rf .build .build-tsan .build-asan build-cmake examples/bin

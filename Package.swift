@@ -11,6 +11,10 @@
 import PackageDescription
 
 let packageDirectory = Context.packageDirectory
+// Sanitizer builds (`make test-tsan`, `make test-asan`) set CONNECTPLUGIN_SANITIZER: a sanitized .so
+// cannot link with `-z defs`, because the sanitizer runtime lives in the executable that loads it.
+let noUndefinedSymbols: [String] =
+    Context.environment["CONNECTPLUGIN_SANITIZER", default: ""].isEmpty ? ["-Xlinker", "-z", "-Xlinker", "defs"] : []
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
@@ -63,8 +67,8 @@ let package = Package(
             linkerSettings: [
                 .unsafeFlags([
                     "-Xlinker", "--version-script=\(packageDirectory)/Sources/ConnectPluginCABI/exports.map",
-                    "-Xlinker", "-z", "-Xlinker", "defs", "-use-ld=lld",
-                ])
+                    "-use-ld=lld",
+                ] + noUndefinedSymbols)
             ]
         ),
 

@@ -3,7 +3,7 @@
 # table of stages and exits non-zero if any failed.
 set -u
 cd "$(dirname "$0")/.."
-stages=(test-swift test-c test-python test-go test-cmake test-interop)
+stages=(test-swift test-c test-python test-go test-cmake test-interop test-tsan test-asan)
 declare -A result
 failed=0
 for s in "${stages[@]}"; do

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
@@ -269,4 +270,12 @@ uint64_t cp_now_ns(void) {
 int cp_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int)n;
+}
+
+int cp_set_thread_name(const char *name) {
+    char cut[16];
+    if (!name) return -EINVAL;
+    snprintf(cut, sizeof cut, "%s", name);
+    int rc = pthread_setname_np(pthread_self(), cut);
+    return rc == 0 ? 0 : -rc;
 }

@@ -75,6 +75,7 @@ public final class SocketConnection: EventHandler {
     /// Registers with the loop (loop thread only). With `connecting`, waits for the connect to finish
     /// and reports it through `onConnect` (with TLS: once the handshake is done).
     public func start(delegate: ConnectionDelegate, connecting: Bool = false, onConnect: ((HTTPError?) -> Void)? = nil) {
+        assert(loop.inEventLoop, "SocketConnection.start called off its loop thread")
         self.delegate = delegate
         delegateRetainer = delegate
         connectPending = connecting
@@ -185,6 +186,7 @@ public final class SocketConnection: EventHandler {
 
     /// Queues bytes and writes what the socket takes now. Loop thread only.
     public func write(_ bytes: UnsafeRawBufferPointer) {
+        assert(loop.inEventLoop, "SocketConnection.write called off its loop thread")
         if isClosed || bytes.isEmpty { return }
         if tls != nil {
             if !tlsHandshakeDone {
@@ -265,6 +267,7 @@ public final class SocketConnection: EventHandler {
 
     /// Stops or resumes reading (back-pressure). Loop thread only.
     public func setReadPaused(_ paused: Bool) {
+        assert(loop.inEventLoop, "SocketConnection.setReadPaused called off its loop thread")
         if readPaused == paused || isClosed { return }
         readPaused = paused
         updateInterest()
@@ -293,6 +296,7 @@ public final class SocketConnection: EventHandler {
     /// Closes after everything queued has been written (or immediately if nothing is queued). With
     /// TLS, close_notify is sent last.
     public func closeAfterFlush() {
+        assert(loop.inEventLoop, "SocketConnection.closeAfterFlush called off its loop thread")
         if isClosed { return }
         if tls != nil {
             if !tlsHandshakeDone && tlsPlainPending.isEmpty {
@@ -368,6 +372,7 @@ public final class SocketConnection: EventHandler {
 
     /// Closes the socket now and tells the delegate. Loop thread only. Idempotent.
     public func closeNow(_ error: HTTPError?) {
+        assert(loop.inEventLoop, "SocketConnection.closeNow called off its loop thread")
         if isClosed { return }
         isClosed = true
         if token != 0 { loop.unregister(fd: fd, token: token) }

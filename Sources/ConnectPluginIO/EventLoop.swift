@@ -1,6 +1,7 @@
 // I/O core: the event loop (one thread running epoll, a task queue woken through an eventfd, and
 // timers), the event-loop group, and the I/O core's error type. File descriptors are owned by exactly
-// one loop; everything that touches one runs on its loop.
+// one loop; everything that touches one runs on its loop. Loop-only methods check that in debug
+// builds (`assert(inEventLoop)`); the thread is named after the loop.
 import CConnectPluginPosix
 import Glibc
 
@@ -28,8 +29,10 @@ public final class EventLoop: @unchecked Sendable {
     private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
     private var timerTasks: [UInt64: () -> Void] = [:]
     private var nextTimerID: UInt64 = 1
-    private var thread: pthread_t?
+    /// The loop's thread. Written once by `startThread` while it holds `lock`, before `run` (which
+    /// takes `lock` first) starts; never written again, so `inEventLoop` reads it without the lock.
     private var threadID: pthread_t?
+    /// The loop's name; the thread carries it too (at most 15 bytes, the kernel's limit).
     public let name: String
 
     public init(name: String) throws {
@@ -50,6 +53,8 @@ public final class EventLoop: @unchecked Sendable {
     private func startThread() throws {
         let box = Unmanaged.passRetained(self).toOpaque()
         var t = pthread_t()
+        // Held until threadID is stored: `run` takes the lock before it reads threadID or runs a task.
+        lock.lock()
         let rc = pthread_create(&t, nil, { arg in
             guard let arg else { return nil }
             let loop = Unmanaged<EventLoop>.fromOpaque(arg).takeRetainedValue()
@@ -57,10 +62,12 @@ public final class EventLoop: @unchecked Sendable {
             return nil
         }, box)
         if rc != 0 {
+            lock.unlock()
             Unmanaged<EventLoop>.fromOpaque(box).release()
             throw HTTPError(.resource, "cannot start an event loop thread (pthread_create: \(rc))")
         }
-        thread = t
+        threadID = t
+        lock.unlock()
     }
 
     /// True when called on this loop's thread.
@@ -88,6 +95,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Registers `fd` for `interest` (CP_EV_READ/CP_EV_WRITE). Returns a token, or nil on failure.
     public func register(fd: Int32, interest: UInt32, handler: EventHandler) -> UInt64? {
+        assert(inEventLoop, "EventLoop.register called off the loop thread")
         let token = nextToken
         nextToken &+= 1
         if cp_epoll_add(epfd, fd, interest, token) != 0 { return nil }
@@ -96,10 +104,12 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     public func modify(fd: Int32, token: UInt64, interest: UInt32) {
+        assert(inEventLoop, "EventLoop.modify called off the loop thread")
         _ = cp_epoll_mod(epfd, fd, interest, token)
     }
 
     public func unregister(fd: Int32, token: UInt64) {
+        assert(inEventLoop, "EventLoop.unregister called off the loop thread")
         _ = cp_epoll_del(epfd, fd)
         handlers[token] = nil
     }
@@ -109,6 +119,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs `task` on the loop after `delayNs`. Loop thread only.
     @discardableResult
     public func schedule(afterNs delayNs: UInt64, _ task: @escaping () -> Void) -> TimerHandle {
+        assert(inEventLoop, "EventLoop.schedule called off the loop thread")
         let id = nextTimerID
         nextTimerID &+= 1
         let (sum, overflow) = cp_now_ns().addingReportingOverflow(delayNs)
@@ -120,6 +131,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Cancels a timer. Loop thread only. Unknown or fired handles are ignored.
     public func cancel(_ handle: TimerHandle) {
+        assert(inEventLoop, "EventLoop.cancel called off the loop thread")
         if timerTasks.removeValue(forKey: handle.id) == nil { return }
         // A cancelled timer's heap entry would stay until its deadline (which a peer may set days
         // ahead): rebuild the heap without them once they are the majority.
@@ -193,7 +205,10 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func run() {
-        threadID = pthread_self()
+        // Waits for startThread to store threadID (it holds the lock until then).
+        lock.lock()
+        lock.unlock()
+        _ = cp_set_thread_name(name)
         var tokens = [UInt64](repeating: 0, count: 64)
         var events = [UInt32](repeating: 0, count: 64)
         while true {
@@ -235,7 +250,7 @@ public final class EventLoopGroup: @unchecked Sendable {
 
     public init(count: Int) throws {
         var l: [EventLoop] = []
-        for i in 0..<max(1, count) { l.append(try EventLoop(name: "connectplugin-io-\(i)")) }
+        for i in 0..<max(1, count) { l.append(try EventLoop(name: "cp-io-\(i)")) }
         loops = l
     }
 

@@ -1741,6 +1741,10 @@ static void on_alarm(int sig) {
     if (g_child > 0) kill(g_child, SIGKILL);
 }
 
+/* Defined only when built with -fsanitize=address (scripts/sanitize.sh): _exit skips the leak check
+   LeakSanitizer runs at exit, so a forked test runs it itself; nonzero when it found leaks. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
 /* Runs one test in a child process; returns true if it passed. */
 static bool run_forked(const test_case *t, int timeout_s) {
     fflush(NULL);
@@ -1752,6 +1756,10 @@ static bool run_forked(const test_case *t, int timeout_s) {
     if (pid == 0) {
         t->fn();
         fflush(NULL);
+        if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check()) {
+            fprintf(stderr, "    FAIL [%s] LeakSanitizer found leaks (report above)\n", t->name);
+            _exit(1);
+        }
         _exit(atomic_load(&g_check_failures) == 0 ? 0 : 1);
     }
     g_child = pid;

@@ -9,6 +9,7 @@
  *   CTESTS_FILTER=substr   run only the tests whose name contains substr
  *   CTESTS_NO_FORK=1       run everything in one process (for gdb/valgrind)
  *   CTESTS_TIMEOUT=sec     per-test time limit (default 60; the big-stream tests get at least 300)
+ *   CTESTS_SKIP=a,b        do not run these tests (listed as "skip")
  * The TLS tests need the `openssl` command. The last line of output is "c-tests: N passed, M failed";
  * the exit status is 1 if any test failed.
  *
@@ -3199,6 +3200,10 @@ static void on_alarm(int sig) {
     if (g_child > 0) kill(g_child, SIGKILL);
 }
 
+/* Defined only when built with -fsanitize=address (scripts/sanitize.sh): _exit skips the leak check
+   LeakSanitizer runs at exit, so a forked test runs it itself; nonzero when it found leaks. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
 /* Runs one test in a child process; returns true if it passed. */
 static bool run_forked(const test_case *t, int timeout_s) {
     fflush(NULL);
@@ -3210,6 +3215,10 @@ static bool run_forked(const test_case *t, int timeout_s) {
     if (pid == 0) {
         t->fn();
         fflush(NULL);
+        if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check()) {
+            fprintf(stderr, "    FAIL [%s] LeakSanitizer found leaks (report above)\n", t->name);
+            _exit(1);
+        }
         _exit(atomic_load(&g_check_failures) == 0 ? 0 : 1);
     }
     g_child = pid;
@@ -3227,6 +3236,19 @@ static bool run_forked(const test_case *t, int timeout_s) {
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* CTESTS_SKIP="a,b": tests not to run (the sanitizer stage skips the volume and memory-bound tests). */
+static bool skipped(const char *name) {
+    const char *list = getenv("CTESTS_SKIP");
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) return true;
+        p = end ? end + 1 : p + len;
+    }
+    return false;
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     pattern_init();
@@ -3242,6 +3264,10 @@ int main(void) {
     for (size_t i = 0; i < sizeof k_tests / sizeof k_tests[0]; i++) {
         const test_case *t = &k_tests[i];
         if (filter && !strstr(t->name, filter)) continue;
+        if (skipped(t->name)) {
+            printf("skip - %s (CTESTS_SKIP)\n", t->name);
+            continue;
+        }
         g_test_name = t->name;
         bool ok;
         int64_t t0 = now_ms();

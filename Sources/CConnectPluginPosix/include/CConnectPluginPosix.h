@@ -57,6 +57,9 @@ int cp_set_nodelay(int fd);
 uint64_t cp_now_ns(void);
 /* Number of online CPUs (>= 1). */
 int cp_cpu_count(void);
+/* Names the calling thread (shown by top -H, gdb, /proc/PID/task/TID/comm and sanitizer reports);
+   a name longer than 15 bytes is cut to 15. Returns 0 or -errno. */
+int cp_set_thread_name(const char *name);
 
 #ifdef __cplusplus
 }
