@@ -253,7 +253,9 @@ connectplugin_status connectplugin_server_options_set_max_message_bytes(connectp
  * @brief Number of threads kept ready to run handlers (default 8, range 1–1024). A handler occupies
  *        one for as long as it runs (a streaming call for its whole life); when all are busy, more
  *        are started, up to 1024 per server, after which calls wait. I/O and other connections are
- *        never stalled by a slow handler.
+ *        never stalled by a slow handler. Threads started beyond @p threads exit after the idle thread
+ *        timeout; streaming calls are bounded (connectplugin_server_options_set_stream_limits) so
+ *        that unary calls always find a thread.
  */
 connectplugin_status connectplugin_server_options_set_handler_threads(connectplugin_server_options *options,
                                                                       uint32_t threads,
