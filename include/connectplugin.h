@@ -263,13 +263,13 @@ connectplugin_status connectplugin_server_options_set_handler_threads(connectplu
 /**
  * @brief Bounds on streaming handlers (client, server and bidi streaming; each holds a handler
  *        thread for its stream's whole life) running at once: on one connection (default 128), from
- *        one peer over all its connections (default 512; a peer is a remote IPv4 address or IPv6 /64,
- *        and a Unix socket connection is its own peer), and in total (default 768, capped at 1023:
- *        the other handler threads stay for unary calls, which so never wait behind streams). A
- *        stream beyond a bound fails at once with RESOURCE_EXHAUSTED and never reaches its handler;
- *        the client may retry once others closed. Raise @p per_peer when many clients reach the
- *        server through one proxy or from one host. Each 1 to 1048576, or 0 to keep that bound's
- *        default; larger values are CONNECTPLUGIN_ERR_INVALID_ARGUMENT.
+ *        one peer over all its connections (default 512; a peer is a remote address, a global IPv6
+ *        one by its /64, and a Unix socket connection is its own peer), and in total (default 768,
+ *        capped at 1023: the other handler threads stay for unary calls, which so never wait behind
+ *        streams). A stream beyond a bound fails at once with RESOURCE_EXHAUSTED and never reaches
+ *        its handler; the client may retry once others closed. Raise @p per_peer when many clients
+ *        reach the server through one proxy or from one host. Each 1 to 1048576, or 0 to keep that
+ *        bound's default; larger values are CONNECTPLUGIN_ERR_INVALID_ARGUMENT.
  */
 connectplugin_status connectplugin_server_options_set_stream_limits(connectplugin_server_options *options,
                                                                     uint32_t per_connection, uint32_t per_peer,
