@@ -313,7 +313,9 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_server_options_set_max_mess
  * @brief Number of threads kept ready to run handlers (default 8, range 1–1024). A handler occupies
  *        one for as long as it runs (a streaming call for its whole life); when all are busy, more
  *        are started, up to 1024 per server, after which calls wait. I/O and other connections are
- *        never stalled by a slow handler.
+ *        never stalled by a slow handler. Threads started beyond @p threads exit after the idle thread
+ *        timeout; streaming calls are bounded (connectplugin_server_options_set_stream_limits) so
+ *        that unary calls always find a thread.
  * @retval CONNECTPLUGIN_OK on success.
  * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p options is NULL or @p threads is outside 1–1024.
  */
@@ -323,13 +325,13 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_server_options_set_handler_
 /**
  * @brief Bounds on streaming handlers (client, server and bidi streaming; each holds a handler
  *        thread for its stream's whole life) running at once: on one connection (default 128), from
- *        one peer over all its connections (default 512; a peer is a remote IPv4 address or IPv6 /64,
- *        and a Unix socket connection is its own peer), and in total (default 768, capped at 1023:
- *        the other handler threads stay for unary calls, which so never wait behind streams). A
- *        stream beyond a bound fails at once with RESOURCE_EXHAUSTED and never reaches its handler;
- *        the client may retry once others closed. Raise @p per_peer when many clients reach the
- *        server through one proxy or from one host. Each 1 to 1048576, or 0 to keep that bound's
- *        default; larger values are CONNECTPLUGIN_ERR_INVALID_ARGUMENT.
+ *        one peer over all its connections (default 512; a peer is a remote address, a global IPv6
+ *        one by its /64, and a Unix socket connection is its own peer), and in total (default 768,
+ *        capped at 1023: the other handler threads stay for unary calls, which so never wait behind
+ *        streams). A stream beyond a bound fails at once with RESOURCE_EXHAUSTED and never reaches
+ *        its handler; the client may retry once others closed. Raise @p per_peer when many clients
+ *        reach the server through one proxy or from one host. Each 1 to 1048576, or 0 to keep that
+ *        bound's default; larger values are CONNECTPLUGIN_ERR_INVALID_ARGUMENT.
  * @retval CONNECTPLUGIN_OK on success.
  * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p options is NULL or a bound is above 1048576.
  */

@@ -174,10 +174,14 @@ int cp_peer_host(int fd, char *out, size_t out_len) {
         struct in6_addr a = ((const struct sockaddr_in6 *)&ss)->sin6_addr;
         if (IN6_IS_ADDR_V4MAPPED(&a)) {
             inet_ntop(AF_INET, &a.s6_addr[12], host, sizeof host);
-        } else {
+        } else if ((a.s6_addr[0] & 0xE0) == 0x20) {
+            /* Global unicast (2000::/3): a subscriber usually holds a whole /64. */
             memset(&a.s6_addr[8], 0, 8);
             inet_ntop(AF_INET6, &a, host, INET6_ADDRSTRLEN);
             strcat(host, "/64");
+        } else {
+            /* Loopback, link-local, unique local: one host per address, as with IPv4. */
+            inet_ntop(AF_INET6, &a, host, INET6_ADDRSTRLEN);
         }
     } else {
         return 0;

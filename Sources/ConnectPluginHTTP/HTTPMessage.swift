@@ -60,7 +60,7 @@ public struct HTTPPeerInfo: Sendable, Equatable {
 public struct HTTPConnectionInfo: Sendable, Equatable {
     /// Unique among the process's server connections (never reused).
     public var id: UInt64
-    /// The remote host: an IPv4 address, or an IPv6 /64 ("2001:db8:1:2::/64"); nil for a Unix socket.
+    /// The remote host: its address, a global IPv6 one cut to its /64 ("2001:db8:1:2::/64"); nil for a Unix socket.
     public var remoteHost: String?
     public init(id: UInt64, remoteHost: String?) {
         self.id = id

@@ -20,7 +20,7 @@ private func eventually(_ seconds: Double, _ cond: () -> Bool) -> Bool {
 
 /// Watch (server stream): sends "ready", then stays open until the client goes away (like the KV
 /// example's Watch with no changes). Echo: unary.
-private func makeServer(_ o: Server.Options) throws -> (Server, String) {
+private func makeServer(_ o: Server.Options, listen: String = "127.0.0.1:0") throws -> (Server, String) {
     let server = try Server(options: o)
     try server.handle(svc + "Echo") { $0.request }
     try server.register(svc + "Watch", kind: .serverStream) { call in
@@ -39,7 +39,7 @@ private func makeServer(_ o: Server.Options) throws -> (Server, String) {
             if (try? call.send(m)) == nil { return }
         }
     }
-    let addr = try server.listenTCP("127.0.0.1:0")
+    let addr = try server.listenTCP(listen)
     try server.start()
     return (server, "http://" + addr)
 }
@@ -188,12 +188,13 @@ struct HandlerLimitsTests {
         #expect(eventually(30) { server.runningStreamCount == 0 })
     }
 
-    @Test func http1ConnectionsCountAgainstTheirPeer() throws {
+    @Test(arguments: ["127.0.0.1:0", "[::1]:0"])
+    func http1ConnectionsCountAgainstTheirPeer(listen: String) throws {
         // HTTP/1.1 carries one call per connection, so a client opens a connection per stream: the
-        // per-peer bound is what holds.
+        // per-peer bound is what holds (IPv6 loopback is one peer too).
         var o = Server.Options()
         o.maxStreamsPerPeer = 5
-        let (server, url) = try makeServer(o)
+        let (server, url) = try makeServer(o, listen: listen)
         defer { server.stop(graceMs: 0) }
         let c = try client(url, http: .http1_1)
         defer { c.close() }

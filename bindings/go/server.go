@@ -124,7 +124,7 @@ func WithHandlerThreads(n int) ServerOption {
 
 // WithStreamLimits bounds the streaming handlers running at once (each holds a handler thread for
 // its stream's life): per connection (library default 128), per peer over all its connections
-// (default 512; a peer is a remote IPv4 address or IPv6 /64) and in total (default 768, capped so
+// (default 512; a peer is a remote address, a global IPv6 one by its /64) and in total (default 768, capped so
 // that unary calls always find a thread). A stream beyond a bound fails at once with
 // RESOURCE_EXHAUSTED. Each 1 to 1048576, or 0 to keep that bound's default.
 func WithStreamLimits(perConnection, perPeer, total int) ServerOption {

@@ -35,10 +35,10 @@ void cp_eventfd_drain(int fd);
 int cp_listen_tcp(const char *host, int port, int backlog, char *bound, size_t bound_len);
 int cp_listen_unix(const char *path, int backlog);
 int cp_accept(int listen_fd);
-/* The remote host of a connected socket, for grouping connections by peer: an IPv4 address, or an
-   IPv6 address cut to its /64 ("2001:db8:1:2::/64"; one subscriber usually holds a whole /64;
-   IPv4-mapped addresses are written as IPv4). Returns 1 for TCP (host written), 0 for a Unix socket
-   or another family (out is ""), -errno on error. */
+/* The remote host of a connected socket, for grouping connections by peer: an IPv4 or IPv6
+   address, except that a global unicast IPv6 address is cut to its /64 ("2001:db8:1:2::/64"; one
+   subscriber usually holds a whole /64); IPv4-mapped addresses are written as IPv4. Returns 1 for
+   TCP (host written), 0 for a Unix socket or another family (out is ""), -errno on error. */
 int cp_peer_host(int fd, char *out, size_t out_len);
 /* Names the calling thread (shown by top -H, gdb, /proc; at most 15 bytes are kept). 0 or -errno. */
 int cp_pool_thread_set_name(const char *name);

@@ -25,7 +25,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         public var maxHandlerThreads: Int = 1024
         public var idleThreadTimeoutMs: Int64 = 10_000
         /// Streaming handlers (each holds a thread for its stream's life) allowed at once on one
-        /// connection, from one peer (remote IPv4 address or IPv6 /64, over all its connections; a Unix
+        /// connection, from one peer (remote address, a global IPv6 one by its /64, over all its connections; a Unix
         /// socket connection is its own peer), and in total. A stream beyond a limit fails at once
         /// with RESOURCE_EXHAUSTED. `maxStreams` is capped at `maxHandlerThreads` − 1: the threads
         /// above it are kept for unary calls, which never wait behind streams (StreamAdmission.swift).

@@ -11,9 +11,9 @@
 //
 // - per connection (`maxStreamsPerConnection`, default 128; HTTP/2 also caps a connection at 256
 //   concurrent requests of any kind),
-// - per peer (`maxStreamsPerPeer`, default 512): a remote IPv4 address or IPv6 /64, over all its
-//   connections, so opening more connections does not buy more threads; a Unix socket connection is
-//   its own peer,
+// - per peer (`maxStreamsPerPeer`, default 512): a remote address (a global IPv6 one by its /64),
+//   over all its connections, so opening more connections does not buy more threads; a Unix socket
+//   connection is its own peer,
 // - in total (`maxStreams`, default 768, at most `maxHandlerThreads` − 1): the rest of the pool
 //   (256 threads by default) is kept for unary calls, so unary calls never wait behind streams.
 //
