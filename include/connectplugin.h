@@ -401,10 +401,25 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_server_listen_tls(connectpl
  */
 CONNECTPLUGIN_API connectplugin_status connectplugin_server_listen_unix(connectplugin_server *server, const char *path,
                                                                         connectplugin_error **out_error);
+/**
+ * @brief Listens under @p name inside this process: clients created with the URL "inproc://NAME"
+ *        (connectplugin_client_new) reach this server over an in-memory pipe with the full HTTP/2
+ *        (or HTTP/1.1) and protocol stack, and no socket. @p name is 1–255 letters, digits and -._~;
+ *        one server per name at a time, freed when the server is stopped. The address is
+ *        "inproc://NAME". Connections are served once the server is started.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p server or @p name is NULL, the name is malformed,
+ *         or another server of this process uses it.
+ * @retval CONNECTPLUGIN_ERR_CLOSED if the server was stopped.
+ * Thread safety: as connectplugin_server_listen_tcp.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_server_listen_inprocess(connectplugin_server *server, const char *name,
+                                                                             connectplugin_error **out_error);
 /** @brief The number of listeners. */
 CONNECTPLUGIN_API size_t connectplugin_server_address_count(const connectplugin_server *server);
 /**
- * @brief The bound address of listener @p index: "127.0.0.1:43127", "[::1]:8080" or "unix:/path".
+ * @brief The bound address of listener @p index (in the order they were added): "127.0.0.1:43127",
+ *        "[::1]:8080", "unix:/path" or "inproc://NAME".
  *        Borrowed, valid until the server is freed. NULL if @p index is out of range.
  */
 CONNECTPLUGIN_API const char *connectplugin_server_address(const connectplugin_server *server, size_t index);
@@ -854,8 +869,9 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_client_options_set_use_get(
 CONNECTPLUGIN_API void connectplugin_client_options_free(connectplugin_client_options *options);
 
 /**
- * @brief Creates a client for @p base_url: "http://host:port[/prefix]", "https://host:port[/prefix]"
- *        or "unix:///path/to/socket".
+ * @brief Creates a client for @p base_url: "http://host:port[/prefix]", "https://host:port[/prefix]",
+ *        "unix:///path/to/socket" or "inproc://NAME" (a server of this process that listens with
+ *        connectplugin_server_listen_inprocess; no socket).
  *        No connection is made until the first call; connections are reused across calls.
  * @param options  May be NULL for defaults. Copied.
  * @param out_client  Receives the client; NULL on failure.

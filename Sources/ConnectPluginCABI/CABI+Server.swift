@@ -180,6 +180,16 @@ public func connectplugin_server_listen_unix(_ s: OpaquePointer?, _ path: Unsafe
     }
 }
 
+@_cdecl("connectplugin_server_listen_inprocess")
+public func connectplugin_server_listen_inprocess(_ s: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try serverArg(s)
+        guard let n = str(name) else { throw ConnectError.local(.invalidArgument, "name is NULL") }
+        _ = try b.server.listenInProcess(n)
+        b.refreshAddresses()
+    }
+}
+
 @_cdecl("connectplugin_server_address_count")
 public func connectplugin_server_address_count(_ s: OpaquePointer?) -> Int { unbox(s, as: ServerBox.self)?.addressCount ?? 0 }
 

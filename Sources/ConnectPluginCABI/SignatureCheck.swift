@@ -90,6 +90,7 @@ func checkExportsMatchHeader() {
     sameSignature(CConnectPluginABI.connectplugin_server_address_count, ConnectPluginCABI.connectplugin_server_address_count)
     sameSignature(CConnectPluginABI.connectplugin_server_free, ConnectPluginCABI.connectplugin_server_free)
     sameSignature(CConnectPluginABI.connectplugin_server_handler_thread_count, ConnectPluginCABI.connectplugin_server_handler_thread_count)
+    sameSignature(CConnectPluginABI.connectplugin_server_listen_inprocess, ConnectPluginCABI.connectplugin_server_listen_inprocess)
     sameSignature(CConnectPluginABI.connectplugin_server_listen_tcp, ConnectPluginCABI.connectplugin_server_listen_tcp)
     sameSignature(CConnectPluginABI.connectplugin_server_listen_tls, ConnectPluginCABI.connectplugin_server_listen_tls)
     sameSignature(CConnectPluginABI.connectplugin_server_listen_unix, ConnectPluginCABI.connectplugin_server_listen_unix)

@@ -354,6 +354,7 @@ typedef struct fixture {
     char sock_path[96];
     char tcp_url[64];
     char unix_url[128];
+    char inproc_url[96];
 } fixture;
 
 static int g_socket_counter;
@@ -370,6 +371,11 @@ static bool fixture_start(fixture *f, const connectplugin_server_options *option
     if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_new, options, &f->server)) return false;
     if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_tcp, f->server, "127.0.0.1:0")) return false;
     if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_unix, f->server, f->sock_path)) return false;
+    /* In-process: the same server reached over an in-memory pipe (no socket). */
+    char inproc_name[64];
+    snprintf(inproc_name, sizeof inproc_name, "cp-ctest-%d-%d", (int)getpid(), ++g_socket_counter);
+    if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_inprocess, f->server, inproc_name)) return false;
+    snprintf(f->inproc_url, sizeof f->inproc_url, "inproc://%s", inproc_name);
     static const struct {
         const char *name;
         connectplugin_unary_handler handler;
@@ -1143,11 +1149,68 @@ static const combo k_combos[] = {
     {"tcp", "proto", CONNECTPLUGIN_HTTP_1_1}, {"tcp", "json", CONNECTPLUGIN_HTTP_1_1},
     {"unix", "proto", CONNECTPLUGIN_HTTP_2},  {"unix", "json", CONNECTPLUGIN_HTTP_2},
     {"unix", "proto", CONNECTPLUGIN_HTTP_1_1}, {"unix", "json", CONNECTPLUGIN_HTTP_1_1},
+    {"inproc", "proto", CONNECTPLUGIN_HTTP_2}, {"inproc", "json", CONNECTPLUGIN_HTTP_1_1},
 };
 #define N_COMBOS (sizeof k_combos / sizeof k_combos[0])
 
 static const char *combo_url(const fixture *f, const combo *c) {
+    if (strcmp(c->transport, "inproc") == 0) return f->inproc_url;
     return strcmp(c->transport, "unix") == 0 ? f->unix_url : f->tcp_url;
+}
+
+/* listen_inprocess: the address, the name checks, one server per name, and freeing it on stop. */
+static void test_inprocess_listener(void) {
+    fixture f;
+    if (!fixture_start(&f, NULL)) {
+        fixture_stop(&f);
+        return;
+    }
+    CHECK(connectplugin_server_address_count(f.server) == 3);
+    const char *a2 = connectplugin_server_address(f.server, 2);
+    CHECK_MSG(a2 != NULL && strcmp(a2, f.inproc_url) == 0, "address 2 is %s, expected %s", a2 ? a2 : "(null)",
+              f.inproc_url);
+    const char *name = f.inproc_url + strlen("inproc://");
+    connectplugin_server *other = NULL;
+    if (EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_new, NULL, &other)) {
+        EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_listen_inprocess, other, NULL);
+        EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_listen_inprocess, other, "");
+        EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_listen_inprocess, other, "a/b");
+        connectplugin_error *err = NULL;
+        connectplugin_status st = connectplugin_server_listen_inprocess(other, name, &err);
+        CHECK_MSG(st == CONNECTPLUGIN_ERR_INVALID_ARGUMENT && err && strstr(connectplugin_error_message(err), "already used"),
+                  "a second server took the name: status %d: %s", st, err ? connectplugin_error_message(err) : "");
+        connectplugin_error_free(err);
+    }
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_listen_inprocess, NULL, "x");
+    /* A call over the pipe. */
+    connectplugin_client *client = make_client(f.inproc_url, "proto", CONNECTPLUGIN_HTTP_2, NULL);
+    if (client) {
+        connectplugin_response *resp = NULL;
+        connectplugin_error *err = NULL;
+        connectplugin_status st = call_unary(client, SVC "Echo", "\x0a\x02hi", 4, NULL, &resp, &err);
+        CHECK_MSG(st == CONNECTPLUGIN_OK, "inproc echo: status %d: %s", st, err ? connectplugin_error_message(err) : "");
+        connectplugin_response_free(resp);
+        connectplugin_error_free(err);
+        connectplugin_client_free(client);
+    }
+    /* After stop, the name is free for another server, and clients of the old one are unavailable. */
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_stop, f.server, 1000);
+    client = make_client(f.inproc_url, "proto", CONNECTPLUGIN_HTTP_2, NULL);
+    if (client) {
+        connectplugin_response *resp = NULL;
+        connectplugin_error *err = NULL;
+        connectplugin_status st = call_unary(client, SVC "Echo", "", 0, NULL, &resp, &err);
+        CHECK_MSG(st == CONNECTPLUGIN_ERR_RPC && connectplugin_error_code(err) == CONNECTPLUGIN_CODE_UNAVAILABLE,
+                  "call to a stopped in-process server: status %d", st);
+        connectplugin_response_free(resp);
+        connectplugin_error_free(err);
+        connectplugin_client_free(client);
+    }
+    if (other) {
+        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_inprocess, other, name);
+        connectplugin_server_free(other);
+    }
+    fixture_stop(&f);
 }
 
 static void test_unary_echo(void) {
@@ -1724,6 +1787,7 @@ static const test_case k_tests[] = {
     {"server_free_without_start", test_server_free_without_start},
     {"unary_echo_matrix", test_unary_echo},
     {"unary_fail_matrix", test_unary_fail},
+    {"inprocess_listener", test_inprocess_listener},
     {"all_codes", test_all_codes},
     {"deadline_exceeded", test_deadline},
     {"unavailable", test_unavailable},

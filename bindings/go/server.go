@@ -236,6 +236,13 @@ func (s *Server) ListenUnix(path string) (string, error) {
 	return s.listen("unix", path, nil)
 }
 
+// ListenInProcess listens under name inside this process: clients of the URL "inproc://NAME"
+// reach the server over an in-memory pipe, with no socket. name is 1-255 letters, digits and
+// -._~; one server per name at a time, freed when the server stops. It returns "inproc://NAME".
+func (s *Server) ListenInProcess(name string) (string, error) {
+	return s.listen("inproc", name, nil)
+}
+
 func (s *Server) listen(kind, addr string, tls *C.connectplugin_tls_options) (string, error) {
 	caddr, err := cString("address", addr)
 	if err != nil {
@@ -254,6 +261,8 @@ func (s *Server) listen(kind, addr string, tls *C.connectplugin_tls_options) (st
 	switch kind {
 	case "unix":
 		status = C.connectplugin_server_listen_unix(s._ptr, caddr, &cerr)
+	case "inproc":
+		status = C.connectplugin_server_listen_inprocess(s._ptr, caddr, &cerr)
 	case "tls":
 		status = C.connectplugin_server_listen_tls(s._ptr, caddr, tls, &cerr)
 	default:

@@ -78,6 +78,8 @@ public final class HTTPServer: @unchecked Sendable {
     private var stopped = false
     /// Names this server listens under in this process (`listenInProcess`).
     private var inProcessNames: [String] = []
+    /// Every address (sockets and in-process), in the order they were added.
+    private var addressList: [String] = []
     /// In-process connections made before `start`, served once it runs (as a socket's backlog).
     private var inProcessBacklog: [any ByteStreamConnection] = []
 
@@ -87,7 +89,8 @@ public final class HTTPServer: @unchecked Sendable {
         self.handler = handler
     }
 
-    public var addresses: [String] { lock.withLock { listeners.map { $0.address } + inProcessNames.map { "inproc://" + $0 } } }
+    /// The bound addresses, in the order the listeners were added ("inproc://NAME" for in-process ones).
+    public var addresses: [String] { lock.withLock { addressList } }
 
     /// Binds a TCP listener on "host:port". Returns the bound address. With `tls`, connections
     /// speak TLS and pick HTTP/2 or HTTP/1.1 by ALPN.
@@ -117,6 +120,7 @@ public final class HTTPServer: @unchecked Sendable {
             throw HTTPError(.closed, "the server was stopped")
         }
         inProcessNames.append(name)
+        addressList.append("inproc://" + name)
         lock.unlock()
         return "inproc://" + name
     }
@@ -156,6 +160,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         let l = Listener(fd: fd, loop: group.next(), address: address, unixPath: unixPath, tls: tls, server: self)
         listeners.append(l)
+        addressList.append(address)
         let start = accepting
         lock.unlock()
         if start { l.loop.execute { l.startAccepting() } }

@@ -302,6 +302,10 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_server), c_char_p, _errpp],
     ),
+    "connectplugin_server_listen_inprocess": (
+        connectplugin_status,
+        [POINTER(connectplugin_server), c_char_p, _errpp],
+    ),
     "connectplugin_server_address_count": (c_size_t, [POINTER(connectplugin_server)]),
     "connectplugin_server_address": (c_char_p, [POINTER(connectplugin_server), c_size_t]),
     "connectplugin_server_handler_thread_count": (c_size_t, [POINTER(connectplugin_server)]),

@@ -667,6 +667,12 @@ class Server(_ffi.Managed):
         """Binds and listens on a Unix domain socket. Returns the address, "unix:/path"."""
         return self._listen(_ffi.connectplugin_server_listen_unix, _ffi.as_cstr(path, "path"), "listen_unix")
 
+    def listen_inprocess(self, name: str) -> str:
+        """Listens under ``name`` inside this process: a ``Client("inproc://NAME")`` of this process
+        reaches the server over an in-memory pipe, with no socket. ``name`` is 1-255 letters,
+        digits and ``-._~``; one server per name at a time. Returns "inproc://NAME"."""
+        return self._listen(_ffi.connectplugin_server_listen_inprocess, _ffi.as_cstr(name, "name"), "listen_inprocess")
+
     @property
     def addresses(self) -> List[str]:
         """The bound address of every listener."""
