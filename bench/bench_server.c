@@ -2,9 +2,11 @@
  * bench_server.c — the server side of the benchmarks, in a process of its own so that its CPU time
  * and context switches can be read from /proc apart from the client's.
  *
- *   bench_server cp  [--unix PATH] [--tcp HOST:PORT] [--threads N] [--stdin]
+ *   bench_server cp  [--unix PATH] [--tcp HOST:PORT] [--threads N] [--inline] [--stdin]
  *       a connectplugin server with one unary procedure, /bench.v1.BenchService/Unary, that answers
- *       a 64-byte request with a 64-byte response (any protocol: Connect, gRPC, gRPC-Web);
+ *       a 64-byte request with a 64-byte response (any protocol: Connect, gRPC, gRPC-Web); with
+ *       --inline the handler is registered with connectplugin_server_register_unary_inline (it runs
+ *       on the I/O thread: no hand-off to a handler thread);
  *   bench_server raw [--unix PATH] [--tcp HOST:PORT] [--stdin]
  *       the raw baseline: an echo of 64-byte messages, one thread per connection doing blocking
  *       read/write (what the ping-pong of platform-notes.md measures).
@@ -160,18 +162,19 @@ static void *stdin_watch(void *arg) {
 
 int main(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "cp") != 0 && strcmp(argv[1], "raw") != 0)) {
-        fprintf(stderr, "usage: bench_server cp|raw [--unix PATH] [--tcp HOST:PORT] [--threads N] [--stdin]\n");
+        fprintf(stderr, "usage: bench_server cp|raw [--unix PATH] [--tcp HOST:PORT] [--threads N] [--inline] [--stdin]\n");
         return 2;
     }
     bool raw = strcmp(argv[1], "raw") == 0;
     const char *unix_path = NULL, *tcp = NULL;
     int threads = 0;
-    bool watch_stdin = false;
+    bool watch_stdin = false, inline_handler = false;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--unix") == 0 && i + 1 < argc) unix_path = argv[++i];
         else if (strcmp(argv[i], "--tcp") == 0 && i + 1 < argc) tcp = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--stdin") == 0) watch_stdin = true;
+        else if (strcmp(argv[i], "--inline") == 0) inline_handler = true;
         else {
             fprintf(stderr, "bench_server: unknown argument %s\n", argv[i]);
             return 2;
@@ -225,9 +228,10 @@ int main(int argc, char **argv) {
                 die("connectplugin_server_listen_tcp", status, error);
             tcp_index = (int)index++;
         }
-        if ((status = connectplugin_server_register_unary(server, PROCEDURE, handle_unary, NULL, NULL, &error)) !=
-            CONNECTPLUGIN_OK)
-            die("connectplugin_server_register_unary", status, error);
+        status = inline_handler
+                     ? connectplugin_server_register_unary_inline(server, PROCEDURE, handle_unary, NULL, NULL, &error)
+                     : connectplugin_server_register_unary(server, PROCEDURE, handle_unary, NULL, NULL, &error);
+        if (status != CONNECTPLUGIN_OK) die("connectplugin_server_register_unary", status, error);
         if ((status = connectplugin_server_start(server, &error)) != CONNECTPLUGIN_OK)
             die("connectplugin_server_start", status, error);
         if (unix_index >= 0) printf("unix %s\n", unix_path);

@@ -110,6 +110,15 @@ if has unary; then
     "$bin/unary_bench" unary_h2c_unix "unix://$tmp/cp.sock" "$cppid" "unix:$tmp/raw.sock" "$rawpid"
     "$bin/unary_bench" unary_h2c_tcp "http://$cptcp" "$cppid" "tcp:$rawtcp" "$rawpid"
     BENCH_PROTOCOL=grpc "$bin/unary_bench" unary_grpc_h2c_tcp "http://$cptcp" "$cppid"
+    # The same handler registered inline (connectplugin_server_register_unary_inline): it runs on
+    # the server's I/O thread, so the server side has no thread hand-off.
+    "$bin/bench_server" cp --inline --unix "$tmp/cpi.sock" --tcp 127.0.0.1:0 >"$tmp/cpi.out" 2>&1 &
+    cpipid=$!
+    pids="$pids $cpipid"
+    wait_ready "$tmp/cpi.out" "$cpipid"
+    cpitcp=$(sed -n 's/^tcp //p' "$tmp/cpi.out")
+    "$bin/unary_bench" unary_h2c_unix_inline "unix://$tmp/cpi.sock" "$cpipid" "unix:$tmp/raw.sock" "$rawpid"
+    "$bin/unary_bench" unary_h2c_tcp_inline "http://$cpitcp" "$cpipid" "tcp:$rawtcp" "$rawpid"
 fi
 
 # ---- allocations per call: the malloc counter preloaded into a fresh server and into the client

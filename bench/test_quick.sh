@@ -25,6 +25,7 @@ expect() {
 for t in unix tcp; do
     expect "unary_h2c_${t}_baseline" "median_us=$num p99_us=$num $cost\$"
     expect "unary_h2c_$t" "median_us=$num p99_us=$num $cost baseline_median_us=$num ratio=$num cpu_ratio=$num\$"
+    expect "unary_h2c_${t}_inline" "median_us=$num p99_us=$num $cost baseline_median_us=$num ratio=$num cpu_ratio=$num\$"
 done
 expect unary_grpc_h2c_tcp "median_us=$num p99_us=$num $cost\$"
 for p in connect grpc; do

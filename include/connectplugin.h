@@ -462,6 +462,30 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_server_register_unary(conne
                                                                            connectplugin_free_func user_data_free,
                                                                            connectplugin_error **out_error);
 /**
+ * @brief Registers a non-blocking unary @p handler for @p procedure: it runs inline on the I/O thread
+ *        that read the request instead of on a handler thread, and its answer is written in the same
+ *        loop iteration (no thread hand-off, no wake-up: the fastest unary path). Otherwise the same
+ *        as connectplugin_server_register_unary (every protocol; interceptors of the server and of
+ *        the procedure wrap it and run inline with it, so their hooks must be quick too).
+ *        Threads: the handler runs on an I/O thread: it must not block; a blocking handler stalls
+ *        every connection on that loop. Fit for quick in-memory work (a hash-table lookup under a
+ *        short lock); no file or network I/O, no sleeping, no blocking connectplugin calls (a
+ *        client call, connectplugin_server_stop). connectplugin_call_respond and
+ *        connectplugin_call_fail are fine. Allowed before start only.
+ * @param user_data_free  Same contract as in connectplugin_server_register_unary.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p server, @p procedure or @p handler is NULL, the
+ *         procedure is malformed, or a handler is already registered for it.
+ * @retval CONNECTPLUGIN_ERR_STATE if the server was started (even if stopped since).
+ * @retval CONNECTPLUGIN_ERR_CLOSED if the server was stopped without having been started.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_server_register_unary_inline(connectplugin_server *server,
+                                                                                  const char *procedure,
+                                                                                  connectplugin_unary_handler handler,
+                                                                                  void *user_data,
+                                                                                  connectplugin_free_func user_data_free,
+                                                                                  connectplugin_error **out_error);
+/**
  * @brief Starts accepting connections on every listener (and on those added later).
  * @retval CONNECTPLUGIN_OK on success, also when already started.
  * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p server is NULL.

@@ -45,9 +45,11 @@ extension RPCClient.Options {
 
 extension RPCServer {
     /// Registers a handler that returns the response message or throws a `ConnectError`
-    /// (any other error fails the call with `internal`).
-    public func handle(_ procedure: String, _ body: @escaping (UnaryCall) throws -> [UInt8]) throws {
-        try register(procedure) { call in
+    /// (any other error fails the call with `internal`). With `inline` the handler runs on the I/O
+    /// loop thread, with no hand-off to the handler pool; it must not block (see
+    /// `RPCServer.register(_:noSideEffects:inline:_:)`).
+    public func handle(_ procedure: String, inline: Bool = false, _ body: @escaping (UnaryCall) throws -> [UInt8]) throws {
+        try register(procedure, inline: inline) { call in
             do {
                 let response = try body(call)
                 try? call.respond(response)

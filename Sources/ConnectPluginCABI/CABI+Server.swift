@@ -200,12 +200,25 @@ public func connectplugin_server_address(_ s: OpaquePointer?, _ i: Int) -> Unsaf
 public func connectplugin_server_register_unary(_ s: OpaquePointer?, _ procedure: UnsafePointer<CChar>?, _ handler: connectplugin_unary_handler?,
                                                 _ userData: UnsafeMutableRawPointer?, _ userDataFree: connectplugin_free_func?,
                                                 _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    registerUnary(s, procedure, handler, userData, userDataFree, err, inline: false)
+}
+
+@_cdecl("connectplugin_server_register_unary_inline")
+public func connectplugin_server_register_unary_inline(_ s: OpaquePointer?, _ procedure: UnsafePointer<CChar>?, _ handler: connectplugin_unary_handler?,
+                                                       _ userData: UnsafeMutableRawPointer?, _ userDataFree: connectplugin_free_func?,
+                                                       _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    registerUnary(s, procedure, handler, userData, userDataFree, err, inline: true)
+}
+
+private func registerUnary(_ s: OpaquePointer?, _ procedure: UnsafePointer<CChar>?, _ handler: connectplugin_unary_handler?,
+                           _ userData: UnsafeMutableRawPointer?, _ userDataFree: connectplugin_free_func?,
+                           _ err: UnsafeMutablePointer<OpaquePointer?>?, inline: Bool) -> connectplugin_status {
     let ud = UserData(userData, userDataFree)
     let status = guarded(err) {
         let b = try serverArg(s)
         guard let p = str(procedure) else { throw ConnectError.local(.invalidArgument, "procedure is NULL") }
         guard let handler else { throw ConnectError.local(.invalidArgument, "handler is NULL") }
-        try b.server.register(p) { call in
+        try b.server.register(p, inline: inline) { call in
             let cb = CallBox(call)
             let handle = box(cb)
             handler(handle, ud.pointer)

@@ -103,6 +103,7 @@ func checkExportsMatchHeader() {
     sameSignature(CConnectPluginABI.connectplugin_server_options_set_stream_limits, ConnectPluginCABI.connectplugin_server_options_set_stream_limits)
     sameSignature(CConnectPluginABI.connectplugin_server_register_stream, ConnectPluginCABI.connectplugin_server_register_stream)
     sameSignature(CConnectPluginABI.connectplugin_server_register_unary, ConnectPluginCABI.connectplugin_server_register_unary)
+    sameSignature(CConnectPluginABI.connectplugin_server_register_unary_inline, ConnectPluginCABI.connectplugin_server_register_unary_inline)
     sameSignature(CConnectPluginABI.connectplugin_server_set_no_side_effects, ConnectPluginCABI.connectplugin_server_set_no_side_effects)
     sameSignature(CConnectPluginABI.connectplugin_server_start, ConnectPluginCABI.connectplugin_server_start)
     sameSignature(CConnectPluginABI.connectplugin_server_stop, ConnectPluginCABI.connectplugin_server_stop)

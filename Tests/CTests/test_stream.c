@@ -3172,6 +3172,140 @@ static void test_on_done(void) {
     connectplugin_server_free(server);
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Tests: inline unary handlers (connectplugin_server_register_unary_inline)                       */
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef struct inline_probe {
+    pthread_mutex_t mutex;
+    int calls;
+    int on_handler_thread; /* calls that ran on a "cp-handler-N" pool thread */
+    int intercepted;       /* start hooks that ran on the handler's own thread, just before it */
+    int hook_off_thread;   /* start hooks on a pool thread */
+    pthread_t last_hook_thread;
+    bool hook_seen;
+    char name[32];
+} inline_probe;
+
+static bool on_pool_thread(char *name, size_t size) {
+    name[0] = '\0';
+    pthread_getname_np(pthread_self(), name, size);
+    return strncmp(name, "cp-handler", 10) == 0;
+}
+
+static void handle_inline_echo(connectplugin_call *call, void *user_data) {
+    inline_probe *p = user_data;
+    char name[32];
+    bool pool = on_pool_thread(name, sizeof name);
+    pthread_mutex_lock(&p->mutex);
+    p->calls++;
+    if (pool) p->on_handler_thread++;
+    if (p->hook_seen && pthread_equal(p->last_hook_thread, pthread_self())) p->intercepted++;
+    p->hook_seen = false;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    pthread_mutex_unlock(&p->mutex);
+    size_t len = 0;
+    const uint8_t *req = connectplugin_call_request(call, &len);
+    connectplugin_error *err = NULL;
+    if (connectplugin_call_respond(call, req, len, &err) != CONNECTPLUGIN_OK) connectplugin_error_free(err);
+}
+
+static int32_t inline_hook_start(connectplugin_interceptor_call *call, void *user_data) {
+    inline_probe *p = user_data;
+    if (!streq(connectplugin_interceptor_call_procedure(call), SVC "Inline")) return 0;
+    char name[32];
+    bool pool = on_pool_thread(name, sizeof name);
+    pthread_mutex_lock(&p->mutex);
+    if (pool) p->hook_off_thread++;
+    p->last_hook_thread = pthread_self();
+    p->hook_seen = true;
+    pthread_mutex_unlock(&p->mutex);
+    return 0;
+}
+
+static void test_inline_unary(void) {
+    inline_probe inl = {.mutex = PTHREAD_MUTEX_INITIALIZER}, pool = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+    connectplugin_server *server = NULL;
+    if (!EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_new, NULL, &server)) return;
+    char sock[64];
+    snprintf(sock, sizeof sock, "/tmp/cp-inline-%d.sock", (int)getpid());
+    unlink(sock);
+    connectplugin_interceptor *icpt = NULL;
+    bool ok = EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_tcp, server, "127.0.0.1:0") &&
+              EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_listen_unix, server, sock) &&
+              EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_register_unary_inline, server, SVC "Inline",
+                        handle_inline_echo, &inl, NULL) &&
+              EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_register_unary, server, SVC "Pooled", handle_inline_echo,
+                        &pool, NULL) &&
+              EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_set_no_side_effects, server, SVC "Inline") &&
+              EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_interceptor_new, inline_hook_start, NULL, &inl, NULL, &icpt) &&
+              EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_add_interceptor, server, NULL, icpt);
+    connectplugin_interceptor_free(icpt);
+    /* Same argument checks as connectplugin_server_register_unary. */
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_register_unary_inline, NULL, SVC "X",
+              handle_inline_echo, NULL, NULL);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_register_unary_inline, server, SVC "X", NULL,
+              NULL, NULL);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_register_unary_inline, server, SVC "Inline",
+              handle_inline_echo, NULL, NULL);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_register_unary_inline, server, "bad",
+              handle_inline_echo, NULL, NULL);
+    if (!ok || !EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_start, server)) {
+        connectplugin_server_free(server);
+        return;
+    }
+    EXPECT_ST(CONNECTPLUGIN_ERR_STATE, connectplugin_server_register_unary_inline, server, SVC "Late",
+              handle_inline_echo, NULL, NULL);
+    char tcp_url[96], unix_url[96];
+    snprintf(tcp_url, sizeof tcp_url, "http://%s", connectplugin_server_address(server, 0));
+    snprintf(unix_url, sizeof unix_url, "unix://%s", sock);
+    combo combos[MAX_COMBOS];
+    size_t n = all_combos(combos);
+    int want = 0;
+    for (int u = 0; u < 2; u++) {
+        for (size_t i = 0; i < n; i++) {
+            char name[96], what[160];
+            combo_name(&combos[i], name, sizeof name);
+            connectplugin_client *client = make_client(u ? unix_url : tcp_url, &combos[i], NULL, 30000);
+            if (!client) continue;
+            for (int k = 0; k < 3; k++) {
+                snprintf(what, sizeof what, "%s %s: inline call %d", u ? "unix" : "tcp", name, k);
+                unary_echo(client, SVC "Inline", NULL, "\"inline\"", what);
+                want++;
+            }
+            snprintf(what, sizeof what, "%s %s: pooled call", u ? "unix" : "tcp", name);
+            unary_echo(client, SVC "Pooled", NULL, "\"pooled\"", what);
+            connectplugin_client_free(client);
+        }
+    }
+    /* Connect GET to an inline method. */
+    connectplugin_client_options *o = connectplugin_client_options_new();
+    connectplugin_client *get_client = NULL;
+    connectplugin_call_options *nse = connectplugin_call_options_new();
+    if (EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_options_set_use_get, o, 1) &&
+        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_call_options_set_no_side_effects, nse, 1) &&
+        EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_client_new, tcp_url, o, &get_client)) {
+        unary_echo(get_client, SVC "Inline", nse, "\"get\"", "inline GET");
+        want++;
+    }
+    connectplugin_call_options_free(nse);
+    connectplugin_client_options_free(o);
+    connectplugin_client_free(get_client);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_stop, server, 1000);
+    connectplugin_server_free(server);
+    unlink(sock);
+    /* Every inline call ran off the handler pool (on an I/O thread), behind its interceptor on that
+       same thread; every pooled call on a pool thread (the control: the names are what we think). */
+    CHECK_MSG(inl.calls == want, "inline handler ran %d times, want %d", inl.calls, want);
+    CHECK_MSG(inl.on_handler_thread == 0, "%d inline calls ran on a handler thread (last: \"%s\")", inl.on_handler_thread,
+              inl.name);
+    CHECK_MSG(inl.intercepted == want, "%d of %d inline calls ran right after their start hook on the same thread",
+              inl.intercepted, want);
+    CHECK_MSG(inl.hook_off_thread == 0, "%d start hooks of inline calls ran on a handler thread", inl.hook_off_thread);
+    CHECK_MSG(pool.calls > 0 && pool.on_handler_thread == pool.calls, "pooled: %d of %d calls on a cp-handler thread",
+              pool.on_handler_thread, pool.calls);
+}
+
 static const test_case k_tests[] = {
     {"null_arguments", test_null_arguments, 0},
     {"receive_null_out_pointers", test_receive_null_out_pointers, 0},
@@ -3192,6 +3326,7 @@ static const test_case k_tests[] = {
     {"tls_errors", test_tls_errors, 120},
     {"tls_config_errors", test_tls_config_errors, 0},
     {"on_done", test_on_done, 120},
+    {"inline_unary", test_inline_unary, 180},
 };
 
 static pid_t g_child;

@@ -293,6 +293,19 @@ func (s *Server) Addresses() []string {
 
 // HandleUnary registers h for procedure ("/package.Service/Method"). Allowed before Start only.
 func (s *Server) HandleUnary(procedure string, h UnaryHandler) error {
+	return s.handleUnary(procedure, h, false)
+}
+
+// HandleUnaryInline registers a non-blocking h for procedure: it runs on the library's I/O thread
+// that read the request, not on a handler thread, and its answer goes out in the same loop
+// iteration (no thread hand-off). h must not block (no I/O, no sleeping, no client calls, no
+// long-held locks): a blocking handler stalls every connection on that loop. Interceptors wrap
+// it and run inline too. Allowed before Start only.
+func (s *Server) HandleUnaryInline(procedure string, h UnaryHandler) error {
+	return s.handleUnary(procedure, h, true)
+}
+
+func (s *Server) handleUnary(procedure string, h UnaryHandler, inline bool) error {
 	if h == nil {
 		return newLocalError(StatusInvalidArgument, CodeInvalidArgument, "handler is nil")
 	}
@@ -309,9 +322,16 @@ func (s *Server) HandleUnary(procedure string, h UnaryHandler) error {
 	handle, ud := newUserData(&unaryEntry{procedure: procedure, fn: h})
 	_ = handle // deleted by goFreeHandle, which the library calls exactly once (even on failure)
 	var cerr *C.connectplugin_error
-	status := C.connectplugin_server_register_unary(s._ptr, cproc,
-		C.connectplugin_unary_handler(C.go_unary_trampoline), C.go_handle_to_user_data(ud),
-		C.connectplugin_free_func(C.go_free_trampoline), &cerr)
+	var status C.connectplugin_status
+	if inline {
+		status = C.connectplugin_server_register_unary_inline(s._ptr, cproc,
+			C.connectplugin_unary_handler(C.go_unary_trampoline), C.go_handle_to_user_data(ud),
+			C.connectplugin_free_func(C.go_free_trampoline), &cerr)
+	} else {
+		status = C.connectplugin_server_register_unary(s._ptr, cproc,
+			C.connectplugin_unary_handler(C.go_unary_trampoline), C.go_handle_to_user_data(ud),
+			C.connectplugin_free_func(C.go_free_trampoline), &cerr)
+	}
 	runtime.KeepAlive(s)
 	return check(status, &cerr)
 }

@@ -846,18 +846,26 @@ int main(int argc, char **argv) {
         report("listen", status, error);
         goto done;
     }
+    /* Put and Delete never block (a short mutex and an array operation; watchers only get a queued
+       event and a signal): they run inline on the I/O thread, with no hand-off to a handler thread
+       (connectplugin_server_register_unary_inline). Get stays on the handler threads because of its
+       deadline hook, which holds the call for up to 1 s: inline, that would stall the loop. */
     static const struct {
         const char *procedure;
         connectplugin_unary_handler handler;
+        bool inline_handler;
     } unary[] = {
-        {KV_PROCEDURE_PUT, handle_put},
-        {KV_PROCEDURE_GET, handle_get},
-        {KV_PROCEDURE_DELETE, handle_delete},
+        {KV_PROCEDURE_PUT, handle_put, true},
+        {KV_PROCEDURE_GET, handle_get, false},
+        {KV_PROCEDURE_DELETE, handle_delete, true},
     };
     for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
         /* The store outlives the server (freed below, after connectplugin_server_free): no finalizer. */
-        status = connectplugin_server_register_unary(server, unary[i].procedure, unary[i].handler, &store, NULL,
-                                                     &error);
+        status = unary[i].inline_handler
+                     ? connectplugin_server_register_unary_inline(server, unary[i].procedure, unary[i].handler,
+                                                                  &store, NULL, &error)
+                     : connectplugin_server_register_unary(server, unary[i].procedure, unary[i].handler, &store,
+                                                           NULL, &error);
         if (status != CONNECTPLUGIN_OK) {
             report(unary[i].procedure, status, error);
             goto done;

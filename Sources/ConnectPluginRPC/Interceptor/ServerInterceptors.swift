@@ -1,6 +1,7 @@
 // Server interceptors: when a server starts, every route with interceptors gets its handler wrapped
 // in the chain (server-wide interceptors first, then the procedure's). The wrapper runs on the
-// handler thread, so a slow start hook (a Go or Python host's) never stalls an I/O loop; the end
+// handler thread, so a slow start hook (a Go or Python host's) never stalls an I/O loop (an inline
+// route's wrapper runs inline on the loop with its handler, so its hooks must be quick too); the end
 // hooks run from `ServerCallCore.finish`, the one place every call ends.
 import ConnectPluginHTTP
 
@@ -35,7 +36,7 @@ enum ServerInterceptors {
                 h(call)
             }
         }
-        return Route(kind: r.kind, unary: unary, stream: stream, noSideEffects: r.noSideEffects)
+        return Route(kind: r.kind, unary: unary, stream: stream, noSideEffects: r.noSideEffects, inline: r.inline)
     }
 
     /// Runs the start hooks; nil when the call must not reach its handler (rejected, or already over).

@@ -12,6 +12,9 @@ struct Route {
     let stream: StreamHandler?
     /// Connect GET is allowed (the method has no side effects).
     let noSideEffects: Bool
+    /// The unary handler never blocks: it runs on the I/O loop thread that read the request, and
+    /// its answer goes out in the same loop iteration (no hand-off to the pool, no wake-up).
+    var inline: Bool = false
 }
 
 public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
@@ -78,8 +81,14 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
 
     /// Registers a unary handler for "/package.Service/Method". With `noSideEffects` the method
     /// also accepts Connect GET requests.
-    public func register(_ procedure: String, noSideEffects: Bool = false, _ handler: @escaping UnaryHandler) throws {
-        try add(procedure, Route(kind: .unary, unary: handler, stream: nil, noSideEffects: noSideEffects))
+    ///
+    /// With `inline` the handler runs on the I/O loop thread that read the request, not on the
+    /// handler pool: no thread hand-off, and its answer is written in the same loop iteration. It
+    /// must not block (no I/O, no locks held for long, no blocking RPC calls): a blocking inline
+    /// handler stalls every connection on that loop. Interceptors wrap it and run inline with it.
+    /// For quick in-memory work (a map lookup); everything else belongs on the pool (the default).
+    public func register(_ procedure: String, noSideEffects: Bool = false, inline: Bool = false, _ handler: @escaping UnaryHandler) throws {
+        try add(procedure, Route(kind: .unary, unary: handler, stream: nil, noSideEffects: noSideEffects, inline: inline))
     }
 
     /// Registers a streaming handler (client, server or bidi streaming) for "/package.Service/Method".
@@ -96,7 +105,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
             if started { throw ConnectError.local(.state, "methods must be configured before the server starts") }
             guard let r = routes[procedure] else { throw ConnectError.local(.invalidArgument, "no handler is registered for \(procedure)") }
             guard r.kind == .unary else { throw ConnectError.local(.invalidArgument, "\(procedure) is a streaming method; only unary methods can use GET") }
-            routes[procedure] = Route(kind: r.kind, unary: r.unary, stream: r.stream, noSideEffects: true)
+            routes[procedure] = Route(kind: r.kind, unary: r.unary, stream: r.stream, noSideEffects: true, inline: r.inline)
         }
     }
 
@@ -436,6 +445,15 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
     private func runUnary(_ route: Route, _ core: ServerCallCore, _ procedure: String, _ message: [UInt8], _ md: Metadata,
                           _ deadlineNs: UInt64?, _ peer: HTTPPeerInfo?) {
         let call = UnaryCall(procedure: procedure, core: core, request: message, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
+        if route.inline {
+            // On the loop thread: the answer's frames are queued here and flushed when the
+            // connection finishes processing the bytes it read (same iteration, no eventfd wake).
+            if call.isDone { return }
+            route.unary?(call)
+            core.closeDone()
+            call.failIfUnanswered(ConnectError(.internal, "the handler returned without a response"))
+            return
+        }
         let submitted = pool.submit {
             if call.isDone { return }
             route.unary?(call)

@@ -320,6 +320,17 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
             _errpp,
         ],
     ),
+    "connectplugin_server_register_unary_inline": (
+        connectplugin_status,
+        [
+            POINTER(connectplugin_server),
+            c_char_p,
+            connectplugin_unary_handler,
+            c_void_p,
+            connectplugin_free_func,
+            _errpp,
+        ],
+    ),
     "connectplugin_server_register_stream": (
         connectplugin_status,
         [
