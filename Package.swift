@@ -16,7 +16,7 @@ let packageDirectory = Context.packageDirectory
 let noUndefinedSymbols: [String] =
     Context.environment["CONNECTPLUGIN_SANITIZER", default: ""].isEmpty ? ["-Xlinker", "-z", "-Xlinker", "defs"] : []
 let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
-// Complete strict-concurrency checking (as in Swift 6 mode) for the HTTP and RPC layers: 0 diagnostics.
+// Complete strict-concurrency checking (as in Swift 6 mode) for the I/O, HTTP and RPC layers: 0 diagnostics.
 let swift5Checked: [SwiftSetting] = swift5 + [.enableUpcomingFeature("StrictConcurrency")]
 
 let package = Package(
@@ -42,7 +42,7 @@ let package = Package(
         .target(
             name: "ConnectPluginIO",
             dependencies: ["CConnectPluginPosix"],
-            swiftSettings: swift5
+            swiftSettings: swift5Checked
         ),
         .target(
             name: "ConnectPluginHTTP",
