@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
@@ -188,14 +187,6 @@ int cp_peer_host(int fd, char *out, size_t out_len) {
     }
     snprintf(out, out_len, "%s", host);
     return 1;
-}
-
-int cp_pool_thread_set_name(const char *name) {
-    char buf[16];
-    if (!name) return -EINVAL;
-    snprintf(buf, sizeof buf, "%s", name);
-    int rc = pthread_setname_np(pthread_self(), buf);
-    return rc == 0 ? 0 : -rc;
 }
 
 int cp_connect_tcp(const char *host, int port, int *in_progress) {

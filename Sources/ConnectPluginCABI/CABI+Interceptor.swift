@@ -83,6 +83,9 @@ final class HookCallBox {
     lazy var responseTrailers: MetadataBox? = result.map { MetadataBox($0.trailers) }
     private var headers: MetadataBox?
     private var headersCount = -1
+    /// Earlier request-header snapshots: a start hook may still hold one after adding a header,
+    /// and the header promises borrowed results live until the hook returns.
+    private var retiredHeaders: [MetadataBox] = []
 
     init(_ call: InterceptorCall, _ owner: CInterceptor, inStart: Bool) {
         self.call = call
@@ -95,6 +98,7 @@ final class HookCallBox {
         let md = call.requestHeaders
         if let h = headers, headersCount == md.count { return h }
         let h = MetadataBox(md)
+        if let old = headers { retiredHeaders.append(old) }
         headers = h
         headersCount = md.count
         return h
@@ -239,32 +243,31 @@ public func connectplugin_interceptor_call_reject(_ c: OpaquePointer?, _ code: c
     }
 }
 
-@_cdecl("connectplugin_interceptor_call_add_request_header")
-public func connectplugin_interceptor_call_add_request_header(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?,
-                                                              _ len: Int, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+/// The add_request_header / add_response_header / add_response_trailer body: argument checks, then `add`.
+private func addEntry(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?, _ len: Int,
+                      _ err: UnsafeMutablePointer<OpaquePointer?>?,
+                      _ add: (InterceptorCall, String, [UInt8]) throws -> Void) -> connectplugin_status {
     guarded(err) {
         let b = try hookArg(c)
         guard let k = str(key), let v = bytesArg(value, len) else { throw ConnectError.local(.invalidArgument, "key or value is NULL") }
-        try b.call.addRequestHeader(k, v)
+        try add(b.call, k, v)
     }
+}
+
+@_cdecl("connectplugin_interceptor_call_add_request_header")
+public func connectplugin_interceptor_call_add_request_header(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?,
+                                                              _ len: Int, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    addEntry(c, key, value, len, err) { try $0.addRequestHeader($1, $2) }
 }
 
 @_cdecl("connectplugin_interceptor_call_add_response_header")
 public func connectplugin_interceptor_call_add_response_header(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?,
                                                                _ len: Int, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
-    guarded(err) {
-        let b = try hookArg(c)
-        guard let k = str(key), let v = bytesArg(value, len) else { throw ConnectError.local(.invalidArgument, "key or value is NULL") }
-        try b.call.addResponseHeader(k, v)
-    }
+    addEntry(c, key, value, len, err) { try $0.addResponseHeader($1, $2) }
 }
 
 @_cdecl("connectplugin_interceptor_call_add_response_trailer")
 public func connectplugin_interceptor_call_add_response_trailer(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<UInt8>?,
                                                                 _ len: Int, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
-    guarded(err) {
-        let b = try hookArg(c)
-        guard let k = str(key), let v = bytesArg(value, len) else { throw ConnectError.local(.invalidArgument, "key or value is NULL") }
-        try b.call.addResponseTrailer(k, v)
-    }
+    addEntry(c, key, value, len, err) { try $0.addResponseTrailer($1, $2) }
 }

@@ -130,7 +130,7 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     private func work(number: Int) {
-        _ = cp_pool_thread_set_name(name + "-" + String(number % 10000))
+        _ = cp_set_thread_name(name + "-" + String(number % 10000))
         var first = true
         while true {
             cond.lock()

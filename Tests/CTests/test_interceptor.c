@@ -378,6 +378,25 @@ static connectplugin_interceptor *new_icpt(connectplugin_interceptor_start_func 
     return i;
 }
 
+/* Takes the request headers, adds one, takes them again and reads the first list once more: the
+   first stays valid (and unchanged) until the hook returns. Non-zero on a mismatch. */
+static atomic_int g_snapshot_checks;
+static int32_t snapshot_start(connectplugin_interceptor_call *call, void *user_data) {
+    (void)user_data;
+    const connectplugin_metadata *h1 = connectplugin_interceptor_call_request_headers(call);
+    size_t n1 = connectplugin_metadata_count(h1);
+    const char *v = "1";
+    if (connectplugin_interceptor_call_add_request_header(call, "x-snapshot", (const uint8_t *)v, 1, NULL) != CONNECTPLUGIN_OK) return 1;
+    const connectplugin_metadata *h2 = connectplugin_interceptor_call_request_headers(call);
+    char buf[16];
+    if (connectplugin_metadata_count(h2) != n1 + 1 || !lookup(h2, "x-snapshot", buf, sizeof buf)) return 2;
+    /* Allocate a little so a freed first list would likely be reused. */
+    for (int i = 0; i < 8; i++) (void)connectplugin_interceptor_call_request_headers(call);
+    if (connectplugin_metadata_count(h1) != n1 || lookup(h1, "x-snapshot", buf, sizeof buf)) return 3;
+    atomic_fetch_add(&g_snapshot_checks, 1);
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Tests                                                                                          */
 /* ---------------------------------------------------------------------------------------------- */
@@ -536,6 +555,20 @@ static void test_client_rejects_before_sending(void) {
     connectplugin_server_free(server);
 }
 
+static void test_request_headers_stay_valid_in_hook(void) {
+    char url[128];
+    connectplugin_server *server = start_server(NULL, url, sizeof url);
+    connectplugin_interceptor *snap = new_icpt(snapshot_start, NULL, NULL);
+    connectplugin_client *c = make_client(url, "connect", snap, NULL);
+    connectplugin_code code;
+    CHECK(unary(c, SVC "Echo", NULL, &code, NULL) == CONNECTPLUGIN_OK);
+    CHECK(code == CONNECTPLUGIN_CODE_OK);
+    CHECK(atomic_load(&g_snapshot_checks) == 1);
+    connectplugin_client_free(c);
+    connectplugin_interceptor_free(snap);
+    connectplugin_server_free(server);
+}
+
 static int32_t failing_start(connectplugin_interceptor_call *call, void *user_data) {
     (void)call;
     (void)user_data;
@@ -623,6 +656,7 @@ static const test_case k_tests[] = {
     {"client_rejects_before_sending", test_client_rejects_before_sending},
     {"failing_start_is_internal", test_failing_start_is_internal},
     {"arguments_and_finalizers", test_arguments_and_finalizers},
+    {"request_headers_stay_valid_in_hook", test_request_headers_stay_valid_in_hook},
 };
 
 static pid_t g_child;

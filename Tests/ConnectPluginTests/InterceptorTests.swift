@@ -362,6 +362,46 @@ private func expectCode(_ code: Code, _ body: () throws -> Void) {
         #expect(clientMessages.all == ["request [1]", "response [1]", "request [2]", "response [2]"])
     }
 
+    /// One thread sends while another receives on a client bidi stream: the message hooks of that
+    /// one call still run one at a time, as the header promises.
+    @Test func messageHooksOfOneCallNeverOverlap() throws {
+        let (server, url, _) = try makeServer { _ in }
+        defer { server.stop(graceMs: 1000) }
+        let gate = Lock()
+        nonisolated(unsafe) var inside = 0
+        nonisolated(unsafe) var overlaps = 0
+        nonisolated(unsafe) var seen = 0
+        let c = try client(url, .connect) { o in
+            o.interceptors.append(ClosureInterceptor(message: { _, _, _ in
+                gate.withLock {
+                    inside += 1
+                    seen += 1
+                    if inside > 1 { overlaps += 1 }
+                }
+                usleep(500)  // widen the window in which a second hook would overlap
+                gate.withLock { inside -= 1 }
+            }))
+        }
+        defer { c.close() }
+        let n = 200
+        let s = try c.stream(svc + "Chat", kind: .bidiStream)
+        let pool = try ThreadPool(threads: 1)
+        defer { pool.shutdown() }
+        let sent = Promise<Bool>()
+        pool.submit {
+            var ok = true
+            for i in 0..<n where ok { ok = (try? s.send([UInt8(truncatingIfNeeded: i)])) != nil }
+            s.closeSend()
+            sent.fulfill(ok)
+        }
+        var got = 0
+        while let _ = try s.receive() { got += 1 }
+        #expect(sent.wait() == true)
+        #expect(got == n)
+        #expect(gate.withLock { seen } == 2 * n)
+        #expect(gate.withLock { overlaps } == 0, "message hooks of one call ran concurrently")
+    }
+
     @Test func addingRules() throws {
         let server = try Server()
         defer { server.stop(graceMs: 0) }

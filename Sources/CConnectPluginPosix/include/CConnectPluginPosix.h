@@ -40,8 +40,6 @@ int cp_accept(int listen_fd);
    subscriber usually holds a whole /64); IPv4-mapped addresses are written as IPv4. Returns 1 for
    TCP (host written), 0 for a Unix socket or another family (out is ""), -errno on error. */
 int cp_peer_host(int fd, char *out, size_t out_len);
-/* Names the calling thread (shown by top -H, gdb, /proc; at most 15 bytes are kept). 0 or -errno. */
-int cp_pool_thread_set_name(const char *name);
 /* Starts a non-blocking connect; returns fd (connect may still be in progress) or -errno.
    *in_progress is set to 1 when the caller must wait for writability then call cp_connect_result. */
 int cp_connect_tcp(const char *host, int port, int *in_progress);

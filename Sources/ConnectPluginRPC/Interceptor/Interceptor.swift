@@ -6,6 +6,7 @@
 // per-call hooks (the default, and the only cheap kind for Go and Python hosts) costs nothing per
 // message.
 import ConnectPluginHTTP
+import Glibc
 
 /// Which way a message travels.
 public enum MessageDirection: Int32, Sendable {
@@ -211,6 +212,11 @@ final class InterceptorRun: @unchecked Sendable {
     let chain: InterceptorChain
     let call: InterceptorCall
     private let lock = Lock()
+    /// Held while message and end hooks run, so that the hooks of one call never run concurrently
+    /// (the header promises it) even when one thread sends while another receives, or a cancel or
+    /// a vanished peer ends the call while a message hook runs. Recursive: a hook that ends its own
+    /// call (a host closure cancelling its stream) runs the end hooks on the same thread.
+    private let hookLock = RecursiveLock()
     /// How many start hooks ran (their end hooks run).
     private var startedCount = 0
     private var starting = true
@@ -259,6 +265,8 @@ final class InterceptorRun: @unchecked Sendable {
 
     /// Every message of the call (only when an interceptor observes messages).
     func message(_ direction: MessageDirection, _ bytes: [UInt8]) {
+        hookLock.lock()
+        defer { hookLock.unlock() }
         if lock.withLock({ ended }) { return }  // the client went away: the call is over
         for i in chain.observers where i < chain.interceptors.count {
             chain.interceptors[i].message(call, direction: direction, bytes: bytes)
@@ -283,6 +291,8 @@ final class InterceptorRun: @unchecked Sendable {
     }
 
     private func runEnd(_ result: CallResult) {
+        hookLock.lock()
+        defer { hookLock.unlock() }
         call.setPhase(.end)
         let n = lock.withLock { startedCount }
         var i = min(n, chain.interceptors.count)
@@ -292,4 +302,26 @@ final class InterceptorRun: @unchecked Sendable {
         }
         call.setPhase(.over)
     }
+}
+
+/// A recursive pthread mutex (InterceptorRun's hook lock).
+final class RecursiveLock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        var attr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attr)
+        pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE))
+        pthread_mutex_init(mutex, &attr)
+        pthread_mutexattr_destroy(&attr)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
 }
