@@ -103,6 +103,12 @@ public final class EventLoop: @unchecked Sendable {
         return token
     }
 
+    /// File descriptors registered now (listeners, connections). Loop thread only.
+    public var registeredCount: Int {
+        assert(inEventLoop, "EventLoop.registeredCount read off the loop thread")
+        return handlers.count
+    }
+
     public func modify(fd: Int32, token: UInt64, interest: UInt32) {
         assert(inEventLoop, "EventLoop.modify called off the loop thread")
         _ = cp_epoll_mod(epfd, fd, interest, token)

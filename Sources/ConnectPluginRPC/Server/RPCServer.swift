@@ -33,6 +33,9 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         public var maxStreamsPerConnection: Int = 128
         public var maxStreamsPerPeer: Int = 512
         public var maxStreams: Int = 768
+        /// The event loops that run the listeners and connections (nil = `EventLoopGroup.shared()`,
+        /// the process-wide loops, one per core).
+        public var eventLoopGroup: EventLoopGroup? = nil
         public init() {}
     }
 
@@ -59,7 +62,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
                                   idleTimeoutNs: idleMs.overflow ? UInt64.max / 2 : idleMs.partialValue, name: "cp-handler")
             admission = StreamAdmission(perConnection: options.maxStreamsPerConnection, perPeer: options.maxStreamsPerPeer,
                                         total: min(options.maxStreams, maxThreads - 1))
-            let group = try EventLoopGroup.shared()
+            let group = try options.eventLoopGroup ?? EventLoopGroup.shared()
             let cfg = HTTPServerConfig()
             httpServer = HTTPServer(config: cfg, group: group, handler: relay)
         } catch let e as HTTPError {
