@@ -1,5 +1,7 @@
-// Small pthread-based synchronisation primitives. Synchronization.Mutex collapses under contention on
-// this platform (see shared/docs/platform-notes.md); a plain pthread mutex does not.
+// I/O core: small pthread-based synchronisation primitives (a lock, a lock with a condition, a
+// one-shot promise, and `HookGate`, the wait for a done hook running on another thread).
+// Synchronization.Mutex collapses under contention on this platform (see
+// shared/docs/platform-notes.md); a plain pthread mutex does not.
 import Glibc
 
 /// A non-recursive mutex over pthread_mutex_t.

@@ -1,5 +1,5 @@
 // End-to-end tests of the Swift API: a real server on loopback and a real client, over HTTP/1.1 and
-// h2c, TCP and Unix sockets, both codecs.
+// h2c, TCP and Unix sockets, both codecs; and a server and client on an event-loop group of their own.
 import ConnectPlugin
 import ConnectPluginHTTP
 import Glibc

@@ -1,6 +1,7 @@
 // The RPC client: a base URL, a transport (`ClientTransport`: the seam where discovery and balancing
-// come; today one endpoint over TCP, Unix, TLS or in-process `inproc://NAME`), the protocols over
-// HTTP/1.1 or HTTP/2, and blocking calls that wait on the caller's thread.
+// come; today one endpoint over TCP, Unix, TLS or in-process `inproc://NAME`, on the event loops of
+// `Options.eventLoopGroup` or the shared ones), the protocols over HTTP/1.1 or HTTP/2, and blocking
+// calls that wait on the caller's thread.
 import ConnectPluginHTTP
 
 /// A unary response.

@@ -1,5 +1,7 @@
-// The RPC server: listeners from the HTTP layer, the Connect unary protocol, a router from procedure
-// to handler, and a pool of handler threads so that a slow handler never stalls I/O.
+// The RPC server: listeners from the HTTP layer (TCP, Unix, TLS, in-process) on an event-loop group
+// (`Options.eventLoopGroup`, by default the shared one), a router from procedure to unary or
+// streaming handler for Connect, gRPC and gRPC-Web, interceptors, stream admission, and a pool of
+// handler threads so that a slow handler never stalls I/O.
 import ConnectPluginHTTP
 
 public typealias UnaryHandler = (UnaryCall) -> Void
