@@ -11,10 +11,10 @@ import Glibc
 /// never run: the handler may then free what user_data points to. The finalizer runs exactly once,
 /// after the callback or at `clear`.
 final class DoneHook {
-    private let cond = ConditionLock()
+    private let lock = Lock()
     private var active = true
-    private var running = false
-    private var runner = pthread_t()
+    /// The callback running: `clear` waits for it (entered under `lock`).
+    private let gate = HookGate()
     private let fn: connectplugin_done_func
     private let ud: UserData
 
@@ -24,28 +24,22 @@ final class DoneHook {
     }
 
     func fire() {
-        let run: Bool = cond.withLock {
+        let run: Bool = lock.withLock {
             guard active else { return false }
             active = false
-            running = true
-            runner = pthread_self()
+            gate.enter()
             return true
         }
         guard run else { return }
         fn(ud.pointer)
-        cond.withLock {
-            running = false
-            cond.broadcast()
-        }
+        gate.leave()
         ud.finalize()
     }
 
     func clear() {
-        cond.withLock {
-            active = false
-            // Not from inside the callback itself (it would wait for itself).
-            while running && pthread_equal(runner, pthread_self()) == 0 { cond.wait() }
-        }
+        lock.withLock { active = false }
+        // Not from inside the callback itself (it would wait for itself).
+        gate.waitIdle()
         ud.finalize()
     }
 }

@@ -1,7 +1,7 @@
 // I/O core: the event loop (one thread running epoll, a task queue woken through an eventfd, and
-// timers), the event-loop group, and the I/O core's error type. File descriptors are owned by exactly
-// one loop; everything that touches one runs on its loop. Loop-only methods check that in debug
-// builds (`assert(inEventLoop)`); the thread is named after the loop.
+// timers) and the event-loop group; their error type is in IOError.swift. File descriptors are owned
+// by exactly one loop; everything that touches one runs on its loop. Loop-only methods check that in
+// debug builds (`assert(inEventLoop)`); the thread is named after the loop.
 import CConnectPluginPosix
 import Glibc
 
@@ -101,6 +101,12 @@ public final class EventLoop: @unchecked Sendable {
         if cp_epoll_add(epfd, fd, interest, token) != 0 { return nil }
         handlers[token] = handler
         return token
+    }
+
+    /// File descriptors registered now (listeners, connections). Loop thread only.
+    public var registeredCount: Int {
+        assert(inEventLoop, "EventLoop.registeredCount read off the loop thread")
+        return handlers.count
     }
 
     public func modify(fd: Int32, token: UInt64, interest: UInt32) {
@@ -276,41 +282,6 @@ public final class EventLoopGroup: @unchecked Sendable {
             return .failure(HTTPError(.resource, "cannot start event loops"))
         }
     }()
-}
-
-/// An I/O or transport-level error. `HTTPError` is the same type under the name the transport and RPC
-/// layers use.
-public typealias HTTPError = IOError
-
-/// An I/O or transport-level error.
-public struct IOError: Error, CustomStringConvertible, Sendable {
-    /// `refused`: the peer did not process the request (HTTP/2 REFUSED_STREAM or GOAWAY); safe to retry.
-    /// `tls`: the TLS handshake or certificate verification failed. `limit`: the peer exceeded a limit
-    /// (HTTP/2 ENHANCE_YOUR_CALM).
-    public enum Kind: Sendable { case io, resource, protocolError, closed, timeout, invalidArgument, tooLarge, canceled, refused, tls, limit, permission }
-    public var kind: Kind
-    public var message: String
-    public init(_ kind: Kind, _ message: String) {
-        self.kind = kind
-        self.message = message
-    }
-    public var description: String { message }
-
-    /// The error for an HTTP/2 RST_STREAM received with `code` (protocol digest §6.4).
-    public static func fromH2Reset(_ code: UInt32, _ peer: String) -> HTTPError {
-        let what = "\(peer) reset the stream (HTTP/2 error code \(code))"
-        switch code {
-        case 7: return HTTPError(.refused, "\(peer) refused the stream; the request was not processed")
-        case 8: return HTTPError(.canceled, what)
-        case 11: return HTTPError(.limit, what + ": enhance your calm")
-        case 12: return HTTPError(.permission, what + ": inadequate security")
-        default: return HTTPError(.protocolError, what)
-        }
-    }
-
-    public static func errno(_ what: String, _ negErr: Int) -> HTTPError {
-        HTTPError(.io, "\(what): \(String(cString: cp_strerror(Int32(truncatingIfNeeded: -negErr))))")
-    }
 }
 
 /// Current monotonic time in nanoseconds.

@@ -1,5 +1,7 @@
-// Small pthread-based synchronisation primitives. Synchronization.Mutex collapses under contention on
-// this platform (see shared/docs/platform-notes.md); a plain pthread mutex does not.
+// I/O core: small pthread-based synchronisation primitives (a lock, a lock with a condition, a
+// one-shot promise, and `HookGate`, the wait for a done hook running on another thread).
+// Synchronization.Mutex collapses under contention on this platform (see
+// shared/docs/platform-notes.md); a plain pthread mutex does not.
 import Glibc
 
 /// A non-recursive mutex over pthread_mutex_t.
@@ -100,5 +102,41 @@ public final class Promise<T>: @unchecked Sendable {
         defer { cond.unlock() }
         while value == nil { cond.wait() }
         return value
+    }
+}
+
+/// Hooks that run on one thread at a time (done hooks), and a wait for the one running: `enter()`
+/// and `leave()` bracket running them; `waitIdle()` returns once none runs, at once when called
+/// from the thread running them (a hook that answers its own call must not wait for itself). To
+/// make sure a hook never starts after `waitIdle()` returned, decide to run it and call `enter()`
+/// under the same lock that the side calling `waitIdle()` takes first to close the hooks.
+public final class HookGate: @unchecked Sendable {
+    private let cond = ConditionLock()
+    private var running = false
+    private var runner = pthread_t()
+
+    public init() {}
+
+    /// Hooks start running on the calling thread.
+    public func enter() {
+        cond.withLock {
+            running = true
+            runner = pthread_self()
+        }
+    }
+
+    /// The hooks entered ended; wakes the waiters.
+    public func leave() {
+        cond.withLock {
+            running = false
+            cond.broadcast()
+        }
+    }
+
+    /// Waits while hooks run on another thread (not when this thread runs them).
+    public func waitIdle() {
+        cond.withLock {
+            while running && pthread_equal(runner, pthread_self()) == 0 { cond.wait() }
+        }
     }
 }

@@ -1,5 +1,5 @@
 // End-to-end tests of the Swift API: a real server on loopback and a real client, over HTTP/1.1 and
-// h2c, TCP and Unix sockets, both codecs.
+// h2c, TCP and Unix sockets, both codecs; and a server and client on an event-loop group of their own.
 import ConnectPlugin
 import ConnectPluginHTTP
 import Glibc
@@ -279,5 +279,39 @@ struct UnaryEndToEndTests {
         ctx.c = nil
         #expect(ctx.code == .canceled || ctx.code == .unavailable)
         usleep(400_000)  // the server answers after the client is gone: nothing may crash
+    }
+}
+
+/// The fds registered on `loop` now (read on its thread).
+private func registered(_ loop: EventLoop) -> Int {
+    let p = Promise<Int>()
+    loop.execute { p.fulfill(loop.registeredCount) }
+    return p.wait() ?? -1
+}
+
+@Suite("Own event-loop group")
+struct OwnEventLoopGroupTests {
+    /// A server and a client on a group of their own (Options.eventLoopGroup): the call works, and
+    /// the listener and both ends of the connection are registered on that group's one loop.
+    @Test(arguments: [HTTPVersion.http1_1, .http2])
+    func serverAndClientOnOwnGroup(version: HTTPVersion) throws {
+        let group = try EventLoopGroup(count: 1)
+        let loop = group.loops[0]
+        #expect(registered(loop) == 0)
+        var so = Server.Options()
+        so.eventLoopGroup = group
+        let (server, url) = try makeServer(options: so)
+        defer { server.stop(graceMs: 0) }
+        #expect(registered(loop) == 1) // the listener
+        var co = Client.Options()
+        co.httpVersion = version
+        co.eventLoopGroup = group
+        let c = try Client(baseURL: url, options: co)
+        defer { c.close() }
+        #expect(try c.unary(echo, request: [7, 8, 9]).message == [7, 8, 9])
+        // Listener, the server's connection and the client's (kept open for the next call).
+        #expect(registered(loop) == 3)
+        #expect(try c.unary(echo, request: [1]).message == [1])
+        #expect(registered(loop) == 3)
     }
 }

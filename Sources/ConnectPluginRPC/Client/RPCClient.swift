@@ -1,6 +1,7 @@
 // The RPC client: a base URL, a transport (`ClientTransport`: the seam where discovery and balancing
-// come; today one endpoint over TCP, Unix, TLS or in-process `inproc://NAME`), the protocols over
-// HTTP/1.1 or HTTP/2, and blocking calls that wait on the caller's thread.
+// come; today one endpoint over TCP, Unix, TLS or in-process `inproc://NAME`, on the event loops of
+// `Options.eventLoopGroup` or the shared ones), the protocols over HTTP/1.1 or HTTP/2, and blocking
+// calls that wait on the caller's thread.
 import ConnectPluginHTTP
 
 /// A unary response.
@@ -32,6 +33,9 @@ public final class RPCClient: @unchecked Sendable {
         /// Interceptors around every call (unary and streaming): start hooks in this order before
         /// the request is sent, end hooks in reverse once the result is known.
         public var interceptors: [any Interceptor] = []
+        /// The event loops that run the connections (nil = `EventLoopGroup.shared()`, the
+        /// process-wide loops, one per core).
+        public var eventLoopGroup: EventLoopGroup? = nil
         public init() {}
     }
 
@@ -55,7 +59,7 @@ public final class RPCClient: @unchecked Sendable {
         cfg.maxResponseBodyBytes = options.maxMessageBytes == 0 ? 0 : options.maxMessageBytes &+ 1024
         if secure { cfg.tls = options.tls ?? TLSConfig() }
         do {
-            transport = try HTTPClient(endpoint: endpoint, config: cfg, group: try EventLoopGroup.shared())
+            transport = try HTTPClient(endpoint: endpoint, config: cfg, group: try options.eventLoopGroup ?? EventLoopGroup.shared())
         } catch let e as HTTPError {
             // A bad CA, certificate or key file is the caller's argument, as for a TLS listener.
             throw ConnectError.local(e.kind == .tls || e.kind == .invalidArgument ? .invalidArgument : .resource, e.message)

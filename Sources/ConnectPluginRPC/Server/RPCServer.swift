@@ -1,5 +1,7 @@
-// The RPC server: listeners from the HTTP layer, the Connect unary protocol, a router from procedure
-// to handler, and a pool of handler threads so that a slow handler never stalls I/O.
+// The RPC server: listeners from the HTTP layer (TCP, Unix, TLS, in-process) on an event-loop group
+// (`Options.eventLoopGroup`, by default the shared one), a router from procedure to unary or
+// streaming handler for Connect, gRPC and gRPC-Web, interceptors, stream admission, and a pool of
+// handler threads so that a slow handler never stalls I/O.
 import ConnectPluginHTTP
 
 public typealias UnaryHandler = (UnaryCall) -> Void
@@ -36,6 +38,9 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         public var maxStreamsPerConnection: Int = 128
         public var maxStreamsPerPeer: Int = 512
         public var maxStreams: Int = 768
+        /// The event loops that run the listeners and connections (nil = `EventLoopGroup.shared()`,
+        /// the process-wide loops, one per core).
+        public var eventLoopGroup: EventLoopGroup? = nil
         public init() {}
     }
 
@@ -62,7 +67,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
                                   idleTimeoutNs: idleMs.overflow ? UInt64.max / 2 : idleMs.partialValue, name: "cp-handler")
             admission = StreamAdmission(perConnection: options.maxStreamsPerConnection, perPeer: options.maxStreamsPerPeer,
                                         total: min(options.maxStreams, maxThreads - 1))
-            let group = try EventLoopGroup.shared()
+            let group = try options.eventLoopGroup ?? EventLoopGroup.shared()
             let cfg = HTTPServerConfig()
             httpServer = HTTPServer(config: cfg, group: group, handler: relay)
         } catch let e as HTTPError {

@@ -64,10 +64,8 @@ final class ServerCallCore: @unchecked Sendable {
 
     private var doneHooks: [() -> Void] = []
     private var doneFired = false
-    /// Hooks running (on `doneRunner`): answering the call or returning waits for them.
-    private let doneCond = ConditionLock()
-    private var doneRunning = false
-    private var doneRunner = pthread_t()
+    /// Hooks running: answering the call or returning waits for them (entered under `lock`).
+    private let doneGate = HookGate()
 
     /// Runs `hook` once when the call can no longer be answered before it was answered: the client
     /// canceled or went away, the deadline passed, the server is stopping. It runs on an I/O loop
@@ -91,27 +89,12 @@ final class ServerCallCore: @unchecked Sendable {
             doneFired = true
             let h = doneHooks
             doneHooks = []
-            if !h.isEmpty {
-                doneCond.withLock {
-                    doneRunning = true
-                    doneRunner = pthread_self()
-                }
-            }
+            if !h.isEmpty { doneGate.enter() }
             return h
         }
         if hooks.isEmpty { return }
         for h in hooks { h() }
-        doneCond.withLock {
-            doneRunning = false
-            doneCond.broadcast()
-        }
-    }
-
-    /// Waits for hooks running on another thread (not for the thread running them).
-    private func waitDoneIdle() {
-        doneCond.withLock {
-            while doneRunning && pthread_equal(doneRunner, pthread_self()) == 0 { doneCond.wait() }
-        }
+        doneGate.leave()
     }
 
     /// The handler returned: its hooks are dropped without running, after any running ones end.
@@ -120,7 +103,7 @@ final class ServerCallCore: @unchecked Sendable {
             doneFired = true
             doneHooks = []
         }
-        waitDoneIdle()
+        doneGate.waitIdle()
     }
 
     var compressResponses: Bool { responseEncoding == .gzip }
@@ -202,7 +185,7 @@ final class ServerCallCore: @unchecked Sendable {
             return (sent, responseHeaders, responseTrailers, errorDetails)
         }
         // The handler answering: from here on no hook starts (finished), and running ones end first.
-        if !byRuntime { waitDoneIdle() }
+        if !byRuntime { doneGate.waitIdle() }
         guard let (sent, md, handlerTrailers, details) = state else { return false }
         var err = error
         if var e = err, e.details.isEmpty, !details.isEmpty {
