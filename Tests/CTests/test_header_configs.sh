@@ -143,7 +143,8 @@ int main() {
     return 0;
 }
 EOF
-        if "$CXXBIN" -std=c++11 -Wall -Wextra -Werror -I"$incdir" -o "$tmp/main" "$tmp/main.cpp" \
+        # shellcheck disable=SC2086  # CXXFLAGS: the sanitizer stage passes -fsanitize=... here
+        if "$CXXBIN" -std=c++11 -Wall -Wextra -Werror ${CXXFLAGS:-} -I"$incdir" -o "$tmp/main" "$tmp/main.cpp" \
             -L"$libdir" -lconnectplugin -Wl,-rpath,"$libdir" 2>"$tmp/err" && "$tmp/main"; then
             pass "a C++ program links against the library and calls it"
         else
