@@ -2,9 +2,9 @@
 # Builds and runs the C tests with plain cc against a SwiftPM-built libconnectplugin.so (`make test`):
 #   Tests/CTests/run.sh [LIBDIR]      (default LIBDIR: <repo>/.build/debug)
 # Suites: test_header_symbols.sh, test_header_configs.sh (the header in C and C++, shared and static),
-# test_kv_codec.c, test_abi.c and test_interceptor.c (framework: test_support.h), test_stream.c (streaming, protocols, GET, TLS; needs openssl),
-# test_statuses.c (the documented @retval statuses and codes), test_interceptor.c, test_examples.sh (the C example),
-# bench/test_quick.sh (make bench in quick mode).
+# test_kv_codec.c, test_abi.c and test_interceptor.c (their framework: test_support.h), test_stream.c
+# (streaming, protocols, GET, TLS; needs openssl), test_statuses.c (the documented @retval statuses
+# and codes), test_examples.sh (the C example), bench/test_quick.sh (make bench in quick mode).
 # CMake builds the same sources and registers them with ctest. Last line: "c-tests: N passed, M failed"
 # (summed over the suites); exit status 1 on any failure.
 set -u
