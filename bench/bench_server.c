@@ -33,6 +33,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bench_io.h"
+
 #define MSG_SIZE 64
 #define PROCEDURE "/bench.v1.BenchService/Unary"
 
@@ -65,28 +67,6 @@ static void handle_unary(connectplugin_call *call, void *user_data) {
 }
 
 /* ---- raw echo */
-
-static int read_full(int fd, uint8_t *buf, size_t len) {
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        got += (size_t)n;
-    }
-    return 0;
-}
-
-static int write_full(int fd, const uint8_t *buf, size_t len) {
-    size_t put = 0;
-    while (put < len) {
-        ssize_t n = write(fd, buf + put, len - put);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        put += (size_t)n;
-    }
-    return 0;
-}
 
 static void *echo_conn(void *arg) {
     int fd = (int)(intptr_t)arg;

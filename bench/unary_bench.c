@@ -31,6 +31,7 @@
  * grpc, grpcweb). Diagnostics go to stderr.
  */
 #include "bench_util.h"
+#include "bench_io.h"
 
 #include <connectplugin.h>
 
@@ -174,28 +175,6 @@ static connectplugin_client *new_client(const char *url) {
 }
 
 /* ---- the baseline: ping-pong of 64-byte messages with bench_server raw */
-
-static int read_full(int fd, uint8_t *buf, size_t len) {
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        got += (size_t)n;
-    }
-    return 0;
-}
-
-static int write_full(int fd, const uint8_t *buf, size_t len) {
-    size_t put = 0;
-    while (put < len) {
-        ssize_t n = write(fd, buf + put, len - put);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        put += (size_t)n;
-    }
-    return 0;
-}
 
 static bool ping_pong(void *ctx) {
     int fd = *(int *)ctx;
