@@ -183,7 +183,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     func adopt(fd: Int32, isUnix: Bool, tls: TLSContext?) {
-        if !isUnix { _ = cp_set_nodelay(fd) }
+        if !isUnix { Socket.setNoDelay(fd) }
         let connection = HTTPConnectionInfo(id: lock.withLock { nextConnectionID &+= 1; return nextConnectionID },
                                             remoteHost: isUnix ? nil : HTTPServer.remoteHost(fd))
         let loop = group.next()
