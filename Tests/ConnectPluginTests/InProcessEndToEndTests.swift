@@ -226,6 +226,12 @@ struct InProcessEndToEndTests {
                 lock.withLock { paths.append(path) }
                 return inner.stream(method: method, path: path, headers: headers, timeoutNs: timeoutNs)
             }
+            func stream(method: String, path: String, headers: HTTPHeaders, body: [UInt8], endStream: Bool,
+                        timeoutNs: UInt64?) -> HTTPClientCall {
+                lock.withLock { paths.append(path) }
+                return inner.stream(method: method, path: path, headers: headers, body: body, endStream: endStream,
+                                    timeoutNs: timeoutNs)
+            }
             func close() { inner.close() }
         }
         let (server, url) = try makeServer()

@@ -11,6 +11,11 @@ public protocol ClientTransport: AnyObject, Sendable {
                  completion: @escaping (Result<HTTPResponse, HTTPError>) -> Void)
     /// Starts a request streamed both ways; the caller writes and reads on its own thread.
     func stream(method: String, path: String, headers: HTTPHeaders, timeoutNs: UInt64?) -> HTTPClientCall
+    /// Starts a request whose first body bytes are known up front; with `endStream` the body is
+    /// complete (a unary call: one HEADERS+DATA write, and the transport may resend it on a fresh
+    /// connection if the server never saw it). Every RPC call goes through this or `stream`.
+    func stream(method: String, path: String, headers: HTTPHeaders, body: [UInt8], endStream: Bool,
+                timeoutNs: UInt64?) -> HTTPClientCall
     /// Closes the transport's connections; exchanges in progress fail with `.closed`/`.canceled`.
     func close()
 }

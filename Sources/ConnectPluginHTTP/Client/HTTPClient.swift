@@ -193,8 +193,9 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
     private var outstanding = 0
     private var sendClosed = false
 
-    init(loop: EventLoop) {
+    init(loop: EventLoop, sendClosed: Bool = false) {
         self.loop = loop
+        self.sendClosed = sendClosed
     }
 
     var consumesOnArrival: Bool { false }
@@ -391,8 +392,17 @@ public final class HTTPClient: @unchecked Sendable {
     /// Starts a streaming request: write the body with `write`/`closeSend` and read the response
     /// with `awaitHead`/`read`, on the caller's thread.
     public func stream(method: String, path: String, headers: HTTPHeaders, timeoutNs: UInt64?) -> HTTPClientCall {
-        let call = HTTPClientCall(loop: loop)
-        let req = ClientRequest(method: method, path: path, headers: headers, body: [], bodyComplete: false, sink: call)
+        stream(method: method, path: path, headers: headers, body: [], endStream: false, timeoutNs: timeoutNs)
+    }
+
+    /// Starts a streaming request whose first body bytes are known: `body` goes out with the request
+    /// head and, when `endStream`, the body is complete (the unary case: the request may then be sent
+    /// again on a fresh connection if the server never saw it). Read the response with
+    /// `awaitHead`/`read`; with `endStream` false, go on with `write`/`closeSend`.
+    public func stream(method: String, path: String, headers: HTTPHeaders, body: [UInt8], endStream: Bool,
+                       timeoutNs: UInt64?) -> HTTPClientCall {
+        let call = HTTPClientCall(loop: loop, sendClosed: endStream)
+        let req = ClientRequest(method: method, path: path, headers: headers, body: body, bodyComplete: endStream, sink: call)
         req.onSent = { [weak call] n in call?.sent(n) }
         call.request = req
         loop.execute { [self] in start(req, timeoutNs: timeoutNs) }
