@@ -7,6 +7,7 @@
 //   C shims (CConnectPlugin*)  →  ConnectPluginIO (event loops, thread pool, locks, sockets, in-memory pipes, child processes)
 //   →  ConnectPluginHTTP (TLS, HTTP/1.1, HTTP/2; re-exports ConnectPluginIO)
 //   →  ConnectPluginRPC (Connect protocol, codes, errors, compression, router, client)
+//   →  ConnectPluginRuntime (the plugin runtime: handshake, version negotiation, launch environment, logs)
 //   →  ConnectPlugin (the public Swift API)  →  ConnectPluginCABI (@_cdecl exports, libconnectplugin.so)
 import PackageDescription
 
@@ -56,6 +57,12 @@ let package = Package(
             dependencies: ["ConnectPluginHTTP", "CConnectPluginZlib", "CConnectPluginABI"],
             swiftSettings: swift5Checked
         ),
+        // The plugin runtime (go-plugin's host/plugin model): handshake, negotiation, launcher, logs.
+        .target(
+            name: "ConnectPluginRuntime",
+            dependencies: ["ConnectPluginRPC"],
+            swiftSettings: swift5Checked
+        ),
         .target(
             name: "ConnectPlugin",
             dependencies: ["ConnectPluginRPC"],
@@ -86,6 +93,7 @@ let package = Package(
         .testTarget(name: "ConnectPluginIOTests", dependencies: ["ConnectPluginIO"], swiftSettings: swift5),
         .testTarget(name: "ConnectPluginHTTPTests", dependencies: ["ConnectPluginHTTP"], swiftSettings: swift5),
         .testTarget(name: "ConnectPluginRPCTests", dependencies: ["ConnectPluginRPC", "ConnectPluginIO"], swiftSettings: swift5),
+        .testTarget(name: "ConnectPluginRuntimeTests", dependencies: ["ConnectPluginRuntime"], swiftSettings: swift5),
         .testTarget(name: "ConnectPluginTests", dependencies: ["ConnectPlugin"], swiftSettings: swift5),
     ]
 )

@@ -1,0 +1,132 @@
+// The plugin runtime's pure parts: the handshake line (go-plugin's format and HEAD host parsing),
+// version negotiation (go-plugin's protocolVersion()), the magic cookie, the launch environment and
+// hclog stderr lines.
+import Testing
+@testable import ConnectPluginRuntime
+
+@Suite("Handshake line") struct HandshakeLineTests {
+    @Test func formatsAsGoPluginPrints() {
+        let l = HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/plugin123")
+        #expect(l.formatted == "1|1|unix|/tmp/plugin123|grpc|")
+        var m = l
+        m.multiplexSupported = false
+        #expect(m.formatted == "1|1|unix|/tmp/plugin123|grpc||false")
+        let cert = String(repeating: "A", count: 60)
+        let t = HandshakeLine(appVersion: 5, network: .tcp, address: "127.0.0.1:10001", serverCert: cert)
+        #expect(t.formatted == "1|5|tcp|127.0.0.1:10001|grpc|" + cert)
+    }
+
+    @Test func parsesWhatItFormats() throws {
+        let cert = String(repeating: "B", count: 51)
+        for l in [HandshakeLine(appVersion: 1, network: .unix, address: "/tmp/p"),
+                  HandshakeLine(appVersion: 7, network: .tcp, address: "127.0.0.1:1", serverCert: cert, multiplexSupported: true)] {
+            #expect(try HandshakeLine.parse(l.formatted + "\n").get() == l)
+        }
+    }
+
+    @Test func parsesThePythonExampleWithFiveFields() throws {
+        let l = try HandshakeLine.parse("  1|1|tcp|127.0.0.1:1234|grpc\r\n").get()
+        #expect(l.network == .tcp && l.address == "127.0.0.1:1234" && l.serverCert == "" && l.multiplexSupported == nil)
+    }
+
+    @Test func ignoresAShortField6LikeGoPlugin() throws {
+        #expect(try HandshakeLine.parse("1|1|unix|/tmp/p|grpc|junk").get().serverCert == "")
+    }
+
+    @Test func rejectsWithErrorsThatSayWhatToDo() {
+        func err(_ s: String) -> HandshakeError? {
+            if case .failure(let e) = HandshakeLine.parse(s) { return e }
+            return nil
+        }
+        #expect(err("listening on :8080") == .unrecognized(line: "listening on :8080"))
+        #expect(err("hello\u{1}|x")?.description.contains("hello\\x01|x") == true)
+        #expect(err("2|1|unix|/p|grpc|") == .incompatibleCore(plugin: "2"))
+        #expect(err("1|1|pipe|/p|grpc|") == .unknownNetwork("pipe"))
+        #expect(err("1|1|unix|/p") == .unsupportedProtocol("netrpc"))
+        #expect(err("1|1|unix|/p")?.description.contains("GRPCServer") == true)
+        #expect(err("1|x|unix|/p|grpc|") == .unrecognized(line: "1|x|unix|/p|grpc|"))
+        #expect(err("1|1|unix||grpc|") != nil)
+        let long = String(repeating: "z", count: 500)
+        #expect(err(long)?.description.contains("…") == true)
+        #expect(err(long)!.description.count < 400)
+    }
+}
+
+@Suite("Version negotiation") struct VersionNegotiationTests {
+    @Test func highestCommonVersion() {
+        #expect(VersionNegotiation.negotiate(hostVersions: [5, 6, 2], pluginVersions: [2, 6, 7]) == 6)
+        #expect(VersionNegotiation.negotiate(hostVersions: [1], pluginVersions: [1]) == 1)
+    }
+
+    @Test func lowestOwnWhenNoneIsCommon() {
+        #expect(VersionNegotiation.negotiate(hostVersions: [9], pluginVersions: [3, 2, 4]) == 2)
+        #expect(VersionNegotiation.negotiate(hostVersions: [], pluginVersions: [3, 4]) == 3)
+        #expect(VersionNegotiation.negotiate(hostVersions: [1], pluginVersions: []) == nil)
+    }
+
+    @Test func parsesTheEnvironmentLikeAtoi() {
+        let (v, bad) = VersionNegotiation.parseHostVersions("5,+6,x, 7,,99999999999999999999,-1")
+        #expect(v == [5, 6, -1])
+        #expect(bad == ["x", " 7", "", "99999999999999999999"])
+        #expect(VersionNegotiation.parseHostVersions(nil).versions.isEmpty)
+        #expect(VersionNegotiation.hostValue([6, 5, 6]) == "5,6")
+    }
+}
+
+@Suite("Magic cookie") struct MagicCookieTests {
+    let h = HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv")
+
+    @Test func checks() {
+        #expect(h.check(environment: ["KV_PLUGIN": "connectplugin-kv"]) == .ok)
+        #expect(h.check(environment: [:]) == .missing)
+        #expect(h.check(environment: ["KV_PLUGIN": "other"]) == .mismatch(found: "other"))
+        #expect(HandshakeConfig(cookieKey: "", cookieValue: "v").check(environment: ["": "v"]) == .misconfigured)
+        #expect(h.explain(.ok) == nil)
+        #expect(h.explain(.missing)?.hasPrefix("This binary is a plugin.") == true)
+        #expect(h.explain(.mismatch(found: "x"))?.contains("KV_PLUGIN") == true)
+    }
+}
+
+@Suite("Launch environment") struct PluginEnvironmentTests {
+    @Test func hostThenGoPluginThenOverridesWin() {
+        var e = PluginEnvironment(handshake: HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "v"), versions: [2, 1])
+        e.clientCertPEM = "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n"
+        let env = e.build(host: PluginEnvironment.pairs(["PATH=/bin", "PLUGIN_MIN_PORT=1", "junk", "A=b=c"]),
+                          overrides: [("PATH", "/usr/bin"), ("EXTRA", "1")])
+        #expect(env == [
+            "PATH=/usr/bin", "PLUGIN_MIN_PORT=10000", "A=b=c", "KV_PLUGIN=v", "PLUGIN_MAX_PORT=25000",
+            "PLUGIN_PROTOCOL_VERSIONS=1,2",
+            "PLUGIN_CLIENT_CERT=-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n", "EXTRA=1",
+        ])
+        #expect(!e.build(host: nil).contains { $0.hasPrefix("PATH=") })
+        e.multiplex = true
+        e.socketDir = "/run/p"
+        #expect(e.build(host: nil).suffix(2) == ["PLUGIN_MULTIPLEX_GRPC=true", "PLUGIN_UNIX_SOCKET_DIR=/run/p"])
+    }
+}
+
+@Suite("hclog lines") struct HCLogTests {
+    @Test func parsesJSONLines() {
+        var p = HCLogParser()
+        let r = p.parse(#"{"@level":"warn","@message":"disk low","@timestamp":"2026-12-03T16:00:00.000000Z","free":12,"path":"/x"}"#)
+        #expect(r == LogRecord(level: .warn, message: "disk low", timestamp: "2026-12-03T16:00:00.000000Z",
+                               fields: [("free", "12"), ("path", "/x")]))
+    }
+
+    @Test func roundTripsWhatThePluginWrites() {
+        let r = LogRecord(level: .error, message: "a \"quoted\"\nline", timestamp: "t", fields: [("k", "v")])
+        var p = HCLogParser()
+        #expect(p.parse(r.jsonLine()) == r)
+    }
+
+    @Test func plainLinesByPrefixElseDebugAndPanicSwitchesToError() {
+        var p = HCLogParser()
+        #expect(p.parse("[INFO] hello") == LogRecord(level: .info, message: "hello"))
+        #expect(p.parse("[ERROR]  bad") == LogRecord(level: .error, message: "bad"))
+        #expect(p.parse("just text").level == .debug)
+        #expect(p.parse("{not json").level == .debug)
+        #expect(p.parse("panic: boom").level == .error)
+        #expect(p.parse("goroutine 1 [running]:").level == .error)
+        #expect(p.parse("[DEBUG] tagged still tagged").level == .debug)
+    }
+}
