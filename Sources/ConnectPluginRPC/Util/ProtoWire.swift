@@ -3,6 +3,7 @@
 
 public struct ProtoWireError: Error, CustomStringConvertible, Sendable {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Appends protobuf fields. Default values (0, false, empty) are skipped, as proto3 does.
@@ -29,6 +30,14 @@ public struct ProtoWriter: Sendable {
     }
 
     public mutating func stringField(_ field: Int, _ value: String) { bytesField(field, Array(value.utf8)) }
+
+    /// A length-delimited field written even when empty: an element of a repeated string or bytes
+    /// field, a map entry, or a set sub-message.
+    public mutating func lengthDelimitedField(_ field: Int, _ value: [UInt8]) {
+        tag(field, wireType: 2)
+        varint(UInt64(value.count))
+        bytes.append(contentsOf: value)
+    }
 
     public mutating func boolField(_ field: Int, _ value: Bool) {
         if !value { return }
