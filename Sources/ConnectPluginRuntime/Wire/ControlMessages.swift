@@ -394,3 +394,29 @@ public struct ShutdownResponse: ControlMessage {
 func pairsEqual(_ a: [(String, String)], _ b: [(String, String)]) -> Bool {
     a.count == b.count && !zip(a, b).contains { $0.0 != $1.0 || $0.1 != $1.1 }
 }
+
+/// `connectplugin.v1.GetPluginInfoResponse` (self id, version and metadata; provides/requires are
+/// skipped until the service registry exists).
+public struct GetPluginInfoResponse: ControlMessage {
+    public var selfID = ""
+    public var selfVersion = ""
+    public var metadata: [(String, String)] = []
+    public init() {}
+    public static func == (a: Self, b: Self) -> Bool {
+        a.selfID == b.selfID && a.selfVersion == b.selfVersion && pairsEqual(a.metadata, b.metadata)
+    }
+    public func encode(into w: inout ProtoWriter) {
+        w.stringField(1, selfID)
+        w.stringField(2, selfVersion)
+        w.mapField(5, metadata)
+    }
+    public mutating func read(field: Int, wireType: Int, from r: inout ProtoReader) throws -> Bool {
+        switch field {
+        case 1: selfID = try r.stringValue(wireType, field)
+        case 2: selfVersion = try r.stringValue(wireType, field)
+        case 5: metadata.append(try r.mapEntry(wireType, field))
+        default: return false
+        }
+        return true
+    }
+}
