@@ -60,7 +60,7 @@ let package = Package(
         // The plugin runtime (go-plugin's host/plugin model): handshake, negotiation, launcher, logs.
         .target(
             name: "ConnectPluginRuntime",
-            dependencies: ["ConnectPluginRPC"],
+            dependencies: ["ConnectPluginRPC", "CConnectPluginPosix"],
             swiftSettings: swift5Checked
         ),
         .target(
