@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "connectplugin", type: .dynamic, targets: ["ConnectPluginCABI"]),
         .executable(name: "kv-server-swift", targets: ["KVServerSwift"]),
         .executable(name: "kv-client-swift", targets: ["KVClientSwift"]),
+        .executable(name: "kv-plugin-swift", targets: ["KVPluginSwift"]),
     ],
     targets: [
         // ---- C shims: the only place C headers are imported.
@@ -65,7 +66,7 @@ let package = Package(
         ),
         .target(
             name: "ConnectPlugin",
-            dependencies: ["ConnectPluginRPC"],
+            dependencies: ["ConnectPluginRPC", "ConnectPluginRuntime"],
             swiftSettings: swift5
         ),
         .target(
@@ -82,8 +83,14 @@ let package = Package(
         ),
 
         // ---- Examples (the key-value store), built by `make examples`.
+        .target(
+            name: "KVServiceSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVService",
+            swiftSettings: swift5),
         .executableTarget(
-            name: "KVServerSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVServer",
+            name: "KVServerSwift", dependencies: ["ConnectPlugin", "KVServiceSwift"], path: "examples/swift/KVServer",
+            swiftSettings: swift5),
+        .executableTarget(
+            name: "KVPluginSwift", dependencies: ["ConnectPlugin", "KVServiceSwift"], path: "examples/swift/KVPlugin",
             swiftSettings: swift5),
         .executableTarget(
             name: "KVClientSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVClient",

@@ -14,6 +14,8 @@ APT_PACKAGES=(
   # grpc-go for the interop grpc-go client (Tests/interop/grpcgo): Debian's GOPATH-mode sources under
   # /usr/share/gocode, built with Go 1.19 and GO111MODULE=off (genproto comes in as a dependency).
   golang-google-grpc-dev golang-google-protobuf-dev
+  # HashiCorp go-plugin 1.0.1 (GOPATH mode) for the go-plugin compatibility tests (Tests/interop/goplugin).
+  golang-github-hashicorp-go-plugin-dev
 )
 PIP_PACKAGES=(
   "connectrpc==0.13.*" "protoc-gen-connectrpc==0.13.*" "protobuf" "grpcio" "grpcio-tools"
@@ -55,7 +57,7 @@ for tool in pkg-config cmake ninja go curl h2load nghttp nghttpd openssl protoc-
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: '$tool' is still missing after install" >&2; exit 1; }
 done
 pkg-config --exists libnghttp2 openssl zlib || { echo "setup: pkg-config cannot find libnghttp2/openssl/zlib" >&2; exit 1; }
-for d in google.golang.org/grpc google.golang.org/protobuf/encoding/protowire google.golang.org/genproto/googleapis/rpc/status; do
-  [ -d "/usr/share/gocode/src/$d" ] || { echo "setup: /usr/share/gocode/src/$d is missing (golang-google-grpc-dev)" >&2; exit 1; }
+for d in google.golang.org/grpc google.golang.org/protobuf/encoding/protowire google.golang.org/genproto/googleapis/rpc/status github.com/hashicorp/go-plugin; do
+  [ -d "/usr/share/gocode/src/$d" ] || { echo "setup: /usr/share/gocode/src/$d is missing (golang-google-grpc-dev, golang-github-hashicorp-go-plugin-dev)" >&2; exit 1; }
 done
 echo "setup: ok"

@@ -1,6 +1,8 @@
 // The Swift API of connectplugin: servers and clients speaking Connect, with the same behaviour as
 // the C ABI (libconnectplugin.so) that C, Go and Python hosts use.
 @_exported import ConnectPluginRPC
+// The plugin runtime: `PluginServer.serve` for plugins, the handshake types for hosts.
+@_exported import ConnectPluginRuntime
 @_exported import enum ConnectPluginHTTP.HTTPVersion
 // TLS for `Server.listenTCP(_:tls:)` and `Client.Options.tls`, and the mTLS identity of `peer`.
 @_exported import struct ConnectPluginHTTP.TLSConfig

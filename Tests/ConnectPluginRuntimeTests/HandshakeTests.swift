@@ -130,3 +130,14 @@ import Testing
         #expect(p.parse("[DEBUG] tagged still tagged").level == .debug)
     }
 }
+
+@Suite("hclog timestamp") struct HCLogTimestampTests {
+    @Test func hasGosLayout() {
+        let t = Array(hclogTimestamp().utf8)
+        // 2026-12-03T16:00:00.000000Z
+        #expect(t.count == 27)
+        for (i, c) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (26, "Z")] {
+            #expect(t[i] == UInt8(ascii: Unicode.Scalar(c)!))
+        }
+    }
+}

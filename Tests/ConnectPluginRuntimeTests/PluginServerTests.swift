@@ -23,6 +23,7 @@ private func config(_ env: [String: String], fd: Int32) -> PluginServeConfig {
     c.redirectStdio = false
     c.handshakeFD = fd
     c.watchParent = false
+    c.handleSignals = false
     c.gracePeriodMs = 1000
     c.logger = { _ in }
     return c

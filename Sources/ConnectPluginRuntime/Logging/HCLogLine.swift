@@ -8,6 +8,23 @@
 // the same JSON.
 
 import ConnectPluginRPC
+import Glibc
+
+/// Now, in hclog's JSON timestamp format (Go's "2006-01-02T15:04:05.000000Z07:00"), in UTC.
+public func hclogTimestamp() -> String {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    var t = ts.tv_sec
+    var tmv = tm()
+    gmtime_r(&t, &tmv)
+    func pad(_ v: Int, _ n: Int) -> String {
+        let s = String(v)
+        return s.count >= n ? s : String(repeating: "0", count: n - s.count) + s
+    }
+    return pad(Int(tmv.tm_year) + 1900, 4) + "-" + pad(Int(tmv.tm_mon) + 1, 2) + "-" + pad(Int(tmv.tm_mday), 2)
+        + "T" + pad(Int(tmv.tm_hour), 2) + ":" + pad(Int(tmv.tm_min), 2) + ":" + pad(Int(tmv.tm_sec), 2)
+        + "." + pad(ts.tv_nsec / 1000, 6) + "Z"
+}
 
 public enum LogLevel: Int, Sendable, Comparable, CaseIterable {
     case trace = 0, debug, info, warn, error

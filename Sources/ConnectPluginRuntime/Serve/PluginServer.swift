@@ -49,6 +49,10 @@ public struct PluginServeConfig: Sendable {
     public var logger: (@Sendable (LogRecord) -> Void)? = nil
     /// Stop when the parent process changes (the host is gone).
     public var watchParent = true
+    /// Turn SIGTERM and SIGINT into a graceful stop (off in tests inside a test process).
+    public var handleSignals = true
+    /// The plugin's server (handler threads, limits, interceptors added by the registrations).
+    public var serverOptions = RPCServer.Options()
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String: PluginRegistration]]) {
         self.handshake = handshake
@@ -82,7 +86,8 @@ public enum PluginServeError: Error, Sendable, CustomStringConvertible {
 public final class PluginServer: @unchecked Sendable {
     public let config: PluginServeConfig
     public let server: RPCServer
-    public let health: PluginHealth
+    /// The health the control services report (its services are known once `start` chose a set).
+    public private(set) var health = PluginHealth(pluginNames: [])
     public let stdio = StdioForwarder()
     public private(set) var handshakeLine: HandshakeLine?
     private let cond = ConditionLock()
@@ -98,12 +103,11 @@ public final class PluginServer: @unchecked Sendable {
     public init(config: PluginServeConfig) throws {
         self.config = config
         env = config.environment ?? currentEnvironment()
-        server = try RPCServer()
-        health = PluginHealth(pluginNames: [])
+        server = try RPCServer(options: config.serverOptions)
     }
 
     func log(_ level: LogLevel, _ message: String, _ fields: [(String, String)] = []) {
-        let r = LogRecord(level: level, message: message, timestamp: "", fields: fields)
+        let r = LogRecord(level: level, message: message, timestamp: hclogTimestamp(), fields: fields)
         if let l = config.logger {
             l(r)
             return
@@ -142,10 +146,11 @@ public final class PluginServer: @unchecked Sendable {
         } catch let e as ConnectError {
             throw PluginServeError.misconfigured("cannot register the plugin's services: \(e.message)")
         }
-        healthOverride = health
+        self.health = health
         let (network, address) = try listen()
         do { try server.start() } catch let e as ConnectError { throw PluginServeError.listen(e.message) }
         if config.redirectStdio { try redirectStdio() }
+        if config.handleSignals { installSignals() }
         let line = HandshakeLine(appVersion: version, network: network, address: address,
                                  multiplexSupported: env[PluginEnvironment.multiplexKey] != nil ? false : nil)
         let out = config.handshakeFD ?? (realStdout >= 0 ? realStdout : 1)
@@ -157,10 +162,8 @@ public final class PluginServer: @unchecked Sendable {
         return line
     }
 
-    /// The health the control services report (set by `start`).
-    public private(set) var healthOverride: PluginHealth?
     /// Sets the plugin's health; watchers see it at once.
-    public func setHealth(_ state: HealthState, reason: String = "") { (healthOverride ?? health).set(state, reason: reason) }
+    public func setHealth(_ state: HealthState, reason: String = "") { health.set(state, reason: reason) }
 
     private func listen() throws -> (PluginNetwork, String) {
         switch config.network {
@@ -260,16 +263,9 @@ public final class PluginServer: @unchecked Sendable {
         savedStderr = realStderr
     }
 
-    /// Asks `wait` to return (a Shutdown call, a signal, the host gone). Thread-safe.
-    public func requestShutdown(_ reason: String) {
-        cond.withLock {
-            if shutdownReason == nil { shutdownReason = reason }
-            cond.broadcast()
-        }
-    }
-
-    /// Step 7: blocks until shutdown is requested, then stops gracefully. Returns the reason.
-    public func wait() -> String {
+    /// SIGTERM and SIGINT become shutdown requests (before the handshake line goes out, so that a
+    /// host's signal right after it is never lost).
+    private func installSignals() {
         var fds: [Int32] = [-1, -1]
         if cp_pipe(&fds) == 0 {
             signalPipe = (fds[0], fds[1])
@@ -285,6 +281,18 @@ public final class PluginServer: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Asks `wait` to return (a Shutdown call, a signal, the host gone). Thread-safe.
+    public func requestShutdown(_ reason: String) {
+        cond.withLock {
+            if shutdownReason == nil { shutdownReason = reason }
+            cond.broadcast()
+        }
+    }
+
+    /// Step 7: blocks until shutdown is requested, then stops gracefully. Returns the reason.
+    public func wait() -> String {
         let parent = getppid()
         let reason: String = cond.withLock {
             while shutdownReason == nil {
@@ -312,8 +320,8 @@ public final class PluginServer: @unchecked Sendable {
             return f
         }
         guard first else { return }
-        log(.info, "plugin stopping", [("reason", reason)])
-        (healthOverride ?? health).shutdown()
+        if handshakeLine != nil { log(.info, "plugin stopping", [("reason", reason)]) }
+        health.shutdown()
         stdio.close()
         server.stop(graceMs: config.gracePeriodMs)
         if let p = socketPath { _ = unlink(p) }

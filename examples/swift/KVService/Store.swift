@@ -135,7 +135,8 @@ final class Watcher: @unchecked Sendable {
     }
 }
 
-final class Store: @unchecked Sendable {
+public final class Store: @unchecked Sendable {
+    public init() {}
     private let monitor = Monitor()
     private var values: [String: [UInt8]] = [:]
     private var watchers: [ObjectIdentifier: Watcher] = [:]

@@ -1,0 +1,19 @@
+// kv-plugin-swift: the KV service (examples/proto/README.md) served as a plugin that an unmodified
+// HashiCorp go-plugin host, or a connectplugin host, launches: handshake cookie KV_PLUGIN=
+// connectplugin-kv, app protocol version 1, plugin name "kv". Run by hand it says it is a plugin and
+// exits 2. The service is the same code kv-server-swift serves (examples/swift/KVService).
+import ConnectPlugin
+import Glibc
+import KVServiceSwift
+
+let store = Store()
+var config = PluginServeConfig(
+    handshake: HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv"),
+    versionedPlugins: [
+        1: ["kv": PluginRegistration(version: connectPluginVersion, servicePath: kvServicePath) { server in
+            try registerKVService(on: server, store: store)
+        }],
+    ])
+// Every streaming call holds a handler thread while it runs (a Watch until the host half-closes).
+config.serverOptions.handlerThreads = 64
+exit(PluginServer.serve(config))
