@@ -1234,6 +1234,99 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_call_add_respon
                                                                          const char *key, const uint8_t *value,
                                                                          size_t value_len, connectplugin_error **out_error);
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Plugins: serving as a go-plugin compatible plugin                                                */
+/* ------------------------------------------------------------------------------------------------ */
+
+/*
+ * A plugin registers its services on a connectplugin_server as usual (not started, no listener),
+ * declares its plugin names per app protocol version in a connectplugin_plugin_config, and calls
+ * connectplugin_plugin_serve once, from main. Serve checks the magic cookie (run by a person, it
+ * prints go-plugin's "This binary is a plugin" message on stderr and returns 2), negotiates the app
+ * version from PLUGIN_PROTOCOL_VERSIONS (the highest common one; the lowest of its own when none is),
+ * listens on an owner-only Unix socket (PLUGIN_UNIX_SOCKET_DIR, PLUGIN_UNIX_SOCKET_GROUP) or on
+ * 127.0.0.1 TCP within PLUGIN_MIN_PORT..PLUGIN_MAX_PORT, adds the control services
+ * (grpc.health.v1.Health, plugin.GRPCController, plugin.GRPCStdio, plugin.GRPCBroker and
+ * connect-plugin-go's connectplugin.v1 handshake, health, control and identity services), moves
+ * fd 1 and 2 onto pipes forwarded to the host through plugin.GRPCStdio, prints the handshake line
+ * `1|APP|NETWORK|ADDR|grpc|` on the real stdout, logs hclog JSON lines on the real stderr, and
+ * serves until the host calls Shutdown, SIGTERM or SIGINT arrives, or the host that launched it is
+ * gone; then it stops gracefully. Wire details: docs/plugins.md.
+ */
+
+typedef struct connectplugin_plugin_config connectplugin_plugin_config;
+
+/** connect-plugin-go's three health states (connectplugin_plugin_set_health). */
+#define CONNECTPLUGIN_HEALTH_HEALTHY 1
+#define CONNECTPLUGIN_HEALTH_DEGRADED 2
+#define CONNECTPLUGIN_HEALTH_UNHEALTHY 3
+
+/**
+ * @brief A plugin configuration with the handshake's magic cookie (e.g. "KV_PLUGIN",
+ *        "connectplugin-kv"). Both strings are copied. Not thread-safe; free with _free.
+ * @param out_config  Receives the configuration; NULL on failure.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p out_config is NULL or the key or value is NULL or empty.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_new(const char *cookie_key, const char *cookie_value,
+                                                                       connectplugin_plugin_config **out_config,
+                                                                       connectplugin_error **out_error);
+/**
+ * @brief Declares plugin @p name (e.g. "kv") in the plugin set of app protocol version
+ *        @p app_version (go-plugin's VersionedPlugins). Its service must be registered on the server
+ *        given to serve. @p version (the plugin's own version) and @p service_path (e.g.
+ *        "/pkg.v1.KVService/") may be NULL; they are reported by PluginIdentity and the handshake.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config or @p name is NULL or empty, @p app_version
+ *         is below 1, or the name is already declared for that version.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_add_plugin(connectplugin_plugin_config *config,
+                                                                              int32_t app_version, const char *name,
+                                                                              const char *version,
+                                                                              const char *service_path,
+                                                                              connectplugin_error **out_error);
+/**
+ * @brief How long calls in flight may take to finish once the plugin stops (default 5000 ms; a
+ *        negative value counts as 0).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_grace_ms(connectplugin_plugin_config *config,
+                                                                                int64_t grace_ms,
+                                                                                connectplugin_error **out_error);
+/**
+ * @brief "unix" (default: a Unix socket) or "tcp" (127.0.0.1 in PLUGIN_MIN_PORT..PLUGIN_MAX_PORT).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL or @p network is neither.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_network(connectplugin_plugin_config *config,
+                                                                               const char *network,
+                                                                               connectplugin_error **out_error);
+/** @brief Frees the configuration. NULL is a no-op. */
+CONNECTPLUGIN_API void connectplugin_plugin_config_free(connectplugin_plugin_config *config);
+/**
+ * @brief Serves @p server as a plugin (see above) and blocks until it stopped. Call once, from the
+ *        plugin's main thread; @p server must have its handlers registered and be neither started
+ *        nor listening. @p config is copied (free it any time after).
+ * @return The exit status for the plugin process: 0 after a clean stop; 2 when the binary was run
+ *         by a person (no magic cookie); 1 when serving could not start (wrong cookie, a socket path
+ *         too long, no free port, ...). Whatever went wrong is written to stderr, saying what to
+ *         change. The server is stopped on return; free it with connectplugin_server_free.
+ */
+CONNECTPLUGIN_API int32_t connectplugin_plugin_serve(connectplugin_server *server,
+                                                     const connectplugin_plugin_config *config);
+/**
+ * @brief Sets the health the plugin reports while connectplugin_plugin_serve runs on @p server:
+ *        CONNECTPLUGIN_HEALTH_HEALTHY, _DEGRADED (both SERVING on grpc.health.v1) or _UNHEALTHY
+ *        (NOT_SERVING), with an optional @p reason (copied). Watchers see it at once. Any thread.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p server is NULL or @p state is not one of the three.
+ * @retval CONNECTPLUGIN_ERR_STATE if the server is not serving as a plugin.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectplugin_server *server, int32_t state,
+                                                                       const char *reason,
+                                                                       connectplugin_error **out_error);
+
 #ifdef __cplusplus
 }
 #endif

@@ -39,7 +39,8 @@ int cp_signal_to_pipe(int signo, int write_fd) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
+    /* SA_ONSTACK: the signal may land on a thread of a Go host with a small stack (Go requires it of C handlers). */
+    sa.sa_flags = SA_RESTART | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     signal_fds[signo] = write_fd;
     struct sigaction prev;

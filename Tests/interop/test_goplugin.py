@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import HERE, binary
 
-PLUGIN_LANGS = ("swift",)
+PLUGIN_LANGS = ("c", "go", "python", "swift")
 COOKIE = {"KV_PLUGIN": "connectplugin-kv"}
 EXPECTED_HOST_LINES = ["ok version 1", "ok put <nil>", 'ok get "hello" true <nil>', "ok delete true <nil>",
                        "ok get-after-delete false <nil>", "ok ping <nil>"]
@@ -40,21 +41,13 @@ def goplugin_host(tmp_path_factory) -> Path:
     return exe
 
 
-def pids_running(path: Path) -> list[int]:
-    """Live (non-zombie) processes whose executable is `path`."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if os.readlink(d / "exe") != str(path.resolve()):
-                continue
-            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            found.append(int(d.name))
-    return found
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def plugin_env(tmp: Path, **extra: str) -> dict:
@@ -85,7 +78,9 @@ def test_goplugin_host_loads_the_plugin(lang, goplugin_host):
     # The plugin's hclog lines reached the go-plugin host's logger under the plugin's name.
     assert f"kv-plugin-{lang}: plugin started" in r.stderr, r.stderr
     assert "plugin exited" in r.stderr, r.stderr
-    assert pids_running(plugin) == [], "a plugin process outlived its host's Kill"
+    m = re.search(r"plugin started: path=\S+ pid=(\d+)", r.stderr)
+    assert m, r.stderr
+    assert not alive(int(m.group(1))), "the plugin process outlived its host's Kill"
 
 
 @pytest.mark.parametrize("lang", PLUGIN_LANGS)
@@ -159,14 +154,14 @@ def test_plugin_exits_when_its_host_is_killed(lang, tmp_path):
         while time.monotonic() < deadline and not ((tmp_path / "out").exists() and "|grpc|" in (tmp_path / "out").read_text()):
             time.sleep(0.05)
         pid = int(pidfile.read_text())
-        assert pid in pids_running(plugin), (tmp_path / "out").read_text()
+        assert alive(pid), (tmp_path / "out").read_text()
         os.kill(host.pid, signal.SIGKILL)
         host.wait()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and pid in pids_running(plugin):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.05)
-        assert pid not in pids_running(plugin), "the plugin outlived its killed host"
+        assert not alive(pid), "the plugin outlived its killed host"
         assert "the host that launched this plugin is gone" in (tmp_path / "out").read_text()
     finally:
-        for pid in pids_running(plugin):
-            os.kill(pid, signal.SIGKILL)
+        if pidfile.exists() and pidfile.read_text().strip().isdigit() and alive(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)

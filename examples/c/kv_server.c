@@ -11,6 +11,10 @@
  *
  * Prints "listening on <bound address>" once ready, serves until SIGTERM or SIGINT, then stops
  * gracefully (in-flight calls get up to 5 s) and exits 0. Exit status 2 for a usage error.
+ *
+ * Built with -DKV_PLUGIN (examples/c/build.sh) it is kv-plugin-c: without --listen it serves the same
+ * handlers as a go-plugin compatible plugin (connectplugin_plugin_serve: cookie KV_PLUGIN=
+ * connectplugin-kv, app protocol version 1, plugin "kv"); run by hand it says so and exits 2.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -789,7 +793,13 @@ int main(int argc, char **argv) {
             continue;
         return usage(NULL);
     }
-    if (!listen || !*listen) return usage(NULL);
+#ifdef KV_PLUGIN
+    /* kv-plugin-c: no --listen means launched by a plugin host. */
+    bool plugin_mode = listen == NULL;
+#else
+    bool plugin_mode = false;
+#endif
+    if (!plugin_mode && (!listen || !*listen)) return usage(NULL);
     bool tls = tls_cert || tls_key || tls_client_ca;
     if (tls && (!tls_cert || !tls_key)) return usage("--tls-cert and --tls-key go together (--tls-client-ca needs both)");
     if (tls && strncmp(listen, "unix:", 5) == 0) return usage("TLS is for TCP listeners only");
@@ -800,7 +810,8 @@ int main(int argc, char **argv) {
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
-    int rc = pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    /* (A plugin's serve turns SIGTERM and SIGINT into a graceful stop itself.) */
+    int rc = plugin_mode ? 0 : pthread_sigmask(SIG_BLOCK, &signals, NULL);
     if (rc != 0) {
         fprintf(stderr, "kv-server-c: pthread_sigmask: %s\n", strerror(rc));
         return 1;
@@ -827,7 +838,9 @@ int main(int argc, char **argv) {
         report("connectplugin_server_new", status, error);
         goto done;
     }
-    if (strncmp(listen, "unix:", 5) == 0) {
+    if (plugin_mode) {
+        status = CONNECTPLUGIN_OK; /* serve chooses the listener */
+    } else if (strncmp(listen, "unix:", 5) == 0) {
         status = connectplugin_server_listen_unix(server, listen + 5, &error);
     } else if (tls) {
         tls_options = connectplugin_tls_options_new();
@@ -892,6 +905,22 @@ int main(int argc, char **argv) {
     status = connectplugin_server_set_no_side_effects(server, KV_PROCEDURE_GET, &error);
     if (status != CONNECTPLUGIN_OK) {
         report("connectplugin_server_set_no_side_effects", status, error);
+        goto done;
+    }
+    if (plugin_mode) {
+        connectplugin_plugin_config *config = NULL;
+        status = connectplugin_plugin_config_new("KV_PLUGIN", "connectplugin-kv", &config, &error);
+        if (status == CONNECTPLUGIN_OK)
+            status = connectplugin_plugin_config_add_plugin(config, 1, "kv", CONNECTPLUGIN_VERSION,
+                                                            "/connectplugin.examples.kv.v1.KVService/", &error);
+        if (status != CONNECTPLUGIN_OK) {
+            report("connectplugin_plugin_config", status, error);
+            connectplugin_plugin_config_free(config);
+            goto done;
+        }
+        /* Blocks until the host calls Shutdown, SIGTERM/SIGINT, or the host is gone. */
+        exit_code = connectplugin_plugin_serve(server, config);
+        connectplugin_plugin_config_free(config);
         goto done;
     }
     status = connectplugin_server_start(server, &error);

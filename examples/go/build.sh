@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Go KV example into examples/bin/kv-server-go and examples/bin/kv-client-go.
+# Builds the Go KV example into examples/bin/kv-server-go, kv-client-go and kv-plugin-go.
 #   examples/go/build.sh [LIBDIR]
 # LIBDIR holds libconnectplugin.so (default: <repo>/.build/debug); the binaries get an rpath to it.
 # Offline: no module proxy is used (the binding is the only dependency, via a replace directive).
@@ -23,4 +23,6 @@ export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local GOSUMDB=off
 cd "$here"
 go build -o "$bindir/kv-server-go" ./kv-server
 go build -o "$bindir/kv-client-go" ./kv-client
-echo "built $bindir/kv-server-go $bindir/kv-client-go (rpath $libdir)"
+# kv-plugin-go: the server's handlers served as a go-plugin compatible plugin (build tag kvplugin).
+go build -tags kvplugin -o "$bindir/kv-plugin-go" ./kv-server
+echo "built $bindir/kv-server-go $bindir/kv-client-go $bindir/kv-plugin-go (rpath $libdir)"

@@ -266,12 +266,17 @@ class KVService:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="connectplugin KV example server (Python)")
-    parser.add_argument("--listen", required=True, metavar="ADDR", help="host:port (port 0 picks one) or unix:PATH")
+    parser.add_argument("--listen", metavar="ADDR", help="host:port (port 0 picks one) or unix:PATH")
+    # kv-plugin-python passes --as-plugin: without --listen, serve as a go-plugin compatible plugin.
+    parser.add_argument("--as-plugin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tls-cert", metavar="CERT.pem", help="serve TLS only, with this certificate chain")
     parser.add_argument("--tls-key", metavar="KEY.pem", help="the private key of --tls-cert")
     parser.add_argument("--tls-client-ca", metavar="CA.pem",
                         help="require a client certificate signed by this CA (mTLS)")
     args = parser.parse_args(argv)
+    plugin_mode = args.as_plugin and not args.listen
+    if not plugin_mode and not args.listen:
+        parser.error("--listen is required")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
@@ -281,7 +286,8 @@ def main(argv=None):
 
     # Block the stop signals before the library creates threads, so they are delivered only to sigwait.
     stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    if not plugin_mode:  # (a plugin's serve turns SIGTERM and SIGINT into a graceful stop itself)
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
 
     svc = KVService()
     try:
@@ -297,6 +303,10 @@ def main(argv=None):
         server.register_stream(SERVICE + "/List", MethodKind.SERVER_STREAM, svc.list)
         server.register_stream(SERVICE + "/PutMany", MethodKind.CLIENT_STREAM, svc.put_many)
         server.register_stream(SERVICE + "/Watch", MethodKind.BIDI_STREAM, svc.watch)
+        if plugin_mode:
+            # Blocks until the host calls Shutdown, SIGTERM/SIGINT, or the host is gone.
+            return server.serve_plugin("KV_PLUGIN", "connectplugin-kv",
+                                       {1: [("kv", connectplugin.version(), SERVICE + "/")]})
         if args.listen.startswith("unix:"):
             address = server.listen_unix(args.listen[len("unix:"):])
         elif args.tls_cert:

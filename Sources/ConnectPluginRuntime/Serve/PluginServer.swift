@@ -106,6 +106,18 @@ public final class PluginServer: @unchecked Sendable {
         server = try RPCServer(options: config.serverOptions)
     }
 
+    /// Serves `server`, whose handlers the caller registered already (the C ABI's way: every
+    /// plugin's services are on it, and the plugin sets only name the plugins per version). It must
+    /// not be started nor listening.
+    public init(config: PluginServeConfig, server: RPCServer) throws {
+        if !server.addresses.isEmpty {
+            throw ConnectError.local(.state, "the plugin's server must not listen yet: serve chooses the listener")
+        }
+        self.config = config
+        env = config.environment ?? currentEnvironment()
+        self.server = server
+    }
+
     func log(_ level: LogLevel, _ message: String, _ fields: [(String, String)] = []) {
         let r = LogRecord(level: level, message: message, timestamp: hclogTimestamp(), fields: fields)
         if let l = config.logger {
@@ -344,6 +356,11 @@ public final class PluginServer: @unchecked Sendable {
             writeStderr("plugin: cannot create the server: \(error)\n")
             return 1
         }
+        return serve(s)
+    }
+
+    /// `serve` for a plugin server made already (see `init(config:server:)`).
+    public static func serve(_ s: PluginServer) -> Int32 {
         do { _ = try s.start() } catch let e as PluginServeError {
             s.stop("failed to start")
             writeStderr(e.description.hasSuffix("\n") ? e.description : e.description + "\n")
@@ -358,7 +375,7 @@ public final class PluginServer: @unchecked Sendable {
     }
 }
 
-func writeStderr(_ s: String) {
+public func writeStderr(_ s: String) {
     let b = Array(s.utf8)
     _ = b.withUnsafeBytes { cp_write_all(2, $0.baseAddress, UInt($0.count)) }
 }

@@ -221,7 +221,11 @@ func (s *server) watch(st *connectplugin.ServerStream) error {
 }
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:0", "host:port (port 0 picks one) or unix:PATH")
+	defaultListen := "127.0.0.1:0"
+	if pluginBuild {
+		defaultListen = "" // kv-plugin-go: no --listen means launched by a plugin host
+	}
+	listen := flag.String("listen", defaultListen, "host:port (port 0 picks one) or unix:PATH")
 	tlsCert := flag.String("tls-cert", "", "serve TLS with this certificate chain (PEM); needs --tls-key")
 	tlsKey := flag.String("tls-key", "", "the private key of --tls-cert (PEM)")
 	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this CA (mTLS)")
@@ -259,9 +263,13 @@ func run(listen string, tls *connectplugin.TLSConfig) int {
 		fmt.Fprintf(os.Stderr, "error: %s: %v\n", what, err)
 		return 1
 	}
-	// Subscribe before announcing the address, so an early signal is never missed.
+	pluginMode := pluginBuild && listen == ""
+	// Subscribe before announcing the address, so an early signal is never missed. (A plugin's
+	// serve turns SIGTERM and SIGINT into a graceful stop itself.)
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if !pluginMode {
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	}
 
 	srv, err := connectplugin.NewServer()
 	if err != nil {
@@ -297,6 +305,15 @@ func run(listen string, tls *connectplugin.TLSConfig) int {
 		return fail("no side effects "+kv.ProcedureGet, err)
 	}
 
+	if pluginMode {
+		// Blocks until the host calls Shutdown, SIGTERM/SIGINT, or the host is gone.
+		return srv.ServePlugin(connectplugin.PluginConfig{
+			CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
+			Plugins: map[int][]connectplugin.PluginInfo{
+				1: {{Name: "kv", Version: connectplugin.Version(), ServicePath: "/connectplugin.examples.kv.v1.KVService/"}},
+			},
+		})
+	}
 	var bound string
 	switch {
 	case strings.HasPrefix(listen, "unix:"):

@@ -112,6 +112,10 @@ class connectplugin_server_options(ctypes.Structure):
     pass
 
 
+class connectplugin_plugin_config(ctypes.Structure):
+    pass
+
+
 class connectplugin_server(ctypes.Structure):
     pass
 
@@ -586,6 +590,29 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "connectplugin_interceptor_call_add_response_trailer": (
         connectplugin_status,
         [POINTER(connectplugin_interceptor_call), c_char_p, _u8p, c_size_t, _errpp],
+    ),
+    # Plugins
+    "connectplugin_plugin_config_new": (
+        connectplugin_status,
+        [c_char_p, c_char_p, POINTER(POINTER(connectplugin_plugin_config)), _errpp],
+    ),
+    "connectplugin_plugin_config_add_plugin": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_config), c_int32, c_char_p, c_char_p, c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_config_set_grace_ms": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_config), c_int64, _errpp],
+    ),
+    "connectplugin_plugin_config_set_network": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_config), c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_config_free": (None, [POINTER(connectplugin_plugin_config)]),
+    "connectplugin_plugin_serve": (c_int32, [POINTER(connectplugin_server), POINTER(connectplugin_plugin_config)]),
+    "connectplugin_plugin_set_health": (
+        connectplugin_status,
+        [POINTER(connectplugin_server), c_int32, c_char_p, _errpp],
     ),
 }
 

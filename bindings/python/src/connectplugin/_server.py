@@ -770,3 +770,60 @@ class Server(_ffi.Managed):
         err = _ffi.new_error_out()
         st = _ffi.connectplugin_server_stop(self._ptr(), int(grace_ms), byref(err))
         check(st, err, "stop")
+
+    def serve_plugin(
+        self,
+        cookie_key: str,
+        cookie_value: str,
+        plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]],
+        network: str = "unix",
+        grace_ms: Optional[int] = None,
+    ) -> int:
+        """Serves this server as a plugin that an unmodified HashiCorp go-plugin host (or a
+        connectplugin host) launches, and blocks until it stopped: it checks the magic cookie,
+        negotiates the app version, listens (``network``: "unix", an owner-only socket, or "tcp" on
+        127.0.0.1), prints the handshake line and serves until the host calls Shutdown, SIGTERM or
+        SIGINT arrives, or the host is gone.
+
+        ``plugins`` maps each app protocol version to its plugins: names, or
+        ``(name, version, service_path)`` tuples. Register the handlers first; do not listen or
+        start. Call it once, from the main thread, and pass the result to ``sys.exit``: 0 after a
+        clean stop, 2 when a person ran the script (the message is on stderr), 1 when serving could
+        not start (the reason is on stderr). SIGTERM and SIGINT are handled by the library while it
+        serves (no KeyboardInterrupt)."""
+        err = _ffi.new_error_out()
+        config = POINTER(_ffi.connectplugin_plugin_config)()
+        st = _ffi.connectplugin_plugin_config_new(_ffi.as_cstr(cookie_key, "cookie_key"),
+                                                  _ffi.as_cstr(cookie_value, "cookie_value"), byref(config), byref(err))
+        check(st, err, "serve_plugin")
+        try:
+            for version in sorted(plugins):
+                for p in plugins[version]:
+                    name, ver, path = (p, "", "") if isinstance(p, str) else p
+                    err = _ffi.new_error_out()
+                    st = _ffi.connectplugin_plugin_config_add_plugin(
+                        config, int(version), _ffi.as_cstr(name, "plugin name"), _ffi.as_cstr(ver, "version"),
+                        _ffi.as_cstr(path, "service_path"), byref(err))
+                    check(st, err, "serve_plugin")
+            err = _ffi.new_error_out()
+            check(_ffi.connectplugin_plugin_config_set_network(config, _ffi.as_cstr(network, "network"), byref(err)),
+                  err, "serve_plugin")
+            if grace_ms is not None:
+                err = _ffi.new_error_out()
+                check(_ffi.connectplugin_plugin_config_set_grace_ms(config, int(grace_ms), byref(err)), err,
+                      "serve_plugin")
+            return int(_ffi.connectplugin_plugin_serve(self._ptr(), config))
+        finally:
+            _ffi.connectplugin_plugin_config_free(config)
+
+    HEALTHY = 1
+    DEGRADED = 2
+    UNHEALTHY = 3
+
+    def set_plugin_health(self, state: int, reason: str = "") -> None:
+        """Sets the health the plugin reports while :meth:`serve_plugin` runs (from any thread):
+        ``Server.HEALTHY`` or ``DEGRADED`` answer SERVING on grpc.health.v1, ``UNHEALTHY``
+        NOT_SERVING; watchers see the change at once."""
+        err = _ffi.new_error_out()
+        st = _ffi.connectplugin_plugin_set_health(self._ptr(), int(state), _ffi.as_cstr(reason, "reason"), byref(err))
+        check(st, err, "set_plugin_health")

@@ -1,0 +1,153 @@
+package connectplugin
+
+/*
+#include <stdlib.h>
+#include "connectplugin.h"
+*/
+import "C"
+
+import (
+	"os"
+	"runtime"
+	"sort"
+	"time"
+)
+
+// PluginInfo declares one plugin a plugin binary serves: its name (what a host dispenses, e.g.
+// "kv"), its own version, and the path of its service (e.g. "/pkg.v1.KVService/"), reported by the
+// handshake and identity services.
+type PluginInfo struct {
+	Name        string
+	Version     string
+	ServicePath string
+}
+
+// PluginConfig is what ServePlugin needs besides the server: the handshake's magic cookie and the
+// plugins per app protocol version (go-plugin's VersionedPlugins).
+type PluginConfig struct {
+	CookieKey   string
+	CookieValue string
+	// Plugins maps each app protocol version to the plugins served at it.
+	Plugins map[int][]PluginInfo
+	// Network is "unix" (default: an owner-only Unix socket) or "tcp" (127.0.0.1).
+	Network string
+	// Grace is how long calls in flight may take once the plugin stops (0: the default, 5 s).
+	Grace time.Duration
+}
+
+// HealthState is connect-plugin-go's three-state health.
+type HealthState int32
+
+const (
+	HealthHealthy   HealthState = C.CONNECTPLUGIN_HEALTH_HEALTHY
+	HealthDegraded  HealthState = C.CONNECTPLUGIN_HEALTH_DEGRADED
+	HealthUnhealthy HealthState = C.CONNECTPLUGIN_HEALTH_UNHEALTHY
+)
+
+// ServePlugin serves s as a plugin that an unmodified HashiCorp go-plugin host (or a connectplugin
+// host) launches: it checks the magic cookie, negotiates the app version, listens, prints the
+// handshake line and serves until the host calls Shutdown, SIGTERM or SIGINT arrives, or the host
+// is gone. Register the handlers first; do not Listen or Start. Call it once, from main, and pass
+// its result to os.Exit: 0 after a clean stop, 2 when a person ran the binary (the message is on
+// stderr), 1 when serving could not start (the reason is on stderr).
+//
+// The library turns SIGTERM and SIGINT into a graceful stop itself: do not signal.Notify them.
+func (s *Server) ServePlugin(cfg PluginConfig) int {
+	key, err := cString("cookie key", cfg.CookieKey)
+	if err != nil {
+		return failPlugin(err)
+	}
+	defer freeCString(key)
+	value, err := cString("cookie value", cfg.CookieValue)
+	if err != nil {
+		return failPlugin(err)
+	}
+	defer freeCString(value)
+	var config *C.connectplugin_plugin_config
+	var cerr *C.connectplugin_error
+	if err := check(C.connectplugin_plugin_config_new(key, value, &config, &cerr), &cerr); err != nil {
+		return failPlugin(err)
+	}
+	defer C.connectplugin_plugin_config_free(config)
+	versions := make([]int, 0, len(cfg.Plugins))
+	for v := range cfg.Plugins {
+		versions = append(versions, v)
+	}
+	sort.Ints(versions)
+	for _, v := range versions {
+		for _, p := range cfg.Plugins[v] {
+			if err := addPlugin(config, v, p); err != nil {
+				return failPlugin(err)
+			}
+		}
+	}
+	if cfg.Network != "" {
+		n, err := cString("network", cfg.Network)
+		if err != nil {
+			return failPlugin(err)
+		}
+		status := C.connectplugin_plugin_config_set_network(config, n, &cerr)
+		freeCString(n)
+		if err := check(status, &cerr); err != nil {
+			return failPlugin(err)
+		}
+	}
+	if cfg.Grace > 0 {
+		if err := check(C.connectplugin_plugin_config_set_grace_ms(config, C.int64_t(durationToMs(cfg.Grace)), &cerr), &cerr); err != nil {
+			return failPlugin(err)
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s._ptr == nil {
+		return failPlugin(errClosed("server"))
+	}
+	rc := C.connectplugin_plugin_serve(s._ptr, config)
+	runtime.KeepAlive(s)
+	return int(rc)
+}
+
+func addPlugin(config *C.connectplugin_plugin_config, version int, p PluginInfo) error {
+	name, err := cString("plugin name", p.Name)
+	if err != nil {
+		return err
+	}
+	defer freeCString(name)
+	ver, err := cString("plugin version", p.Version)
+	if err != nil {
+		return err
+	}
+	defer freeCString(ver)
+	path, err := cString("service path", p.ServicePath)
+	if err != nil {
+		return err
+	}
+	defer freeCString(path)
+	var cerr *C.connectplugin_error
+	return check(C.connectplugin_plugin_config_add_plugin(config, C.int32_t(version), name, ver, path, &cerr), &cerr)
+}
+
+func failPlugin(err error) int {
+	_, _ = os.Stderr.WriteString("connectplugin: cannot serve the plugin: " + err.Error() + "\n")
+	return 1
+}
+
+// SetPluginHealth sets the health the plugin reports while ServePlugin runs (from any
+// goroutine): healthy and degraded answer SERVING on grpc.health.v1, unhealthy NOT_SERVING;
+// watchers see the change at once.
+func (s *Server) SetPluginHealth(state HealthState, reason string) error {
+	r, err := cString("reason", reason)
+	if err != nil {
+		return err
+	}
+	defer freeCString(r)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s._ptr == nil {
+		return errClosed("server")
+	}
+	var cerr *C.connectplugin_error
+	status := C.connectplugin_plugin_set_health(s._ptr, C.int32_t(state), r, &cerr)
+	runtime.KeepAlive(s)
+	return check(status, &cerr)
+}
