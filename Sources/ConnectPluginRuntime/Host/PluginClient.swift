@@ -1,0 +1,383 @@
+// The host side of the runtime for a plugin it launches (plugin-wire.md §1.13 b): start the binary
+// with go-plugin's environment, read its handshake line, connect, drain its stdio, parse its logs,
+// dispense, ping and kill it.
+//
+//   launch   posix_spawn with the host's environment (unless turned off), go-plugin's variables, then
+//            the caller's overrides, which win (go-plugin #162);
+//   startup  the first handshake line on stdout within the start timeout; up to `maxJunkLines`
+//            other lines before it are logged and skipped (go-plugin fails on the first); errors
+//            say what went wrong: not found, not executable, wrong architecture, exited before the
+//            handshake (with its status and the last lines of its stderr), timeout, bad line;
+//   connect  gRPC over h2c on the printed Unix socket or TCP address; plugin.GRPCStdio/StreamStdio
+//            drained from the start (a go-plugin HEAD plugin blocks otherwise), tolerated when
+//            missing (v1.0.1 plugins); stderr read line by line as hclog and passed to the logger
+//            with the plugin's name;
+//   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL.
+// Not yet: AutoMTLS, reattach, restart policies, managed-mode cleanup at host exit.
+
+import CConnectPluginPosix
+import ConnectPluginIO
+import ConnectPluginRPC
+import Glibc
+
+public struct PluginCommand: Sendable {
+    public var path: String
+    public var arguments: [String] = []
+    public var workingDirectory: String? = nil
+    /// Give the plugin this process's environment (go-plugin's default; its SkipHostEnv is false).
+    public var inheritEnvironment = true
+    /// Extra variables; they win over both the host's and go-plugin's.
+    public var environment: [(String, String)] = []
+
+    public init(path: String, arguments: [String] = []) {
+        self.path = path
+        self.arguments = arguments
+    }
+}
+
+public struct PluginClientConfig: Sendable {
+    public var handshake: HandshakeConfig
+    /// App protocol version → the plugin names the host can dispense at it.
+    public var versionedPlugins: [Int: [String]]
+    public var command: PluginCommand
+    public var startTimeoutMs: Int64 = 60_000
+    /// Non-handshake lines tolerated on stdout before the handshake line.
+    public var maxJunkLines = 16
+    /// After Shutdown (and again after SIGTERM), how long to wait before the next step.
+    public var killGraceMs: Int64 = 2000
+    /// Log records from the plugin's stderr, with the plugin's name (nil: hclog-style lines on
+    /// this process's stderr).
+    public var logger: (@Sendable (_ plugin: String, LogRecord) -> Void)? = nil
+    /// What the plugin's code wrote to its stdout and stderr after the handshake (StreamStdio).
+    public var stdio: (@Sendable (StdioData.Channel, [UInt8]) -> Void)? = nil
+
+    public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String]], command: PluginCommand) {
+        self.handshake = handshake
+        self.versionedPlugins = versionedPlugins
+        self.command = command
+    }
+}
+
+public final class PluginClient: @unchecked Sendable {
+    public let config: PluginClientConfig
+    /// The name logs carry: the binary's base name.
+    public let name: String
+    private let cond = ConditionLock()
+    private var process: ChildProcess?
+    private var stdoutBuffer: [UInt8] = []
+    private var stderrBuffer: [UInt8] = []
+    private var junk: [String] = []
+    private var lastStderr: [String] = []
+    private var line: HandshakeLine?
+    private var lineError: HandshakeError?
+    private var exit: ProcessExitStatus?
+    private var exitHooks: [@Sendable (ProcessExitStatus) -> Void] = []
+    private var client: RPCClient?
+    private var logParser = HCLogParser()
+    private var killed = false
+
+    public init(config: PluginClientConfig) {
+        self.config = config
+        name = config.command.path.split(separator: "/").last.map(String.init) ?? config.command.path
+    }
+
+    public var negotiatedVersion: Int? { cond.withLock { line?.appVersion } }
+    public var handshakeLine: HandshakeLine? { cond.withLock { line } }
+    public var pid: Int32? { cond.withLock { process?.pid } }
+    /// How the plugin process ended; nil while it runs.
+    public var exitStatus: ProcessExitStatus? { cond.withLock { exit } }
+
+    /// Runs `hook` once the plugin process ended (at once if it has), on an I/O thread.
+    public func onExit(_ hook: @escaping @Sendable (ProcessExitStatus) -> Void) {
+        let now: ProcessExitStatus? = cond.withLock {
+            if let e = exit { return e }
+            exitHooks.append(hook)
+            return nil
+        }
+        if let now { hook(now) }
+    }
+
+    func log(_ r: LogRecord) {
+        if let l = config.logger {
+            l(name, r)
+            return
+        }
+        var s = "[\(r.level.name.uppercased())] \(name): \(r.message)"
+        for (k, v) in r.fields { s += " \(k)=\(v)" }
+        writeStderr(s + "\n")
+    }
+
+    /// Launches the plugin and waits for its handshake; then connects. Throws a ConnectError whose
+    /// message says what to change.
+    @discardableResult
+    public func start() throws -> HandshakeLine {
+        let cmd = config.command
+        try checkExecutable(cmd.path)
+        var env = PluginEnvironment(handshake: config.handshake, versions: Array(config.versionedPlugins.keys))
+        env.minPort = 10000
+        env.maxPort = 25000
+        let entries = env.build(host: cmd.inheritEnvironment ? currentEnvironment().map { ($0.key, $0.value) } : nil,
+                                overrides: cmd.environment)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(cmd.path, arguments: cmd.arguments, environment: entries, searchPath: false,
+                                           workingDirectory: cmd.workingDirectory, stdin: .null, stdout: .pipe, stderr: .pipe)
+        } catch let e as IOError {
+            throw ConnectError.local(.resource, explainSpawnFailure(cmd.path, e))
+        }
+        cond.withLock { process = child }
+        let loop = try EventLoopGroup.shared().next()
+        _ = child.watch(on: loop,
+                        stdout: FDReader.Handler(data: { [self] b in stdoutBytes(b) }, end: { _ in }),
+                        stderr: FDReader.Handler(data: { [self] b in stderrBytes(b) }, end: { [self] _ in flushStderr() }),
+                        exit: { [self] status in exited(status) })
+        let deadline = monotonicNowNs() &+ UInt64(max(0, config.startTimeoutMs)) &* 1_000_000
+        let outcome: Result<HandshakeLine, ConnectError> = cond.withLock {
+            while line == nil && lineError == nil && exit == nil {
+                if !cond.wait(untilNs: deadline) { break }
+            }
+            if let l = line { return .success(l) }
+            if let e = lineError { return .failure(ConnectError.local(.invalidArgument, "plugin \(name): \(e.description)")) }
+            let tail = lastStderr.suffix(10).joined(separator: "\n")
+            if let e = exit {
+                return .failure(ConnectError(.unavailable, "plugin \(name) \(e) before its handshake"
+                    + (tail.isEmpty ? " (it wrote nothing on stderr)" : "; the last lines of its stderr:\n" + tail)))
+            }
+            return .failure(ConnectError(.deadlineExceeded, "plugin \(name) printed no handshake line within \(config.startTimeoutMs) ms; "
+                + "is it a plugin of this host (cookie \(config.handshake.cookieKey))?"
+                + (tail.isEmpty ? "" : " The last lines of its stderr:\n" + tail)))
+        }
+        let hs: HandshakeLine
+        switch outcome {
+        case .success(let l): hs = l
+        case .failure(let e):
+            hardKill()
+            throw e
+        }
+        guard config.versionedPlugins[hs.appVersion] != nil else {
+            hardKill()
+            let e = HandshakeError.incompatibleVersion(plugin: hs.appVersion, host: Array(config.versionedPlugins.keys))
+            throw ConnectError.local(.invalidArgument, "plugin \(name): \(e.description)")
+        }
+        if !hs.serverCert.isEmpty {
+            hardKill()
+            throw ConnectError.local(.invalidArgument, "plugin \(name) serves TLS (AutoMTLS); this host does not support it yet")
+        }
+        var o = RPCClient.Options()
+        o.rpcProtocol = .grpc
+        o.maxMessageBytes = 0
+        let url = hs.network == .unix ? "unix://" + hs.address : "http://" + hs.address
+        let c: RPCClient
+        do { c = try RPCClient(baseURL: url, options: o) } catch {
+            hardKill()
+            throw error
+        }
+        cond.withLock { client = c }
+        startThread(name: "cp-plugin-stdio") { [self] in drainStdio(c) }
+        return hs
+    }
+
+    /// The connection to the plugin's services (shared by everything dispensed from it).
+    public func dispense(_ plugin: String) throws -> RPCClient {
+        try cond.withLock {
+            guard let c = client, let l = line else {
+                throw ConnectError.local(.state, "plugin \(name) is not started; call start() first")
+            }
+            if let e = exit { throw ConnectError(.unavailable, "plugin \(name) \(e)") }
+            let names = config.versionedPlugins[l.appVersion] ?? []
+            guard names.contains(plugin) else {
+                throw ConnectError.local(.invalidArgument, "plugin \"\(plugin)\" is not in this host's plugin set for version \(l.appVersion) "
+                    + "(it has \(names.sorted()))")
+            }
+            return c
+        }
+    }
+
+    /// go-plugin's Ping: grpc.health.v1.Health/Check for "plugin".
+    public func ping(timeoutMs: Int64 = 10_000) throws {
+        guard let c = cond.withLock({ client }) else { throw ConnectError.local(.state, "plugin \(name) is not started") }
+        let r = try c.unary("/grpc.health.v1.Health/Check", request: HealthCheckRequest(service: "plugin").serialized(),
+                            timeoutMs: timeoutMs)
+        let s = try HealthCheckResponse(serialized: r.message).status
+        if s != .serving { throw ConnectError(.unavailable, "plugin \(name) is \(s.map { "\($0)" } ?? "in an unknown state")") }
+    }
+
+    /// Stops the plugin: Shutdown, grace, SIGTERM, grace, SIGKILL; waits until it ended. Idempotent.
+    public func kill() {
+        let (c, p, first): (RPCClient?, ChildProcess?, Bool) = cond.withLock {
+            let f = !killed
+            killed = true
+            return (client, process, f)
+        }
+        guard first else {
+            _ = waitExit(untilNs: UInt64.max)
+            return
+        }
+        if let c, exitStatus == nil {
+            _ = try? c.unary("/plugin.GRPCController/Shutdown", request: [], timeoutMs: max(1, config.killGraceMs))
+        }
+        let grace = UInt64(max(0, config.killGraceMs)) &* 1_000_000
+        if let p, !waitExit(untilNs: monotonicNowNs() &+ grace) {
+            log(LogRecord(level: .warn, message: "plugin did not exit after Shutdown; sending SIGTERM"))
+            _ = p.sendSignal(SIGTERM)
+            if !waitExit(untilNs: monotonicNowNs() &+ grace) {
+                log(LogRecord(level: .warn, message: "plugin failed to exit gracefully; sending SIGKILL"))
+                _ = p.sendSignal(SIGKILL)
+                _ = waitExit(untilNs: UInt64.max)
+            }
+        }
+        c?.close()
+    }
+
+    private func hardKill() {
+        let p: ChildProcess? = cond.withLock {
+            killed = true
+            return process
+        }
+        _ = p?.sendSignal(SIGKILL)
+        _ = waitExit(untilNs: monotonicNowNs() &+ 10_000_000_000)
+    }
+
+    /// Waits for the exit; false at the deadline.
+    @discardableResult
+    public func waitExit(untilNs: UInt64) -> Bool {
+        cond.withLock {
+            while exit == nil {
+                if untilNs == UInt64.max {
+                    cond.wait()
+                } else if !cond.wait(untilNs: untilNs) {
+                    return exit != nil
+                }
+            }
+            return true
+        }
+    }
+
+    // MARK: Loop callbacks
+
+    private func stdoutBytes(_ b: UnsafeRawBufferPointer) {
+        cond.withLock {
+            if line != nil || lineError != nil { return }  // later stdout is discarded, as go-plugin does
+            stdoutBuffer.append(contentsOf: b)
+            while let nl = stdoutBuffer.firstIndex(of: 0x0A) {
+                let text = String(decoding: stdoutBuffer[..<nl], as: UTF8.self)
+                stdoutBuffer.removeSubrange(...nl)
+                switch HandshakeLine.parse(text) {
+                case .success(let l):
+                    line = l
+                    cond.broadcast()
+                    return
+                case .failure(let e):
+                    if case .unrecognized = e, junk.count < config.maxJunkLines {
+                        junk.append(text)
+                        let r = LogRecord(level: .warn, message: "skipping a line the plugin printed on stdout before its handshake",
+                                          fields: [("line", HandshakeLine.preview(text))])
+                        cond.unlock()
+                        log(r)
+                        cond.lock()
+                        continue
+                    }
+                    if case .unrecognized = e {
+                        lineError = .unrecognized(line: HandshakeLine.preview(text)
+                            + " (and \(junk.count) other lines before it; a plugin must print its handshake line first)")
+                    } else {
+                        lineError = e
+                    }
+                    cond.broadcast()
+                    return
+                }
+            }
+            if stdoutBuffer.count > 64 << 10 {
+                lineError = .unrecognized(line: HandshakeLine.preview(String(decoding: stdoutBuffer.prefix(120), as: UTF8.self)))
+                stdoutBuffer = []
+                cond.broadcast()
+            }
+        }
+    }
+
+    private func stderrBytes(_ b: UnsafeRawBufferPointer) {
+        var records: [LogRecord] = []
+        cond.withLock {
+            stderrBuffer.append(contentsOf: b)
+            while let nl = stderrBuffer.firstIndex(of: 0x0A) {
+                records.append(stderrLine(String(decoding: stderrBuffer[..<nl], as: UTF8.self)))
+                stderrBuffer.removeSubrange(...nl)
+            }
+            // go-plugin's PluginLogBufferSize: a longer line is cut and logged.
+            if stderrBuffer.count > 64 << 10 {
+                records.append(stderrLine(String(decoding: stderrBuffer, as: UTF8.self)))
+                stderrBuffer = []
+            }
+        }
+        for r in records { log(r) }
+    }
+
+    private func flushStderr() {
+        let r: LogRecord? = cond.withLock {
+            if stderrBuffer.isEmpty { return nil }
+            defer { stderrBuffer = [] }
+            return stderrLine(String(decoding: stderrBuffer, as: UTF8.self))
+        }
+        if let r { log(r) }
+    }
+
+    /// Locked.
+    private func stderrLine(_ s: String) -> LogRecord {
+        lastStderr.append(s)
+        if lastStderr.count > 20 { lastStderr.removeFirst(lastStderr.count - 20) }
+        return logParser.parse(s)
+    }
+
+    private func exited(_ status: ProcessExitStatus) {
+        let hooks: [@Sendable (ProcessExitStatus) -> Void] = cond.withLock {
+            exit = status
+            cond.broadcast()
+            let h = exitHooks
+            exitHooks = []
+            return h
+        }
+        let expected = cond.withLock { killed }
+        log(LogRecord(level: expected ? .debug : .warn, message: "plugin process exited", fields: [("status", "\(status)")]))
+        for h in hooks { h(status) }
+    }
+
+    private func drainStdio(_ c: RPCClient) {
+        guard let s = try? c.stream("/plugin.GRPCStdio/StreamStdio", kind: .serverStream) else { return }
+        do {
+            try s.send([])
+            s.closeSend()
+            while let m = try s.receive() {
+                let d = try StdioData(serialized: m)
+                if let sink = config.stdio, let ch = d.channel, ch != .invalid {
+                    sink(ch, d.data)
+                } else if d.channel == .stderr || d.channel == .stdout {
+                    log(LogRecord(level: .debug, message: String(decoding: d.data, as: UTF8.self),
+                                  fields: [("stdio", d.channel == .stdout ? "stdout" : "stderr")]))
+                }
+            }
+        } catch let e as ConnectError where e.code == .unimplemented {
+            log(LogRecord(level: .debug, message: "the plugin has no plugin.GRPCStdio service (go-plugin before 1.1); its stdout is not forwarded"))
+        } catch {}
+    }
+
+    private func checkExecutable(_ path: String) throws {
+        if access(path, F_OK) != 0 {
+            throw ConnectError.local(.invalidArgument, "plugin binary \(path) not found; check the path (relative paths are relative to the host's working directory)")
+        }
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            throw ConnectError.local(.invalidArgument, "plugin path \(path) is a directory, not a binary")
+        }
+        if access(path, X_OK) != 0 {
+            throw ConnectError.local(.invalidArgument, "plugin binary \(path) is not executable; chmod +x it")
+        }
+    }
+
+    private func explainSpawnFailure(_ path: String, _ e: IOError) -> String {
+        let m = e.message
+        if m.contains("Exec format error") || m.contains("ENOEXEC") {
+            return "plugin binary \(path) cannot run on this machine (wrong architecture, or not an executable): \(m)"
+        }
+        return "cannot start plugin \(path): \(m)"
+    }
+}
