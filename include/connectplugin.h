@@ -1327,6 +1327,162 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectpl
                                                                        const char *reason,
                                                                        connectplugin_error **out_error);
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Plugins: hosting (launching plugin binaries)                                                     */
+/* ------------------------------------------------------------------------------------------------ */
+
+/*
+ * A host launches a plugin binary (one of connectplugin's, or any go-plugin gRPC plugin) with
+ * go-plugin's environment (the magic cookie, PLUGIN_PROTOCOL_VERSIONS, PLUGIN_MIN_PORT/MAX_PORT;
+ * the host's own environment unless turned off; explicit variables win), reads its handshake line,
+ * connects over gRPC (h2c on its Unix socket or TCP address), drains plugin.GRPCStdio, logs its
+ * stderr (hclog JSON lines and plain lines) on this process's stderr with the plugin's name, and
+ * dispenses connectplugin_client handles for its services. Errors say what to change: binary not
+ * found or not executable, wrong architecture, exited before the handshake (with its exit status
+ * and the last lines of its stderr), no handshake within the start timeout, junk on stdout before
+ * the line (up to 16 lines are skipped and logged), no common version (both sides listed).
+ * Not yet: AutoMTLS, reattach, a log callback, restart policies.
+ */
+
+typedef struct connectplugin_plugin_client_config connectplugin_plugin_client_config;
+typedef struct connectplugin_plugin_client connectplugin_plugin_client;
+
+/**
+ * @brief A host configuration for the plugin binary at @p path, with the handshake's magic cookie.
+ *        All strings are copied. Not thread-safe; free with _free.
+ * @param out_config  Receives the configuration; NULL on failure.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p out_config is NULL or a string is NULL or empty.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_new(const char *cookie_key,
+                                                                              const char *cookie_value,
+                                                                              const char *path,
+                                                                              connectplugin_plugin_client_config **out_config,
+                                                                              connectplugin_error **out_error);
+/**
+ * @brief Appends a command-line argument for the plugin (argv[0] is the path). Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config or @p arg is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_add_arg(connectplugin_plugin_client_config *config,
+                                                                                  const char *arg,
+                                                                                  connectplugin_error **out_error);
+/**
+ * @brief Declares that the host can dispense plugin @p name at app protocol version
+ *        @p app_version (the versions are sent in PLUGIN_PROTOCOL_VERSIONS). At least one is needed.
+ * @retval CONNECTPLUGIN_OK on success (declaring a name twice is OK).
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config or @p name is NULL or empty, or
+ *         @p app_version is below 1.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_add_plugin(connectplugin_plugin_client_config *config,
+                                                                                     int32_t app_version, const char *name,
+                                                                                     connectplugin_error **out_error);
+/**
+ * @brief Sets @p key to @p value in the plugin's environment, over the host's and go-plugin's
+ *        variables (go-plugin #162). Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL, or @p key is empty or holds '='.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_env(connectplugin_plugin_client_config *config,
+                                                                                  const char *key, const char *value,
+                                                                                  connectplugin_error **out_error);
+/**
+ * @brief Whether the plugin gets this process's environment (default 1, as go-plugin).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_inherit_env(connectplugin_plugin_client_config *config,
+                                                                                          int32_t inherit,
+                                                                                          connectplugin_error **out_error);
+/**
+ * @brief The plugin's working directory (NULL: the host's). Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_working_dir(connectplugin_plugin_client_config *config,
+                                                                                          const char *dir,
+                                                                                          connectplugin_error **out_error);
+/**
+ * @brief How long the plugin has to print its handshake line (default 60000 ms, as go-plugin).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL or @p timeout_ms is not positive.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_start_timeout_ms(connectplugin_plugin_client_config *config,
+                                                                                               int64_t timeout_ms,
+                                                                                               connectplugin_error **out_error);
+/**
+ * @brief How long kill waits after Shutdown, and again after SIGTERM, before the next step
+ *        (default 2000 ms, go-plugin's wait; a negative value counts as 0).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_kill_grace_ms(connectplugin_plugin_client_config *config,
+                                                                                            int64_t grace_ms,
+                                                                                            connectplugin_error **out_error);
+/** @brief Frees the configuration. NULL is a no-op. */
+CONNECTPLUGIN_API void connectplugin_plugin_client_config_free(connectplugin_plugin_client_config *config);
+/**
+ * @brief Launches the plugin and blocks until its handshake (or the start timeout). @p config is
+ *        copied (free it any time after). Thread safety: every connectplugin_plugin_client_*
+ *        function may be called from any thread.
+ * @param out_plugin  Receives the running plugin; NULL on failure (the process is gone then).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL, no plugin was declared, the
+ *         binary is missing, not executable or a directory, the handshake line is malformed, or no
+ *         version is common (the message lists both sides).
+ * @retval CONNECTPLUGIN_ERR_RESOURCE if the process cannot be started (e.g. wrong architecture).
+ * @retval CONNECTPLUGIN_ERR_RPC with code unavailable if the plugin exited before its handshake,
+ *         or deadline_exceeded if it printed none in time.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_start(const connectplugin_plugin_client_config *config,
+                                                                         connectplugin_plugin_client **out_plugin,
+                                                                         connectplugin_error **out_error);
+/** @brief The app protocol version the plugin chose (0 if @p plugin is NULL). */
+CONNECTPLUGIN_API int32_t connectplugin_plugin_client_negotiated_version(const connectplugin_plugin_client *plugin);
+/** @brief The plugin's process id (0 if @p plugin is NULL). */
+CONNECTPLUGIN_API int32_t connectplugin_plugin_client_pid(const connectplugin_plugin_client *plugin);
+/**
+ * @brief A client for plugin @p name's services, over the plugin's one connection (gRPC). Use it
+ *        with every connectplugin_client_* call function; free it with connectplugin_client_free
+ *        (that does not close the plugin's connection; connectplugin_plugin_client_free does).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL or @p name is not in the
+ *         host's plugin set for the negotiated version.
+ * @retval CONNECTPLUGIN_ERR_RPC with code unavailable if the plugin process has exited.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_dispense(connectplugin_plugin_client *plugin,
+                                                                            const char *name,
+                                                                            connectplugin_client **out_client,
+                                                                            connectplugin_error **out_error);
+/**
+ * @brief go-plugin's Ping: grpc.health.v1.Health/Check for "plugin" (@p timeout_ms <= 0: 10 s).
+ * @retval CONNECTPLUGIN_OK when the plugin answers SERVING.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p plugin is NULL.
+ * @retval CONNECTPLUGIN_ERR_RPC with the call's code: unavailable when the plugin is unreachable or
+ *         not serving, deadline_exceeded after @p timeout_ms.
+ * @retval CONNECTPLUGIN_ERR_STATE if the plugin was never started.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_ping(connectplugin_plugin_client *plugin,
+                                                                        int64_t timeout_ms,
+                                                                        connectplugin_error **out_error);
+/**
+ * @brief Stops the plugin: plugin.GRPCController/Shutdown, the kill grace, SIGTERM, the grace
+ *        again, SIGKILL; blocks until the process ended. Calling it again is OK.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p plugin is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_kill(connectplugin_plugin_client *plugin,
+                                                                        connectplugin_error **out_error);
+/**
+ * @brief How the plugin process ended: 0 while it runs (or @p plugin is NULL); 1 when it exited
+ *        (*out_value = its exit status); 2 when a signal ended it (*out_value = the signal); 3 when
+ *        its status could not be collected. @p out_value may be NULL.
+ */
+CONNECTPLUGIN_API int32_t connectplugin_plugin_client_exit_status(const connectplugin_plugin_client *plugin,
+                                                                  int32_t *out_value);
+/** @brief Kills the plugin if it runs (as connectplugin_plugin_client_kill) and frees it. NULL is a no-op. */
+CONNECTPLUGIN_API void connectplugin_plugin_client_free(connectplugin_plugin_client *plugin);
+
 #ifdef __cplusplus
 }
 #endif

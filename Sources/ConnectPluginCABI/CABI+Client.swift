@@ -10,7 +10,12 @@ final class CallOptionsBox {
 }
 final class ClientBox {
     let client: RPCClient
-    init(_ c: RPCClient) { client = c }
+    /// False for a client dispensed from a plugin: its connection belongs to the plugin client.
+    let ownsConnection: Bool
+    init(_ c: RPCClient, ownsConnection: Bool = true) {
+        client = c
+        self.ownsConnection = ownsConnection
+    }
 }
 final class ResponseBox {
     let message: CBytes
@@ -134,7 +139,7 @@ public func connectplugin_client_new(_ url: UnsafePointer<CChar>?, _ o: OpaquePo
 @_cdecl("connectplugin_client_free")
 public func connectplugin_client_free(_ c: OpaquePointer?) {
     guard let b = unbox(c, as: ClientBox.self) else { return }
-    b.client.close()
+    if b.ownsConnection { b.client.close() }
     release(c, as: ClientBox.self)
 }
 

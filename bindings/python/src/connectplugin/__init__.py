@@ -106,6 +106,7 @@ from ._error import (
 from ._ffi import ABI_VERSION, library_path
 from ._interceptor import DIRECTION_REQUEST, DIRECTION_RESPONSE, Interceptor, InterceptorCall
 from ._metadata import Metadata, Peer
+from ._plugin import PluginClient
 from ._server import CallContext, Server, ServerStream
 from ._tls import TLSOptions
 
@@ -128,6 +129,7 @@ __all__ = [
     "Metadata",
     "MethodKind",
     "Peer",
+    "PluginClient",
     "RPCError",
     "Response",
     "Server",

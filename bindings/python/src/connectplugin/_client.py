@@ -174,6 +174,20 @@ class Client(_ffi.Managed):
         self._streams: "weakref.WeakSet[ClientStream]" = weakref.WeakSet()
         self._set_handle(out)
 
+    @classmethod
+    def _adopt(cls, handle: Any, url: str, protocol: str = "grpc") -> "Client":
+        """A Client over a handle the library made (a plugin's dispensed client)."""
+        c = cls.__new__(cls)
+        c.url = url
+        c.codec = "proto"
+        c.protocol = protocol
+        c.http_version = "2"
+        c._cond = threading.Condition()
+        c._active = 0
+        c._streams = weakref.WeakSet()
+        c._set_handle(handle)
+        return c
+
     def _delete(self, handle: Any) -> None:
         _ffi.connectplugin_client_free(handle)
 

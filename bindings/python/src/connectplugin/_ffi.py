@@ -116,6 +116,14 @@ class connectplugin_plugin_config(ctypes.Structure):
     pass
 
 
+class connectplugin_plugin_client_config(ctypes.Structure):
+    pass
+
+
+class connectplugin_plugin_client(ctypes.Structure):
+    pass
+
+
 class connectplugin_server(ctypes.Structure):
     pass
 
@@ -614,6 +622,60 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_server), c_int32, c_char_p, _errpp],
     ),
+    # Hosting plugins
+    "connectplugin_plugin_client_config_new": (
+        connectplugin_status,
+        [c_char_p, c_char_p, c_char_p, POINTER(POINTER(connectplugin_plugin_client_config)), _errpp],
+    ),
+    "connectplugin_plugin_client_config_add_arg": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_client_config_add_plugin": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_int32, c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_env": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_char_p, c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_inherit_env": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_int32, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_working_dir": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_start_timeout_ms": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_int64, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_kill_grace_ms": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_int64, _errpp],
+    ),
+    "connectplugin_plugin_client_config_free": (None, [POINTER(connectplugin_plugin_client_config)]),
+    "connectplugin_plugin_client_start": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), POINTER(POINTER(connectplugin_plugin_client)), _errpp],
+    ),
+    "connectplugin_plugin_client_negotiated_version": (c_int32, [POINTER(connectplugin_plugin_client)]),
+    "connectplugin_plugin_client_pid": (c_int32, [POINTER(connectplugin_plugin_client)]),
+    "connectplugin_plugin_client_dispense": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client), c_char_p, POINTER(POINTER(connectplugin_client)), _errpp],
+    ),
+    "connectplugin_plugin_client_ping": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client), c_int64, _errpp],
+    ),
+    "connectplugin_plugin_client_kill": (connectplugin_status, [POINTER(connectplugin_plugin_client), _errpp]),
+    "connectplugin_plugin_client_exit_status": (
+        c_int32,
+        [POINTER(connectplugin_plugin_client), POINTER(c_int32)],
+    ),
+    "connectplugin_plugin_client_free": (None, [POINTER(connectplugin_plugin_client)]),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

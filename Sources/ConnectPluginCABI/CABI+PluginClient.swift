@@ -1,0 +1,198 @@
+// C ABI: the host side of the runtime (connectplugin_plugin_client_*): launch a plugin binary,
+// handshake, dispense a connectplugin_client, ping, kill. All logic is in ConnectPluginRuntime's
+// PluginClient.
+import CConnectPluginABI
+import ConnectPlugin
+import ConnectPluginHTTP
+import ConnectPluginIO
+
+final class PluginClientConfigBox {
+    let lock = Lock()
+    var config: PluginClientConfig
+    init(_ c: PluginClientConfig) { config = c }
+}
+
+final class PluginClientBox {
+    let plugin: PluginClient
+    init(_ p: PluginClient) { plugin = p }
+}
+
+private func hostConfigArg(_ c: OpaquePointer?) throws -> PluginClientConfigBox {
+    guard let b = unbox(c, as: PluginClientConfigBox.self) else { throw ConnectError.local(.invalidArgument, "config is NULL") }
+    return b
+}
+
+private func pluginClientArg(_ p: OpaquePointer?) throws -> PluginClient {
+    guard let b = unbox(p, as: PluginClientBox.self) else { throw ConnectError.local(.invalidArgument, "plugin is NULL") }
+    return b.plugin
+}
+
+@_cdecl("connectplugin_plugin_client_config_new")
+public func connectplugin_plugin_client_config_new(_ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
+                                                   _ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                                   _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_config is NULL") }
+        guard let k = str(key), !k.isEmpty, let v = str(value), !v.isEmpty else {
+            throw ConnectError.local(.invalidArgument, "the magic cookie key and value must be non-empty strings")
+        }
+        guard let p = str(path), !p.isEmpty else { throw ConnectError.local(.invalidArgument, "the plugin path must be a non-empty string") }
+        out.pointee = box(PluginClientConfigBox(PluginClientConfig(
+            handshake: HandshakeConfig(cookieKey: k, cookieValue: v), versionedPlugins: [:], command: PluginCommand(path: p))))
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_add_arg")
+public func connectplugin_plugin_client_config_add_arg(_ c: OpaquePointer?, _ arg: UnsafePointer<CChar>?,
+                                                       _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        guard let a = str(arg) else { throw ConnectError.local(.invalidArgument, "arg is NULL") }
+        b.lock.withLock { b.config.command.arguments.append(a) }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_add_plugin")
+public func connectplugin_plugin_client_config_add_plugin(_ c: OpaquePointer?, _ appVersion: Int32, _ name: UnsafePointer<CChar>?,
+                                                          _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        guard let n = str(name), !n.isEmpty else { throw ConnectError.local(.invalidArgument, "the plugin name must be a non-empty string") }
+        if appVersion <= 0 { throw ConnectError.local(.invalidArgument, "app protocol versions start at 1 (got \(appVersion))") }
+        b.lock.withLock {
+            var names = b.config.versionedPlugins[Int(appVersion)] ?? []
+            if !names.contains(n) { names.append(n) }
+            b.config.versionedPlugins[Int(appVersion)] = names
+        }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_env")
+public func connectplugin_plugin_client_config_set_env(_ c: OpaquePointer?, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
+                                                       _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        guard let k = str(key), !k.isEmpty, !k.contains("=") else {
+            throw ConnectError.local(.invalidArgument, "the variable name must be non-empty and without '='")
+        }
+        guard let v = str(value) else { throw ConnectError.local(.invalidArgument, "value is NULL") }
+        b.lock.withLock { b.config.command.environment.append((k, v)) }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_inherit_env")
+public func connectplugin_plugin_client_config_set_inherit_env(_ c: OpaquePointer?, _ inherit: Int32,
+                                                               _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        b.lock.withLock { b.config.command.inheritEnvironment = inherit != 0 }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_working_dir")
+public func connectplugin_plugin_client_config_set_working_dir(_ c: OpaquePointer?, _ dir: UnsafePointer<CChar>?,
+                                                               _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        b.lock.withLock { b.config.command.workingDirectory = str(dir) }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_start_timeout_ms")
+public func connectplugin_plugin_client_config_set_start_timeout_ms(_ c: OpaquePointer?, _ ms: Int64,
+                                                                    _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        if ms <= 0 { throw ConnectError.local(.invalidArgument, "the start timeout must be positive (got \(ms) ms)") }
+        b.lock.withLock { b.config.startTimeoutMs = ms }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_kill_grace_ms")
+public func connectplugin_plugin_client_config_set_kill_grace_ms(_ c: OpaquePointer?, _ ms: Int64,
+                                                                 _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        b.lock.withLock { b.config.killGraceMs = max(0, ms) }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_free")
+public func connectplugin_plugin_client_config_free(_ c: OpaquePointer?) {
+    release(c, as: PluginClientConfigBox.self)
+}
+
+@_cdecl("connectplugin_plugin_client_start")
+public func connectplugin_plugin_client_start(_ c: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                              _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_plugin is NULL") }
+        let b = try hostConfigArg(c)
+        let config = b.lock.withLock { b.config }
+        if config.versionedPlugins.isEmpty {
+            throw ConnectError.local(.invalidArgument, "declare at least one plugin with connectplugin_plugin_client_config_add_plugin")
+        }
+        let p = PluginClient(config: config)
+        try p.start()
+        out.pointee = box(PluginClientBox(p))
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_negotiated_version")
+public func connectplugin_plugin_client_negotiated_version(_ p: OpaquePointer?) -> Int32 {
+    guard let pc = try? pluginClientArg(p), let v = pc.negotiatedVersion else { return 0 }
+    return Int32(truncatingIfNeeded: v)
+}
+
+@_cdecl("connectplugin_plugin_client_pid")
+public func connectplugin_plugin_client_pid(_ p: OpaquePointer?) -> Int32 {
+    (try? pluginClientArg(p))?.pid ?? 0
+}
+
+@_cdecl("connectplugin_plugin_client_dispense")
+public func connectplugin_plugin_client_dispense(_ p: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                                 _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                                 _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_client is NULL") }
+        guard let n = str(name) else { throw ConnectError.local(.invalidArgument, "name is NULL") }
+        out.pointee = box(ClientBox(try pluginClientArg(p).dispense(n), ownsConnection: false))
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_ping")
+public func connectplugin_plugin_client_ping(_ p: OpaquePointer?, _ timeoutMs: Int64,
+                                             _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) { try pluginClientArg(p).ping(timeoutMs: timeoutMs > 0 ? timeoutMs : 10_000) }
+}
+
+@_cdecl("connectplugin_plugin_client_kill")
+public func connectplugin_plugin_client_kill(_ p: OpaquePointer?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) { try pluginClientArg(p).kill() }
+}
+
+@_cdecl("connectplugin_plugin_client_exit_status")
+public func connectplugin_plugin_client_exit_status(_ p: OpaquePointer?, _ outValue: UnsafeMutablePointer<Int32>?) -> Int32 {
+    outValue?.pointee = 0
+    guard let pc = try? pluginClientArg(p), let s = pc.exitStatus else { return 0 }
+    switch s {
+    case .exited(let c):
+        outValue?.pointee = c
+        return 1
+    case .signaled(let sig):
+        outValue?.pointee = sig
+        return 2
+    case .unknown:
+        return 3
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_free")
+public func connectplugin_plugin_client_free(_ p: OpaquePointer?) {
+    guard let b = unbox(p, as: PluginClientBox.self) else { return }
+    b.plugin.kill()
+    release(p, as: PluginClientBox.self)
+}

@@ -1,0 +1,77 @@
+"""connectplugin hosts launching plugins (plugin-wire.md §1.13 b): the Python host (the binding's
+PluginClient over the C ABI) loads an unmodified HashiCorp go-plugin 1.0.1 KV plugin written in Go
+(goplugin/plugin, built from Debian's packages) and the connectplugin KV plugins in every language,
+dispenses "kv", calls Put/Get/Delete over gRPC, pings and kills each one."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, HERE, REPO, binary
+
+sys.path.insert(0, str(REPO / "bindings" / "python" / "src"))
+import connectplugin  # noqa: E402
+
+from test_goplugin import PLUGIN_LANGS, alive, goplugin_host  # noqa: E402,F401  (fixture reused)
+
+SERVICE = "/connectplugin.examples.kv.v1.KVService/"
+
+
+@pytest.fixture(scope="session")
+def goplugin_kv_plugin(goplugin_host) -> Path:
+    exe = goplugin_host.parent / "goplugin-kv-plugin"
+    if not exe.is_file():
+        pytest.fail(f"GO-PLUGIN KV PLUGIN MISSING: {exe} (Tests/interop/goplugin/build.sh)", pytrace=False)
+    return exe
+
+
+def kv_round_trip(plugin: connectplugin.PluginClient) -> None:
+    kv = plugin.dispense("kv")
+    try:
+        assert kv.call_unary(SERVICE + "Put", b"\x0a\x05hello\x12\x05world").message == b""
+        assert kv.call_unary(SERVICE + "Get", b"\x0a\x05hello").message == b"\x0a\x05world\x10\x01"
+        assert kv.call_unary(SERVICE + "Delete", b"\x0a\x05hello").message == b"\x08\x01"
+        assert kv.call_unary(SERVICE + "Get", b"\x0a\x05hello").message == b""
+        with pytest.raises(connectplugin.RPCError) as e:
+            kv.call_unary(SERVICE + "Get", b"")
+        assert e.value.code == connectplugin.Code.INVALID_ARGUMENT
+    finally:
+        kv.close()
+    plugin.ping()
+
+
+def launch(path: Path) -> connectplugin.PluginClient:
+    return connectplugin.PluginClient([str(path)], cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]},
+                                      start_timeout_ms=30_000)
+
+
+def test_python_host_loads_a_goplugin_plugin(goplugin_kv_plugin):
+    p = launch(goplugin_kv_plugin)
+    pid = p.pid
+    assert p.negotiated_version == 1
+    kv_round_trip(p)
+    p.kill()
+    assert p.exit_status == ("exited", 0)
+    assert not alive(pid)
+
+
+@pytest.mark.parametrize("lang", PLUGIN_LANGS)
+def test_python_host_loads_connectplugin_plugins(lang):
+    p = launch(binary(f"kv-plugin-{lang}"))
+    pid = p.pid
+    kv_round_trip(p)
+    p.kill()
+    assert p.exit_status == ("exited", 0), p.exit_status
+    assert not alive(pid)
+
+
+def test_host_errors_say_what_to_do(tmp_path):
+    with pytest.raises(connectplugin.ConnectPluginError) as e:
+        launch(tmp_path / "missing")
+    assert "not found" in e.value.message
+    with pytest.raises(connectplugin.ConnectPluginError) as e:
+        connectplugin.PluginClient([str(binary("kv-plugin-c"))], cookie=("KV_PLUGIN", "connectplugin-kv"),
+                                   plugins={2: ["kv"]})
+    assert "the plugin chose version 1, this host supports [2]" in e.value.message

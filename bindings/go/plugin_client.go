@@ -1,0 +1,249 @@
+package connectplugin
+
+/*
+#include <stdlib.h>
+#include "connectplugin.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+)
+
+// PluginCommand is how a host launches a plugin binary.
+type PluginCommand struct {
+	Path string
+	Args []string
+	Dir  string // working directory ("" = the host's)
+	// Env holds variables that win over the host's environment and go-plugin's (go-plugin #162).
+	Env map[string]string
+	// SkipHostEnv gives the plugin none of the host's environment (go-plugin's SkipHostEnv).
+	SkipHostEnv bool
+}
+
+// PluginClientConfig configures StartPlugin: the handshake's magic cookie, the plugins the host can
+// dispense per app protocol version, the command, and the timeouts (0 = defaults: 60 s to start,
+// 2 s of grace at each kill step).
+type PluginClientConfig struct {
+	CookieKey    string
+	CookieValue  string
+	Plugins      map[int][]string
+	Command      PluginCommand
+	StartTimeout time.Duration
+	KillGrace    time.Duration
+}
+
+// PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
+type PluginClient struct {
+	mu   sync.RWMutex
+	_ptr *C.connectplugin_plugin_client
+	// How it ended, kept when Kill frees the handle.
+	endStatus          int
+	endSignaled, ended bool
+}
+
+// StartPlugin launches the plugin binary with go-plugin's environment, waits for its handshake
+// line and connects (go-plugin's NewClient + Client). It works with connectplugin plugins and with
+// go-plugin gRPC plugins. The errors say what to change (binary missing or not executable, exited
+// before the handshake with its stderr, no common version, ...). Kill it when done.
+func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
+	if err := checkABI(); err != nil {
+		return nil, err
+	}
+	strs := []*C.char{}
+	defer func() {
+		for _, s := range strs {
+			freeCString(s)
+		}
+	}()
+	cs := func(what, s string) (*C.char, error) {
+		p, err := cString(what, s)
+		if err == nil {
+			strs = append(strs, p)
+		}
+		return p, err
+	}
+	key, err := cs("cookie key", cfg.CookieKey)
+	if err != nil {
+		return nil, err
+	}
+	value, err := cs("cookie value", cfg.CookieValue)
+	if err != nil {
+		return nil, err
+	}
+	path, err := cs("plugin path", cfg.Command.Path)
+	if err != nil {
+		return nil, err
+	}
+	var config *C.connectplugin_plugin_client_config
+	var cerr *C.connectplugin_error
+	if err := check(C.connectplugin_plugin_client_config_new(key, value, path, &config, &cerr), &cerr); err != nil {
+		return nil, err
+	}
+	defer C.connectplugin_plugin_client_config_free(config)
+	for _, a := range cfg.Command.Args {
+		ca, err := cs("argument", a)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_add_arg(config, ca, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	versions := make([]int, 0, len(cfg.Plugins))
+	for v := range cfg.Plugins {
+		versions = append(versions, v)
+	}
+	sort.Ints(versions)
+	for _, v := range versions {
+		for _, n := range cfg.Plugins[v] {
+			cn, err := cs("plugin name", n)
+			if err != nil {
+				return nil, err
+			}
+			if err := check(C.connectplugin_plugin_client_config_add_plugin(config, C.int32_t(v), cn, &cerr), &cerr); err != nil {
+				return nil, err
+			}
+		}
+	}
+	keys := make([]string, 0, len(cfg.Command.Env))
+	for k := range cfg.Command.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ck, err := cs("environment key", k)
+		if err != nil {
+			return nil, err
+		}
+		cv, err := cs("environment value", cfg.Command.Env[k])
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_set_env(config, ck, cv, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Command.SkipHostEnv {
+		if err := check(C.connectplugin_plugin_client_config_set_inherit_env(config, 0, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Command.Dir != "" {
+		cd, err := cs("working directory", cfg.Command.Dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_set_working_dir(config, cd, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.StartTimeout > 0 {
+		if err := check(C.connectplugin_plugin_client_config_set_start_timeout_ms(config, C.int64_t(durationToMs(cfg.StartTimeout)), &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.KillGrace > 0 {
+		if err := check(C.connectplugin_plugin_client_config_set_kill_grace_ms(config, C.int64_t(durationToMs(cfg.KillGrace)), &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	var p *C.connectplugin_plugin_client
+	if err := check(C.connectplugin_plugin_client_start(config, &p, &cerr), &cerr); err != nil {
+		return nil, err
+	}
+	pc := &PluginClient{_ptr: p}
+	runtime.SetFinalizer(pc, (*PluginClient).Kill)
+	return pc, nil
+}
+
+// NegotiatedVersion is the app protocol version the plugin chose.
+func (p *PluginClient) NegotiatedVersion() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return int(C.connectplugin_plugin_client_negotiated_version(p._ptr))
+}
+
+// Pid is the plugin's process id.
+func (p *PluginClient) Pid() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return int(C.connectplugin_plugin_client_pid(p._ptr))
+}
+
+// Dispense gives a client for plugin name's services over the plugin's connection (gRPC). Wrap it
+// in your typed client; closing it does not close the plugin's connection (Kill does).
+func (p *PluginClient) Dispense(name string) (*Client, error) {
+	cn, err := cString("plugin name", name)
+	if err != nil {
+		return nil, err
+	}
+	defer freeCString(cn)
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p._ptr == nil {
+		return nil, errClosed("plugin client")
+	}
+	var c *C.connectplugin_client
+	var cerr *C.connectplugin_error
+	if err := check(C.connectplugin_plugin_client_dispense(p._ptr, cn, &c, &cerr), &cerr); err != nil {
+		return nil, err
+	}
+	client := &Client{_ptr: c, streams: &streamRegistry{open: map[*clientStreamCore]struct{}{}}}
+	runtime.SetFinalizer(client, (*Client).Close)
+	return client, nil
+}
+
+// Ping is go-plugin's Ping: grpc.health.v1.Health/Check for "plugin" (timeout 0: 10 s).
+func (p *PluginClient) Ping(timeout time.Duration) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p._ptr == nil {
+		return errClosed("plugin client")
+	}
+	var cerr *C.connectplugin_error
+	return check(C.connectplugin_plugin_client_ping(p._ptr, C.int64_t(durationToMs(timeout)), &cerr), &cerr)
+}
+
+// Exited reports how the plugin process ended: ok is false while it runs; otherwise status is its
+// exit status, or the signal that ended it when signaled is true.
+func (p *PluginClient) Exited() (status int, signaled bool, ok bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p._ptr == nil {
+		return p.endStatus, p.endSignaled, p.ended
+	}
+	return p.exited()
+}
+
+func (p *PluginClient) exited() (status int, signaled bool, ok bool) {
+	var v C.int32_t
+	switch C.connectplugin_plugin_client_exit_status(p._ptr, &v) {
+	case 1:
+		return int(v), false, true
+	case 2:
+		return int(v), true, true
+	case 3:
+		return -1, false, true
+	}
+	return 0, false, false
+}
+
+// Kill stops the plugin (Shutdown, grace, SIGTERM, grace, SIGKILL), waits until it ended, and
+// frees the handle. Calling it again is a no-op.
+func (p *PluginClient) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p._ptr == nil {
+		return
+	}
+	runtime.SetFinalizer(p, nil)
+	var cerr *C.connectplugin_error
+	_ = check(C.connectplugin_plugin_client_kill(p._ptr, &cerr), &cerr)
+	p.endStatus, p.endSignaled, p.ended = p.exited()
+	C.connectplugin_plugin_client_free(p._ptr)
+	p._ptr = nil
+}

@@ -1,0 +1,129 @@
+"""Hosting plugins: :class:`PluginClient` launches a plugin binary (a connectplugin plugin in any
+language, or a HashiCorp go-plugin gRPC plugin), handshakes, and dispenses clients for its services.
+
+    with connectplugin.PluginClient(["./kv-plugin"], cookie=("KV_PLUGIN", "connectplugin-kv"),
+                                    plugins={1: ["kv"]}) as plugin:
+        kv = plugin.dispense("kv")          # a connectplugin.Client speaking gRPC to the plugin
+        kv.call_unary("/pkg.KV/Get", request_bytes)
+"""
+from __future__ import annotations
+
+from ctypes import POINTER, byref, c_int32
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+from . import _ffi
+from ._client import Client
+from ._error import check
+
+
+class PluginClient(_ffi.Managed):
+    """A plugin process this host launched (go-plugin's ``plugin.Client``).
+
+    ``command`` is the binary and its arguments. The plugin gets go-plugin's environment (the magic
+    ``cookie``, ``PLUGIN_PROTOCOL_VERSIONS`` from the keys of ``plugins``, ports), this process's
+    environment unless ``inherit_env`` is false, and ``env``, which wins over both. Starting blocks
+    until the handshake (``start_timeout_ms``); the errors say what to change. :meth:`kill` (or
+    ``close``, or leaving the ``with`` block) stops it: Shutdown, ``kill_grace_ms``, SIGTERM, the
+    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name."""
+
+    _kind = "plugin client"
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        cookie: Tuple[str, str],
+        plugins: Mapping[int, Iterable[str]],
+        env: Optional[Mapping[str, str]] = None,
+        inherit_env: bool = True,
+        cwd: Optional[str] = None,
+        start_timeout_ms: Optional[int] = None,
+        kill_grace_ms: Optional[int] = None,
+    ) -> None:
+        if not command:
+            raise ValueError("command must name the plugin binary")
+        key, value = cookie
+        config = POINTER(_ffi.connectplugin_plugin_client_config)()
+        err = _ffi.new_error_out()
+        st = _ffi.connectplugin_plugin_client_config_new(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
+                                                         _ffi.as_cstr(command[0], "command"), byref(config), byref(err))
+        check(st, err, "PluginClient")
+        try:
+            def call(fn: Any, *args: Any) -> None:
+                e = _ffi.new_error_out()
+                check(fn(config, *args, byref(e)), e, "PluginClient")
+
+            for a in command[1:]:
+                call(_ffi.connectplugin_plugin_client_config_add_arg, _ffi.as_cstr(a, "argument"))
+            for version in sorted(plugins):
+                for name in plugins[version]:
+                    call(_ffi.connectplugin_plugin_client_config_add_plugin, int(version), _ffi.as_cstr(name, "plugin name"))
+            for k in sorted(env or {}):
+                call(_ffi.connectplugin_plugin_client_config_set_env, _ffi.as_cstr(k, "env key"),
+                     _ffi.as_cstr((env or {})[k], "env value"))
+            if not inherit_env:
+                call(_ffi.connectplugin_plugin_client_config_set_inherit_env, 0)
+            if cwd is not None:
+                call(_ffi.connectplugin_plugin_client_config_set_working_dir, _ffi.as_cstr(cwd, "cwd"))
+            if start_timeout_ms is not None:
+                call(_ffi.connectplugin_plugin_client_config_set_start_timeout_ms, int(start_timeout_ms))
+            if kill_grace_ms is not None:
+                call(_ffi.connectplugin_plugin_client_config_set_kill_grace_ms, int(kill_grace_ms))
+            out = POINTER(_ffi.connectplugin_plugin_client)()
+            err = _ffi.new_error_out()
+            st = _ffi.connectplugin_plugin_client_start(config, byref(out), byref(err))
+            check(st, err, "PluginClient")
+        finally:
+            _ffi.connectplugin_plugin_client_config_free(config)
+        self.command = list(command)
+        self._exit: Optional[Tuple[str, int]] = None
+        self._set_handle(out)
+
+    def _delete(self, handle: Any) -> None:
+        err = _ffi.new_error_out()
+        _ffi.connectplugin_plugin_client_kill(handle, byref(err))
+        self._exit = self._read_exit(handle)
+        _ffi.connectplugin_plugin_client_free(handle)
+
+    @staticmethod
+    def _read_exit(handle: Any) -> Optional[Tuple[str, int]]:
+        v = c_int32(0)
+        kind = int(_ffi.connectplugin_plugin_client_exit_status(handle, byref(v)))
+        return {0: None, 1: ("exited", v.value), 2: ("signaled", v.value), 3: ("unknown", -1)}.get(kind)
+
+    @property
+    def negotiated_version(self) -> int:
+        return int(_ffi.connectplugin_plugin_client_negotiated_version(self._ptr()))
+
+    @property
+    def pid(self) -> int:
+        return int(_ffi.connectplugin_plugin_client_pid(self._ptr()))
+
+    @property
+    def exit_status(self) -> Optional[Tuple[str, int]]:
+        """None while the plugin runs; ("exited", status), ("signaled", signal) or ("unknown", -1)."""
+        h = self._handle
+        return self._exit if h is None else self._read_exit(h)
+
+    def dispense(self, name: str) -> Client:
+        """A :class:`Client` for plugin ``name``'s services, over the plugin's one gRPC connection.
+        Closing it leaves the plugin's connection open (:meth:`kill` closes it)."""
+        out = POINTER(_ffi.connectplugin_client)()
+        err = _ffi.new_error_out()
+        st = _ffi.connectplugin_plugin_client_dispense(self._ptr(), _ffi.as_cstr(name, "name"), byref(out), byref(err))
+        check(st, err, "dispense")
+        return Client._adopt(out, f"plugin:{self.command[0]}#{name}")
+
+    def ping(self, timeout_ms: int = 10_000) -> None:
+        """go-plugin's Ping: grpc.health.v1.Health/Check for "plugin"; raises when not serving."""
+        err = _ffi.new_error_out()
+        check(_ffi.connectplugin_plugin_client_ping(self._ptr(), int(timeout_ms), byref(err)), err, "ping")
+
+    def kill(self) -> None:
+        """Stops the plugin and waits until it ended (then frees the handle). Idempotent."""
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
