@@ -151,8 +151,13 @@ def test_plugin_exits_when_its_host_is_killed(lang, tmp_path):
                             env=plugin_env(tmp_path), start_new_session=True)
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not ((tmp_path / "out").exists() and "|grpc|" in (tmp_path / "out").read_text()):
+        def ready() -> bool:
+            out = tmp_path / "out"
+            return (pidfile.exists() and pidfile.read_text().strip().isdigit() and out.exists()
+                    and "|grpc|" in out.read_text())
+        while time.monotonic() < deadline and not ready():
             time.sleep(0.05)
+        assert ready(), (tmp_path / "out").read_text() if (tmp_path / "out").exists() else "no output"
         pid = int(pidfile.read_text())
         assert alive(pid), (tmp_path / "out").read_text()
         os.kill(host.pid, signal.SIGKILL)
@@ -160,8 +165,9 @@ def test_plugin_exits_when_its_host_is_killed(lang, tmp_path):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and alive(pid):
             time.sleep(0.05)
-        assert not alive(pid), "the plugin outlived its killed host"
-        assert "the host that launched this plugin is gone" in (tmp_path / "out").read_text()
+        out = (tmp_path / "out").read_text()
+        assert not alive(pid), "the plugin outlived its killed host:\n" + out
+        assert "the host that launched this plugin is gone" in out, out
     finally:
         if pidfile.exists() and pidfile.read_text().strip().isdigit() and alive(int(pidfile.read_text())):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
