@@ -81,6 +81,34 @@ private func collect(_ child: ChildProcess, loop: EventLoop) -> Outcome {
         #expect(String(decoding: out.stdout, as: UTF8.self) == "/tmp\n")
     }
 
+    /// A handle dropped without `watch` must not leave a zombie: the child is reaped anyway.
+    @Test func droppedHandlesLeaveNoZombies() throws {
+        var pids: [Int32] = []
+        for _ in 0..<40 {
+            let child = try ChildProcess.spawn("true", stdout: .null, stderr: .null)
+            pids.append(child.pid)
+        }  // every handle is released here, none watched
+        // Bounded wait: `true` ends quickly, but the machine may be loaded.
+        let deadline = monotonicNowNs() &+ testTimeoutNs
+        var zombies = pids.filter(isOurZombie)
+        while !zombies.isEmpty && monotonicNowNs() < deadline {
+            usleep(20_000)
+            zombies = zombies.filter(isOurZombie)
+        }
+        #expect(zombies.isEmpty, "zombies left: \(zombies)")
+    }
+
+    /// The exit status stays readable on the handle after a watcher reported it.
+    @Test func theExitStatusStaysOnTheHandle() throws {
+        let loop = try EventLoop(name: "child-test")
+        let child = try ChildProcess.spawn("/bin/sh", arguments: ["-c", "exit 7"], stdout: .null, stderr: .null)
+        #expect(child.exitStatus == nil || child.exitStatus == .exited(7))
+        let status = Box<ProcessExitStatus?>(nil)
+        child.watch(on: loop, exit: { s in status.update { $0 = s } })
+        #expect(status.wait { $0 != nil } == .exited(7))
+        #expect(child.exitStatus == .exited(7))
+    }
+
     @Test func aMissingProgramIsAClearError() {
         do {
             _ = try ChildProcess.spawn("/nonexistent/connectplugin-no-such-program")
@@ -93,4 +121,19 @@ private func collect(_ child: ChildProcess, loop: EventLoop) -> Outcome {
         }
         #expect(throws: IOError.self) { try ChildProcess.spawn("sh", arguments: ["-c", "a\u{0}b"]) }
     }
+}
+
+/// Whether /proc says `pid` is a zombie whose parent is this process.
+private func isOurZombie(_ pid: Int32) -> Bool {
+    let f = fopen("/proc/\(pid)/stat", "r")
+    guard let f else { return false }  // gone: reaped
+    defer { fclose(f) }
+    var buf = [CChar](repeating: 0, count: 512)
+    guard fgets(&buf, Int32(buf.count), f) != nil else { return false }
+    let line = String(cString: buf)
+    // "pid (comm) S ppid ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    guard let close = line.lastIndex(of: ")") else { return false }
+    let fields = line[line.index(after: close)...].split(separator: " ")
+    guard fields.count >= 2 else { return false }
+    return fields[0] == "Z" && Int32(fields[1]) == getpid()
 }
