@@ -116,6 +116,34 @@ static bool expect_status_impl(connectplugin_status want, const char *what, int 
 /* Like EXPECT_ST, but the error (if any) is handed back in *out for more checks (caller frees). */
 #define CALL_ST(out, fn, ...) (*(out) = ERR_SENTINEL, fn(__VA_ARGS__, (out)))
 
+/* Checks inside handlers (on library threads): a failure is counted in the handler state's
+   `atomic_int handler_failures` (the test checks it is 0 at the end) and printed. */
+__attribute__((unused)) static void handler_check_impl(atomic_int *failures, bool ok, const char *what, int line) {
+    if (!ok) {
+        atomic_fetch_add(failures, 1);
+        fprintf(stderr, "    FAIL [%s] handler line %d: %s\n", g_test_name, line, what);
+    }
+}
+#define HCHECK(st, cond) handler_check_impl(&(st)->handler_failures, (cond), #cond, __LINE__)
+
+/* Runs fn(args..., &err) in a handler and records a failure unless the status is OK. */
+__attribute__((unused)) static bool handler_ok_impl(atomic_int *failures, connectplugin_status status,
+                                                    connectplugin_error *err, const char *what, int line) {
+    if (status != CONNECTPLUGIN_OK) {
+        atomic_fetch_add(failures, 1);
+        fprintf(stderr, "    FAIL [%s] handler line %d: %s: %s: %s\n", g_test_name, line, what,
+                connectplugin_status_string(status), connectplugin_error_message(err));
+    }
+    connectplugin_error_free(err);
+    return status == CONNECTPLUGIN_OK;
+}
+#define HOK(st, fn, ...)                                                                                         \
+    do {                                                                                                         \
+        connectplugin_error *e_ = NULL;                                                                          \
+        connectplugin_status s_ = fn(__VA_ARGS__, &e_);                                                          \
+        handler_ok_impl(&(st)->handler_failures, s_, e_, #fn, __LINE__);                                         \
+    } while (0)
+
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
