@@ -253,84 +253,85 @@ public final class ChildProcess: @unchecked Sendable {
         guard let (o, e) = fds else { return false }
         if o >= 0, let h = stdout { FDReader(fd: o, loop: loop, handler: h).start() }
         if e >= 0, let h = stderr { FDReader(fd: e, loop: loop, handler: h).start() }
-        let watcher = ExitWatcher(process: self, loop: loop, onExit: exit)
-        loop.execute { watcher.start() }
+        ExitWatcher.start(process: self, loop: loop, onExit: exit)
         return true
     }
 }
 
-/// Reports a child's exit on a loop: through its pidfd in epoll, or by polling when there is none.
-final class ExitWatcher: EventHandler {
-    let process: ChildProcess
-    let loop: EventLoop
-    private var onExit: ((ProcessExitStatus) -> Void)?
+/// Waits on a loop until a child ended: through its pidfd in epoll, or without one by polling (1 ms,
+/// doubling up to 100 ms). `check` runs on the loop whenever the child may have ended and returns
+/// true once it is done with it; then the waiter unregisters, calls `done` once and lets go of both.
+/// The loop keeps the waiter alive while it is registered or its timer is pending.
+final class ExitWaiter: EventHandler {
+    private let loop: EventLoop
+    private let pidfd: Int32
+    private var check: (() -> Bool)?
+    private var done: (() -> Void)?
     private var token: UInt64 = 0
     private var pollDelayNs: UInt64 = 1_000_000
 
-    init(process: ChildProcess, loop: EventLoop, onExit: @escaping (ProcessExitStatus) -> Void) {
-        self.process = process
+    init(loop: EventLoop, pidfd: Int32, check: @escaping () -> Bool, done: @escaping () -> Void) {
         self.loop = loop
-        self.onExit = onExit
+        self.pidfd = pidfd
+        self.check = check
+        self.done = done
     }
 
-    /// Loop thread.
+    /// Starts waiting (from any thread).
     func start() {
-        if check() { return }
-        if process.pidfd >= 0, let t = loop.register(fd: process.pidfd, interest: CP_EV_READ, handler: self) {
-            token = t
-            return
+        loop.execute { [self] in
+            if run() { return }
+            if pidfd >= 0, let t = loop.register(fd: pidfd, interest: CP_EV_READ, handler: self) {
+                token = t
+                return
+            }
+            poll()
         }
-        poll()
     }
 
-    /// Without a pidfd: checks with a growing interval (1 ms up to 100 ms).
     private func poll() {
         loop.schedule(afterNs: pollDelayNs) { [self] in
-            if check() { return }
+            if run() { return }
             pollDelayNs = min(pollDelayNs * 2, 100_000_000)
             poll()
         }
     }
 
-    func handleEvents(_ events: UInt32) { _ = check() }
+    func handleEvents(_ events: UInt32) { _ = run() }
 
-    /// Reports the exit if the child ended; true when done.
-    private func check() -> Bool {
-        guard let status = process.pollExit() else {
-            if process.hasExited { finish(nil) }  // reaped elsewhere: nothing more will come
-            return process.hasExited
-        }
-        finish(status)
-        return true
-    }
-
-    private func finish(_ status: ProcessExitStatus?) {
+    /// Loop thread. True once finished.
+    private func run() -> Bool {
+        guard let c = check else { return true }
+        if !c() { return false }
+        check = nil
         if token != 0 {
-            loop.unregister(fd: process.pidfd, token: token)
+            loop.unregister(fd: pidfd, token: token)
             token = 0
         }
-        let cb = onExit
-        onExit = nil
-        if let status { cb?(status) }
+        let d = done
+        done = nil
+        d?()
+        return true
     }
 }
 
-/// Reaps a child nobody watches any more: through its pidfd on a loop of the shared group, by polling
-/// there without a pidfd, or (when no loop can be started) by a thread blocked in waitpid. Owns the
-/// pidfd and closes it once the child is reaped. Keeps itself alive while registered.
-final class Reaper: EventHandler {
-    private let pid: Int32
-    private let pidfd: Int32
-    private let loop: EventLoop
-    private var token: UInt64 = 0
-    private var pollDelayNs: UInt64 = 1_000_000
-
-    private init(pid: Int32, pidfd: Int32, loop: EventLoop) {
-        self.pid = pid
-        self.pidfd = pidfd
-        self.loop = loop
+/// Reports a watched child's exit on a loop (`ChildProcess.watch`); holds the process until then.
+enum ExitWatcher {
+    static func start(process: ChildProcess, loop: EventLoop, onExit: @escaping (ProcessExitStatus) -> Void) {
+        var status: ProcessExitStatus?
+        ExitWaiter(loop: loop, pidfd: process.pidfd, check: {
+            status = process.pollExit()
+            return status != nil || process.hasExited  // reaped elsewhere: nothing more will come
+        }, done: {
+            if let status { onExit(status) }
+        }).start()
     }
+}
 
+/// Reaps a child nobody watches any more (`ChildProcess.deinit`): on a loop of the shared group or,
+/// when no loop can be started, on a thread blocked in waitpid. Owns the pidfd and closes it once
+/// the child is gone.
+enum Reaper {
     /// Takes over `pid` (a running child of ours) and `pidfd` (-1 if none). Any thread.
     static func adopt(pid: Int32, pidfd: Int32) {
         guard let loop = try? EventLoopGroup.shared().next() else {
@@ -338,41 +339,13 @@ final class Reaper: EventHandler {
             reapOnThread(pid)
             return
         }
-        let reaper = Reaper(pid: pid, pidfd: pidfd, loop: loop)
-        loop.execute { reaper.start() }
-    }
-
-    /// Loop thread.
-    private func start() {
-        if reap() { return }
-        if pidfd >= 0, let t = loop.register(fd: pidfd, interest: CP_EV_READ, handler: self) {
-            token = t
-            return
-        }
-        poll()
-    }
-
-    private func poll() {
-        loop.schedule(afterNs: pollDelayNs) { [self] in
-            if reap() { return }
-            pollDelayNs = min(pollDelayNs * 2, 100_000_000)
-            poll()
-        }
-    }
-
-    func handleEvents(_ events: UInt32) { _ = reap() }
-
-    /// True once the child is gone (reaped here, or elsewhere: ECHILD); then lets go of everything.
-    private func reap() -> Bool {
-        var exited: Int32 = 0
-        var code: Int32 = 0
-        if cp_wait_exit(pid, &exited, &code) == 0 { return false }
-        if token != 0 {
-            loop.unregister(fd: pidfd, token: token)
-            token = 0
-        }
-        if pidfd >= 0 { _ = cp_close(pidfd) }
-        return true
+        ExitWaiter(loop: loop, pidfd: pidfd, check: {
+            var exited: Int32 = 0
+            var code: Int32 = 0
+            return cp_wait_exit(pid, &exited, &code) != 0  // reaped, or gone (ECHILD)
+        }, done: {
+            if pidfd >= 0 { _ = cp_close(pidfd) }
+        }).start()
     }
 
     /// The last resort: a detached thread that blocks in waitpid.
