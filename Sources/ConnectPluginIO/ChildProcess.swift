@@ -2,10 +2,10 @@
 // stderr inherited, /dev/null, a given fd, or a pipe); `watch` reads its stdout/stderr pipes on an
 // event loop (non-blocking reads delivered as bytes) and reports its exit through a pidfd registered
 // with the same epoll loop. No SIGCHLD handler is installed and none is needed: the pidfd becomes
-// readable when the child ends, and the child is reaped then. A handle released without a watcher
-// (or before its watcher saw the exit) hands the child to a `Reaper` on the shared event-loop group,
-// so no zombie remains whatever the caller does; a watched child's status stays on the handle
-// (`exitStatus`). `FDReader` is the pipe reader, usable for any non-blocking readable fd.
+// readable when the child ends, and the child is reaped then. A watcher holds the handle until it
+// saw the exit; a handle released unwatched hands its running child to a `Reaper` on the shared
+// event-loop group, so no zombie remains whatever the caller does. A watched child's status stays on
+// the handle (`exitStatus`). `ExitWaiter` is the one wait (pidfd or polling) behind both. `FDReader` is the pipe reader, usable for any non-blocking readable fd.
 //
 // Not here yet: a child that dies with its parent. The plugin launcher will need it, and should know:
 // posix_spawn cannot set it; Linux's PR_SET_PDEATHSIG (prctl in the child between fork/vfork and
