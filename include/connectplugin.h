@@ -1123,7 +1123,8 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_new(connectplug
  *        every call. Only before the interceptor is added to a server or client options.
  * @retval CONNECTPLUGIN_OK on success.
  * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p interceptor is NULL.
- * @retval CONNECTPLUGIN_ERR_STATE once the interceptor was added to a server or client options.
+ * @retval CONNECTPLUGIN_ERR_STATE once the interceptor was added to a server or client options (an
+ *         add that failed does not count: it leaves the interceptor unchanged).
  */
 CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_set_message_func(connectplugin_interceptor *interceptor,
                                                                 connectplugin_interceptor_message_func on_message,

@@ -7,6 +7,11 @@
 // TLS for `Server.listenTCP(_:tls:)` and `Client.Options.tls`, and the mTLS identity of `peer`.
 @_exported import struct ConnectPluginHTTP.TLSConfig
 @_exported import struct ConnectPluginHTTP.HTTPPeerInfo
+// Own event loops for `Server.Options.eventLoopGroup` and `Client.Options.eventLoopGroup` (nil: the
+// process-wide `EventLoopGroup.shared()`): the group, its loops, and the error starting one throws.
+@_exported import class ConnectPluginIO.EventLoopGroup
+@_exported import class ConnectPluginIO.EventLoop
+@_exported import struct ConnectPluginIO.IOError
 import ConnectPluginHTTP
 import Glibc
 

@@ -13,7 +13,10 @@ final class CInterceptor: Interceptor, @unchecked Sendable {
     let ud: UserData
     private let lock = Lock()
     private var messageFn: connectplugin_interceptor_message_func?
-    private var frozen = false
+    /// Adds that succeeded or are under way; the hooks are fixed while it is above zero. An add
+    /// counts itself before it reaches the server or options (so that they never see a hook change)
+    /// and takes itself back when it fails, so a failed add leaves the interceptor as it was.
+    private var holds = 0
     /// The key of this interceptor's per-call state slot.
     private(set) var slotKey = ""
 
@@ -28,13 +31,22 @@ final class CInterceptor: Interceptor, @unchecked Sendable {
 
     func setMessageFn(_ f: connectplugin_interceptor_message_func?) throws {
         try lock.withLock {
-            if frozen { throw ConnectError.local(.state, "the message hook must be set before the interceptor is added") }
+            if holds > 0 { throw ConnectError.local(.state, "the message hook must be set before the interceptor is added") }
             messageFn = f
         }
     }
 
-    /// Added to a server or options: the hooks are fixed from now on.
-    func freeze() { lock.withLock { frozen = true } }
+    /// Runs `add` (adding this interceptor to a server or options) with the hooks fixed; they stay
+    /// fixed when it succeeds and are as before when it throws.
+    func whileAdding(_ add: () throws -> Void) throws {
+        lock.withLock { holds += 1 }
+        do {
+            try add()
+        } catch {
+            lock.withLock { holds -= 1 }
+            throw error
+        }
+    }
 
     var observesMessages: Bool { lock.withLock { messageFn != nil } }
 
@@ -151,8 +163,7 @@ public func connectplugin_server_add_interceptor(_ s: OpaquePointer?, _ procedur
     guarded(err) {
         guard let b = unbox(s, as: ServerBox.self) else { throw ConnectError.local(.invalidArgument, "server is NULL") }
         let ic = try interceptorArg(i)
-        ic.freeze()
-        try b.server.addInterceptor(ic, procedure: str(procedure))
+        try ic.whileAdding { try b.server.addInterceptor(ic, procedure: str(procedure)) }
     }
 }
 
@@ -162,8 +173,7 @@ public func connectplugin_client_options_add_interceptor(_ o: OpaquePointer?, _ 
     guarded(err) {
         guard let b = unbox(o, as: ClientOptionsBox.self) else { throw ConnectError.local(.invalidArgument, "options is NULL") }
         let ic = try interceptorArg(i)
-        ic.freeze()
-        b.options.interceptors.append(ic)
+        try ic.whileAdding { b.options.interceptors.append(ic) }
     }
 }
 

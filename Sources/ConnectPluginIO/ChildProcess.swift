@@ -2,8 +2,18 @@
 // stderr inherited, /dev/null, a given fd, or a pipe); `watch` reads its stdout/stderr pipes on an
 // event loop (non-blocking reads delivered as bytes) and reports its exit through a pidfd registered
 // with the same epoll loop. No SIGCHLD handler is installed and none is needed: the pidfd becomes
-// readable when the child ends, and the child is reaped then. `FDReader` is the pipe reader, usable
-// for any non-blocking readable fd.
+// readable when the child ends, and the child is reaped then. A watcher holds the handle until it
+// saw the exit; a handle released unwatched hands its running child to a `Reaper` on the shared
+// event-loop group, so no zombie remains whatever the caller does. A watched child's status stays on
+// the handle (`exitStatus`). `ExitWaiter` is the one wait (pidfd or polling) behind both. `FDReader` is the pipe reader, usable for any non-blocking readable fd.
+//
+// Not here yet: a child that dies with its parent. The plugin launcher will need it, and should know:
+// posix_spawn cannot set it; Linux's PR_SET_PDEATHSIG (prctl in the child between fork/vfork and
+// exec) fires when the *thread* that spawned the child exits, not the process, so the launcher must
+// spawn from a thread that lives as long as the runtime (a dedicated launcher thread, not a pool or
+// caller thread), and the child must check getppid() right after prctl (the parent may already be
+// gone). The portable safety net is a pipe the child holds (its stdin or a handshake fd): end of file
+// there means the runtime went away, and the plugin side exits.
 import CConnectPluginPosix
 import Glibc
 
@@ -52,6 +62,7 @@ public final class ChildProcess: @unchecked Sendable {
     let pidfd: Int32
     private var reaped = false
     private var watching = false
+    private var status: ProcessExitStatus?
 
     private init(pid: Int32, pidfd: Int32, stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32) {
         self.pid = pid
@@ -62,8 +73,18 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     deinit {
-        if pidfd >= 0 { _ = cp_close(pidfd) }
         for fd in [stdinFD, stdoutFD, stderrFD] where fd >= 0 { _ = cp_close(fd) }
+        // A watcher holds the handle until it saw the exit, so here nobody watches: reap now if the
+        // child ended, else hand it (and the pidfd) to a reaper, so that it leaves no zombie.
+        if !reaped {
+            var exited: Int32 = 0
+            var code: Int32 = 0
+            if cp_wait_exit(pid, &exited, &code) == 0 {
+                Reaper.adopt(pid: pid, pidfd: pidfd)
+                return
+            }
+        }
+        if pidfd >= 0 { _ = cp_close(pidfd) }
     }
 
     /// Starts `executable` (looked up in PATH when `searchPath` and it has no slash) with `arguments`
@@ -181,6 +202,9 @@ public final class ChildProcess: @unchecked Sendable {
     /// Whether the child was reaped (its exit was reported).
     public var hasExited: Bool { lock.withLock { reaped } }
 
+    /// How the child ended, once a watcher reaped it (nil before). Thread-safe.
+    public var exitStatus: ProcessExitStatus? { lock.withLock { status } }
+
     /// Reaps the child if it ended (non-blocking). nil while it runs.
     func pollExit() -> ProcessExitStatus? {
         lock.lock()
@@ -191,8 +215,14 @@ public final class ChildProcess: @unchecked Sendable {
         let rc = cp_wait_exit(pid, &exited, &code)
         if rc == 0 { return nil }
         reaped = true
-        if rc < 0 { return .unknown("waitpid: \(String(cString: cp_strerror(-rc)))") }
-        return exited != 0 ? .exited(code) : .signaled(code)
+        let result: ProcessExitStatus
+        if rc < 0 {
+            result = .unknown("waitpid: \(String(cString: cp_strerror(-rc)))")
+        } else {
+            result = exited != 0 ? .exited(code) : .signaled(code)
+        }
+        status = result
+        return result
     }
 
     /// Watches the child on `loop`: `stdout`/`stderr` get the bytes of the respective pipe (when it
@@ -223,65 +253,114 @@ public final class ChildProcess: @unchecked Sendable {
         guard let (o, e) = fds else { return false }
         if o >= 0, let h = stdout { FDReader(fd: o, loop: loop, handler: h).start() }
         if e >= 0, let h = stderr { FDReader(fd: e, loop: loop, handler: h).start() }
-        let watcher = ExitWatcher(process: self, loop: loop, onExit: exit)
-        loop.execute { watcher.start() }
+        ExitWatcher.start(process: self, loop: loop, onExit: exit)
         return true
     }
 }
 
-/// Reports a child's exit on a loop: through its pidfd in epoll, or by polling when there is none.
-final class ExitWatcher: EventHandler {
-    let process: ChildProcess
-    let loop: EventLoop
-    private var onExit: ((ProcessExitStatus) -> Void)?
+/// Waits on a loop until a child ended: through its pidfd in epoll, or without one by polling (1 ms,
+/// doubling up to 100 ms). `check` runs on the loop whenever the child may have ended and returns
+/// true once it is done with it; then the waiter unregisters, calls `done` once and lets go of both.
+/// The loop keeps the waiter alive while it is registered or its timer is pending.
+final class ExitWaiter: EventHandler {
+    private let loop: EventLoop
+    private let pidfd: Int32
+    private var check: (() -> Bool)?
+    private var done: (() -> Void)?
     private var token: UInt64 = 0
     private var pollDelayNs: UInt64 = 1_000_000
 
-    init(process: ChildProcess, loop: EventLoop, onExit: @escaping (ProcessExitStatus) -> Void) {
-        self.process = process
+    init(loop: EventLoop, pidfd: Int32, check: @escaping () -> Bool, done: @escaping () -> Void) {
         self.loop = loop
-        self.onExit = onExit
+        self.pidfd = pidfd
+        self.check = check
+        self.done = done
     }
 
-    /// Loop thread.
+    /// Starts waiting (from any thread).
     func start() {
-        if check() { return }
-        if process.pidfd >= 0, let t = loop.register(fd: process.pidfd, interest: CP_EV_READ, handler: self) {
-            token = t
-            return
+        loop.execute { [self] in
+            if run() { return }
+            if pidfd >= 0, let t = loop.register(fd: pidfd, interest: CP_EV_READ, handler: self) {
+                token = t
+                return
+            }
+            poll()
         }
-        poll()
     }
 
-    /// Without a pidfd: checks with a growing interval (1 ms up to 100 ms).
     private func poll() {
         loop.schedule(afterNs: pollDelayNs) { [self] in
-            if check() { return }
+            if run() { return }
             pollDelayNs = min(pollDelayNs * 2, 100_000_000)
             poll()
         }
     }
 
-    func handleEvents(_ events: UInt32) { _ = check() }
+    func handleEvents(_ events: UInt32) { _ = run() }
 
-    /// Reports the exit if the child ended; true when done.
-    private func check() -> Bool {
-        guard let status = process.pollExit() else {
-            if process.hasExited { finish(nil) }  // reaped elsewhere: nothing more will come
-            return process.hasExited
-        }
-        finish(status)
-        return true
-    }
-
-    private func finish(_ status: ProcessExitStatus?) {
+    /// Loop thread. True once finished.
+    private func run() -> Bool {
+        guard let c = check else { return true }
+        if !c() { return false }
+        check = nil
         if token != 0 {
-            loop.unregister(fd: process.pidfd, token: token)
+            loop.unregister(fd: pidfd, token: token)
             token = 0
         }
-        let cb = onExit
-        onExit = nil
-        if let status { cb?(status) }
+        let d = done
+        done = nil
+        d?()
+        return true
+    }
+}
+
+/// Reports a watched child's exit on a loop (`ChildProcess.watch`); holds the process until then.
+enum ExitWatcher {
+    static func start(process: ChildProcess, loop: EventLoop, onExit: @escaping (ProcessExitStatus) -> Void) {
+        var status: ProcessExitStatus?
+        ExitWaiter(loop: loop, pidfd: process.pidfd, check: {
+            status = process.pollExit()
+            return status != nil || process.hasExited  // reaped elsewhere: nothing more will come
+        }, done: {
+            if let status { onExit(status) }
+        }).start()
+    }
+}
+
+/// Reaps a child nobody watches any more (`ChildProcess.deinit`): on a loop of the shared group or,
+/// when no loop can be started, on a thread blocked in waitpid. Owns the pidfd and closes it once
+/// the child is gone.
+enum Reaper {
+    /// Takes over `pid` (a running child of ours) and `pidfd` (-1 if none). Any thread.
+    static func adopt(pid: Int32, pidfd: Int32) {
+        guard let loop = try? EventLoopGroup.shared().next() else {
+            if pidfd >= 0 { _ = cp_close(pidfd) }
+            reapOnThread(pid)
+            return
+        }
+        ExitWaiter(loop: loop, pidfd: pidfd, check: {
+            var exited: Int32 = 0
+            var code: Int32 = 0
+            return cp_wait_exit(pid, &exited, &code) != 0  // reaped, or gone (ECHILD)
+        }, done: {
+            if pidfd >= 0 { _ = cp_close(pidfd) }
+        }).start()
+    }
+
+    /// The last resort: a detached thread that blocks in waitpid.
+    private static func reapOnThread(_ pid: Int32) {
+        var t = pthread_t()
+        let arg = UnsafeMutableRawPointer(bitPattern: UInt(UInt32(bitPattern: pid)) | 0x1_0000_0000)
+        if pthread_create(&t, nil, { arg in
+            let bits = UInt(bitPattern: arg) & 0xFFFF_FFFF
+            let pid = pid_t(bitPattern: UInt32(truncatingIfNeeded: bits))
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return nil
+        }, arg) == 0 {
+            pthread_detach(t)
+        }
     }
 }
 

@@ -171,7 +171,10 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Runs what is queued, then stops and joins every thread. Must not be called from a pool thread.
+    /// Runs what is queued, then stops and joins every thread; `submit` returns false from then on.
+    /// May be called from any thread, including one of the pool's own (from a task): then it joins
+    /// the others and detaches the calling thread, which ends by itself once its task returns (it
+    /// first runs whatever is still queued). A second call finds nothing left to join.
     public func shutdown() {
         cond.lock()
         stopping = true
@@ -181,6 +184,12 @@ public final class ThreadPool: @unchecked Sendable {
         exited = []
         cond.unlock()
         let me = pthread_self()
-        for t in ts where pthread_equal(t, me) == 0 { pthread_join(t, nil) }
+        for t in ts {
+            if pthread_equal(t, me) != 0 {
+                pthread_detach(t)  // never join yourself: the C library frees this thread when it ends
+            } else {
+                pthread_join(t, nil)
+            }
+        }
     }
 }

@@ -54,32 +54,6 @@ typedef struct handler_state {
     int sleep_ms;                 /* how long Sleep sleeps */
 } handler_state;
 
-static void handler_check(handler_state *st, bool ok, const char *what, int line) {
-    if (!ok) {
-        atomic_fetch_add(&st->handler_failures, 1);
-        fprintf(stderr, "    FAIL [%s] handler line %d: %s\n", g_test_name, line, what);
-    }
-}
-#define HCHECK(st, cond) handler_check((st), (cond), #cond, __LINE__)
-
-/* Runs fn(args..., &err) in a handler and records a failure unless the status is OK. */
-static bool handler_ok(handler_state *st, connectplugin_status status, connectplugin_error *err, const char *what,
-                       int line) {
-    if (status != CONNECTPLUGIN_OK) {
-        atomic_fetch_add(&st->handler_failures, 1);
-        fprintf(stderr, "    FAIL [%s] handler line %d: %s: %s: %s\n", g_test_name, line, what,
-                connectplugin_status_string(status), connectplugin_error_message(err));
-    }
-    connectplugin_error_free(err);
-    return status == CONNECTPLUGIN_OK;
-}
-#define HOK(st, fn, ...)                                                                                         \
-    do {                                                                                                         \
-        connectplugin_error *e_ = NULL;                                                                          \
-        connectplugin_status s_ = fn(__VA_ARGS__, &e_);                                                          \
-        handler_ok((st), s_, e_, #fn, __LINE__);                                                                 \
-    } while (0)
-
 static handler_state *state_of(void *user_data) {
     handler_state *st = user_data;
     if (!st || st->magic != HANDLER_MAGIC) {

@@ -553,6 +553,40 @@ static void test_arguments_and_finalizers(void) {
     CHECK_MSG(atomic_load(&g_finalized) == 1, "finalized %d times", atomic_load(&g_finalized));
 }
 
+/* An add that fails leaves the interceptor as it was: its message hook can still be set, and it is
+   fixed only once an add succeeded (a later failed add does not undo that). */
+static void test_failed_add_leaves_interceptor_unchanged(void) {
+    char url[128];
+    connectplugin_server *server = start_server(NULL, url, sizeof url);
+    connectplugin_server *fresh = NULL;
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_new, NULL, &fresh);
+    connectplugin_interceptor *i = new_icpt(NULL, named_end, "m");
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_server_add_interceptor, fresh, "not/a/procedure", i);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_interceptor_set_message_func, i, NULL);
+    EXPECT_ST(CONNECTPLUGIN_ERR_STATE, connectplugin_server_add_interceptor, server, NULL, i);  /* started */
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_interceptor_set_message_func, i, count_messages);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_stop, fresh, 0);
+    EXPECT_ST(CONNECTPLUGIN_ERR_CLOSED, connectplugin_server_add_interceptor, fresh, NULL, i);  /* stopped */
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_interceptor_set_message_func, i, count_messages);
+
+    /* Added for real: fixed, and a failed add after that does not unfix it. */
+    connectplugin_client *c = make_client(url, "connect", i, NULL);
+    EXPECT_ST(CONNECTPLUGIN_ERR_STATE, connectplugin_interceptor_set_message_func, i, NULL);
+    EXPECT_ST(CONNECTPLUGIN_ERR_STATE, connectplugin_server_add_interceptor, server, NULL, i);
+    EXPECT_ST(CONNECTPLUGIN_ERR_STATE, connectplugin_interceptor_set_message_func, i, NULL);
+
+    /* The hook set after the failed adds is the one that runs: one request and one response message. */
+    atomic_store(&g_messages, 0);
+    connectplugin_code code;
+    CHECK(unary(c, SVC "Echo", NULL, &code, NULL) == CONNECTPLUGIN_OK);
+    CHECK_MSG(atomic_load(&g_messages) == 101, "messages %d", atomic_load(&g_messages));
+    CHECK_LOG("end m 0");
+    connectplugin_interceptor_free(i);
+    connectplugin_client_free(c);
+    connectplugin_server_free(fresh);
+    connectplugin_server_free(server);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 
 static const test_case k_tests[] = {
@@ -564,6 +598,7 @@ static const test_case k_tests[] = {
     {"failing_start_is_internal", test_failing_start_is_internal},
     {"arguments_and_finalizers", test_arguments_and_finalizers},
     {"request_headers_stay_valid_in_hook", test_request_headers_stay_valid_in_hook},
+    {"failed_add_leaves_interceptor_unchanged", test_failed_add_leaves_interceptor_unchanged},
 };
 
 int main(void) { return run_tests(k_tests, sizeof k_tests / sizeof k_tests[0]); }

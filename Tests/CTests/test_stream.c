@@ -5,12 +5,9 @@
  * and HTTP/2, proto and JSON, identity and gzip, plaintext and TLS.
  *
  * Every test runs in its own forked process (the parent never calls the library), so a crash or a
- * hang fails that test only. Environment:
- *   CTESTS_FILTER=substr   run only the tests whose name contains substr
- *   CTESTS_NO_FORK=1       run everything in one process (for gdb/valgrind)
- *   CTESTS_TIMEOUT=sec     per-test time limit (default 60; the big-stream tests get at least 300)
- *   CTESTS_SKIP=a,b        do not run these tests (listed as "skip")
- * The TLS tests need the `openssl` command. The last line of output is "c-tests: N passed, M failed";
+ * hang fails that test only; the framework and its environment variables (CTESTS_FILTER,
+ * CTESTS_NO_FORK, CTESTS_TIMEOUT, CTESTS_SKIP) are test_support.h's; the big-stream tests get at least
+ * 300 s. The TLS tests need the `openssl` command. The last line of output is "c-tests: N passed, M failed";
  * the exit status is 1 if any test failed.
  *
  * Tests that reproduce a library bug (and fail until it is fixed) say so in their comment:
@@ -40,105 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---------------------------------------------------------------------------------------------- */
-/* Test framework (as in test_abi.c)                                                              */
-/* ---------------------------------------------------------------------------------------------- */
-
-static atomic_int g_check_failures;
-static const char *g_test_name = "";
-
-static bool check_impl(bool ok, const char *expr, int line) {
-    if (!ok) {
-        atomic_fetch_add(&g_check_failures, 1);
-        fprintf(stderr, "    FAIL [%s] line %d: %s\n", g_test_name, line, expr);
-    }
-    return ok;
-}
-#define CHECK(cond) check_impl((cond), #cond, __LINE__)
-#define CHECK_MSG(cond, ...)                                                                                     \
-    do {                                                                                                         \
-        if (!check_impl((cond), #cond, __LINE__)) {                                                              \
-            fprintf(stderr, "      ");                                                                           \
-            fprintf(stderr, __VA_ARGS__);                                                                        \
-            fprintf(stderr, "\n");                                                                               \
-        }                                                                                                        \
-    } while (0)
-
-static bool streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
-#define CHECK_STR(got, want)                                                                                     \
-    do {                                                                                                         \
-        const char *g_ = (got);                                                                                  \
-        const char *w_ = (want);                                                                                 \
-        CHECK_MSG(streq(g_, w_), "got \"%s\", want \"%s\"", g_ ? g_ : "(null)", w_);                             \
-    } while (0)
-
-/* CHECK that evaluates to the condition and names the context @p what (a string) on failure. */
-static bool check_what(bool ok, const char *expr, const char *what, int line) {
-    if (!check_impl(ok, expr, line)) fprintf(stderr, "      (%s)\n", what);
-    return ok;
-}
-#define CHECK_MSG_BOOL(cond, what) check_what((cond), #cond, (what), __LINE__)
-
-/*
- * Calls fn(args..., &error) and checks: the status is @p want; on success the error was set to NULL;
- * on failure an error object came back with the same status and a message. Frees the error.
- */
-static char g_sentinel_storage;
-#define ERR_SENTINEL ((connectplugin_error *)&g_sentinel_storage)
-static _Thread_local connectplugin_error *g_err;
-
-static bool expect_status_impl(connectplugin_status want, const char *what, int line, connectplugin_status got,
-                               connectplugin_error **errp) {
-    connectplugin_error *err = *errp;
-    *errp = NULL;
-    bool ok = true;
-    if (got != want) {
-        ok = false;
-        fprintf(stderr, "    FAIL [%s] line %d: %s returned %d (%s), want %d (%s); message: %s\n", g_test_name, line,
-                what, got, connectplugin_status_string(got), want, connectplugin_status_string(want),
-                err && err != ERR_SENTINEL ? connectplugin_error_message(err) : "(no error object)");
-    }
-    if (got == CONNECTPLUGIN_OK || got == CONNECTPLUGIN_EOF) {
-        if (err != NULL) {
-            ok = false;
-            fprintf(stderr, "    FAIL [%s] line %d: %s succeeded but did not set *out_error to NULL\n", g_test_name,
-                    line, what);
-        }
-    } else if (err == NULL || err == ERR_SENTINEL) {
-        ok = false;
-        fprintf(stderr, "    FAIL [%s] line %d: %s failed (%d) without an error object\n", g_test_name, line, what, got);
-    } else {
-        if (connectplugin_error_status(err) != got) {
-            ok = false;
-            fprintf(stderr, "    FAIL [%s] line %d: %s: error_status %d != returned status %d\n", g_test_name, line,
-                    what, connectplugin_error_status(err), got);
-        }
-        if (connectplugin_error_message(err) == NULL) {
-            ok = false;
-            fprintf(stderr, "    FAIL [%s] line %d: %s: error message is NULL\n", g_test_name, line, what);
-        }
-    }
-    if (err != ERR_SENTINEL) connectplugin_error_free(err);
-    if (!ok) atomic_fetch_add(&g_check_failures, 1);
-    return ok;
-}
-/* EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_server_start, server) calls connectplugin_server_start(server, &err). */
-#define EXPECT_ST(want, fn, ...) (g_err = ERR_SENTINEL, expect_status_impl((want), #fn, __LINE__, fn(__VA_ARGS__, &g_err), &g_err))
-
-/* Like EXPECT_ST, but the error (if any) is handed back in *out for more checks (caller frees). */
-#define CALL_ST(out, fn, ...) (*(out) = ERR_SENTINEL, fn(__VA_ARGS__, (out)))
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
+#include "test_support.h"
 
 /* Case-insensitive substring search. */
 static bool contains_ci(const char *hay, const char *needle) {
@@ -260,30 +159,6 @@ typedef struct state {
     /* Sleepy: ignores the call for a while. */
     bool sleepy_finished;
 } state;
-
-static void handler_check(state *st, bool ok, const char *what, int line) {
-    if (!ok) {
-        atomic_fetch_add(&st->handler_failures, 1);
-        fprintf(stderr, "    FAIL [%s] handler line %d: %s\n", g_test_name, line, what);
-    }
-}
-#define HCHECK(st, cond) handler_check((st), (cond), #cond, __LINE__)
-
-static bool handler_ok(state *st, connectplugin_status status, connectplugin_error *err, const char *what, int line) {
-    if (status != CONNECTPLUGIN_OK) {
-        atomic_fetch_add(&st->handler_failures, 1);
-        fprintf(stderr, "    FAIL [%s] handler line %d: %s: %s: %s\n", g_test_name, line, what,
-                connectplugin_status_string(status), connectplugin_error_message(err));
-    }
-    connectplugin_error_free(err);
-    return status == CONNECTPLUGIN_OK;
-}
-#define HOK(st, fn, ...)                                                                                         \
-    do {                                                                                                         \
-        connectplugin_error *e_ = NULL;                                                                          \
-        connectplugin_status s_ = fn(__VA_ARGS__, &e_);                                                          \
-        handler_ok((st), s_, e_, #fn, __LINE__);                                                                 \
-    } while (0)
 
 static state *state_of(void *user_data) {
     state *st = user_data;
@@ -2895,16 +2770,6 @@ static void test_tls_config_errors(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Runner                                                                                         */
-/* ---------------------------------------------------------------------------------------------- */
-
-typedef struct test_case {
-    const char *name;
-    void (*fn)(void);
-    int min_timeout_s;
-} test_case;
-
-/* ---------------------------------------------------------------------------------------------- */
 /* on_done: the push notice that a call can no longer be answered                                */
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -3307,7 +3172,7 @@ static void test_inline_unary(void) {
               pool.on_handler_thread, pool.calls);
 }
 
-static const test_case k_tests[] = {
+static const timed_test_case k_tests[] = {
     {"null_arguments", test_null_arguments, 0},
     {"receive_null_out_pointers", test_receive_null_out_pointers, 0},
     {"stream_matrix", test_stream_matrix, 120},
@@ -3330,94 +3195,7 @@ static const test_case k_tests[] = {
     {"inline_unary", test_inline_unary, 180},
 };
 
-static pid_t g_child;
-static void on_alarm(int sig) {
-    (void)sig;
-    if (g_child > 0) kill(g_child, SIGKILL);
-}
-
-/* Defined only when built with -fsanitize=address (scripts/sanitize.sh): _exit skips the leak check
-   LeakSanitizer runs at exit, so a forked test runs it itself; nonzero when it found leaks. */
-extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
-
-/* Runs one test in a child process; returns true if it passed. */
-static bool run_forked(const test_case *t, int timeout_s) {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        return false;
-    }
-    if (pid == 0) {
-        t->fn();
-        fflush(NULL);
-        if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check()) {
-            fprintf(stderr, "    FAIL [%s] LeakSanitizer found leaks (report above)\n", t->name);
-            _exit(1);
-        }
-        _exit(atomic_load(&g_check_failures) == 0 ? 0 : 1);
-    }
-    g_child = pid;
-    alarm((unsigned)timeout_s);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    alarm(0);
-    g_child = 0;
-    if (WIFSIGNALED(status)) {
-        fprintf(stderr, "    FAIL [%s] %s (signal %d)\n", t->name,
-                WTERMSIG(status) == SIGKILL ? "timed out" : "crashed", WTERMSIG(status));
-        return false;
-    }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-/* CTESTS_SKIP="a,b": tests not to run (the sanitizer stage skips the volume and memory-bound tests). */
-static bool skipped(const char *name) {
-    const char *list = getenv("CTESTS_SKIP");
-    size_t n = strlen(name);
-    for (const char *p = list; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && strncmp(p, name, n) == 0) return true;
-        p = end ? end + 1 : p + len;
-    }
-    return false;
-}
-
 int main(void) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
     pattern_init();
-    const char *filter = getenv("CTESTS_FILTER");
-    bool no_fork = getenv("CTESTS_NO_FORK") && strcmp(getenv("CTESTS_NO_FORK"), "0") != 0;
-    int timeout_s = getenv("CTESTS_TIMEOUT") ? atoi(getenv("CTESTS_TIMEOUT")) : 60;
-    if (timeout_s <= 0) timeout_s = 60;
-    struct sigaction sa = {.sa_handler = on_alarm};
-    sigaction(SIGALRM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof k_tests / sizeof k_tests[0]; i++) {
-        const test_case *t = &k_tests[i];
-        if (filter && !strstr(t->name, filter)) continue;
-        if (skipped(t->name)) {
-            printf("skip - %s (CTESTS_SKIP)\n", t->name);
-            continue;
-        }
-        g_test_name = t->name;
-        bool ok;
-        int64_t t0 = now_ms();
-        if (no_fork) {
-            int before = atomic_load(&g_check_failures);
-            t->fn();
-            ok = atomic_load(&g_check_failures) == before;
-        } else {
-            ok = run_forked(t, timeout_s > t->min_timeout_s ? timeout_s : t->min_timeout_s);
-        }
-        printf("%s - %s (%.1f s)\n", ok ? "ok  " : "FAIL", t->name, (double)(now_ms() - t0) / 1000.0);
-        if (ok) passed++;
-        else failed++;
-    }
-    printf("c-tests: %d passed, %d failed\n", passed, failed);
-    return failed == 0 && passed > 0 ? 0 : 1;
+    return run_timed_tests(k_tests, sizeof k_tests / sizeof k_tests[0]);
 }

@@ -696,6 +696,25 @@ class Server(_ffi.Managed):
 
         Raise :class:`RPCError` in ``fn`` to fail the call with a code, message and details; any other
         exception fails it with INTERNAL (and is logged)."""
+        self._register_unary(procedure, fn, _ffi.connectplugin_server_register_unary, "register_unary")
+
+    def register_unary_inline(self, procedure: str, fn: Handler) -> None:
+        """Registers a quick, non-blocking unary ``fn(request: bytes, ctx: CallContext) -> bytes``
+        that runs inline on the library's I/O thread that read the request, not on a handler
+        thread: no thread hand-off, the lowest latency. Otherwise as :meth:`register_unary` (every
+        protocol; the server's interceptors wrap it and run inline with it). Allowed before start.
+
+        The I/O thread serves many connections, so ``fn`` must return quickly and never block: fit
+        for in-memory work (a dict lookup, a short lock); no file or network I/O, no ``time.sleep``,
+        no client calls, no ``server.stop``. It takes the GIL like every
+        Python handler, and while it waits for it (another Python thread runs) or runs, every
+        connection on that loop waits too: when the process runs long CPU-bound Python work in other
+        threads, or the handler does more than a few microseconds of work, use
+        :meth:`register_unary`."""
+        self._register_unary(procedure, fn, _ffi.connectplugin_server_register_unary_inline,
+                             "register_unary_inline")
+
+    def _register_unary(self, procedure: str, fn: Handler, register: Any, what: str) -> None:
         if not callable(fn):
             raise TypeError("handler must be callable")
         h = self._ptr()
@@ -703,8 +722,8 @@ class Server(_ffi.Managed):
         key = _registry_put(fn, str(procedure))
         err = _ffi.new_error_out()
         # On failure the library calls FINALIZER (removing the entry) before returning.
-        st = _ffi.connectplugin_server_register_unary(h, proc, TRAMPOLINE, c_void_p(key), FINALIZER, byref(err))
-        check(st, err, "register_unary")
+        st = register(h, proc, TRAMPOLINE, c_void_p(key), FINALIZER, byref(err))
+        check(st, err, what)
 
     def register_stream(self, procedure: str, kind: Union[MethodKind, int, str], fn: StreamHandler) -> None:
         """Registers a streaming handler ``fn(stream: ServerStream)`` for ``procedure``
