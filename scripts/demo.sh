@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: KV servers written in different languages, each called by the clients of all four
+# The main job: a plugin host launching the KV plugin written in each of the four languages, calling it
+# and stopping it. Then KV servers written in different languages, each called by the clients of all four
 # languages, through libconnectplugin: unary calls over TCP (HTTP/2 and HTTP/1.1) and a Unix socket;
 # the streaming scenario (server, client and bidi streams) over gRPC, gRPC-Web and Connect; and TLS
 # with client certificates (mTLS).
@@ -11,6 +12,7 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
+failures=0
 
 start_server() { # lang listen-addr [server flags...] -> sets URL (not in a subshell, so the trap sees the pid)
   local lang=$1 listen=$2 out="$tmp/server-$1-$RANDOM.out"
@@ -29,7 +31,6 @@ start_server() { # lang listen-addr [server flags...] -> sets URL (not in a subs
 }
 
 URL=
-failures=0
 run_clients() { # url codec http
   for lang in "${LANGS[@]}"; do
     printf '  %-18s' "kv-client-$lang"
@@ -41,7 +42,21 @@ run_clients() { # url codec http
   done
 }
 
-echo "connectplugin $(grep -m1 CONNECTPLUGIN_VERSION include/connectplugin.h | awk '{print $3}') demo: one KV service, servers and clients in C, Go, Python and Swift"
+echo "connectplugin $(grep -m1 CONNECTPLUGIN_VERSION include/connectplugin.h | awk '{print $3}' | tr -d '"') demo"
+echo
+echo "== The main job: a host launching the KV plugin written in each language, calling it, stopping it"
+echo "   (kv-host-python; each plugin speaks go-plugin's handshake; its logs come back on the host's stderr)"
+for lang in "${LANGS[@]}"; do
+  echo
+  echo " kv-host-python --plugin $BIN/kv-plugin-$lang"
+  if out=$("$BIN/kv-host-python" --plugin "$BIN/kv-plugin-$lang" 2>&1); then
+    echo "$out" | sed 's/^/    /'
+  else
+    echo "    FAILED"; echo "$out" | sed 's/^/      /'; failures=$((failures+1))
+  fi
+done
+echo
+echo "== One KV service, servers and clients in C, Go, Python and Swift"
 for server in "${LANGS[@]}"; do
   start_server "$server" 127.0.0.1:0
   echo

@@ -75,3 +75,18 @@ def test_host_errors_say_what_to_do(tmp_path):
         connectplugin.PluginClient([str(binary("kv-plugin-c"))], cookie=("KV_PLUGIN", "connectplugin-kv"),
                                    plugins={2: ["kv"]})
     assert "the plugin chose version 1, this host supports [2]" in e.value.message
+
+
+@pytest.mark.parametrize("lang", PLUGIN_LANGS + ("goplugin",))
+def test_kv_host_python_example(lang, goplugin_kv_plugin):
+    """examples/bin/kv-host-python: the README's host, end to end, against every plugin."""
+    import subprocess
+
+    plugin = goplugin_kv_plugin if lang == "goplugin" else binary(f"kv-plugin-{lang}")
+    r = subprocess.run([str(binary("kv-host-python")), "--repeat", "3", "--plugin", str(plugin)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1:] == ["put greeting ok", "get greeting found=true value=hello", "delete greeting existed=true",
+                         "get greeting found=false", "ping ok", "stopped: exited 0"], r.stdout
+    assert lines[0].startswith(f"started {plugin} pid=") and lines[0].endswith("version=1"), r.stdout

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generates the protobuf code for the Python KV example into examples/python/gen/ and writes the
-# wrappers examples/bin/kv-server-python, kv-client-python and kv-plugin-python.
+# wrappers examples/bin/kv-server-python, kv-client-python, kv-plugin-python and kv-host-python.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,7 +14,7 @@ python3 -m grpc_tools.protoc -I "$examples/proto" --python_out="$gen" kv/v1/kv.p
 # Regular packages, so another top-level "kv" on sys.path cannot shadow ours.
 touch "$gen/kv/__init__.py" "$gen/kv/v1/__init__.py"
 
-for role in server client plugin; do
+for role in server client plugin host; do
   out="$bin/kv-$role-python"
   script="kv_$role.py"
   extra=""
@@ -31,4 +31,4 @@ WRAPPER
   chmod +x "$out.tmp"
   mv "$out.tmp" "$out"
 done
-echo "built $bin/kv-server-python $bin/kv-client-python $bin/kv-plugin-python"
+echo "built $bin/kv-server-python $bin/kv-client-python $bin/kv-plugin-python $bin/kv-host-python"
