@@ -1,5 +1,5 @@
 """connectplugin hosts launching plugins (plugin-wire.md §1.13 b): the Python host (the binding's
-PluginClient over the C ABI) loads an unmodified HashiCorp go-plugin 1.0.1 KV plugin written in Go
+PluginClient over the C ABI) and the example hosts kv-host-python and kv-host-go load an unmodified HashiCorp go-plugin 1.0.1 KV plugin written in Go
 (goplugin/plugin, built from Debian's packages) and the connectplugin KV plugins in every language,
 dispenses "kv", calls Put/Get/Delete over gRPC, pings and kills each one."""
 from __future__ import annotations
@@ -77,13 +77,17 @@ def test_host_errors_say_what_to_do(tmp_path):
     assert "the plugin chose version 1, this host supports [2]" in e.value.message
 
 
+HOST_LANGS = ("go", "python")
+
+
+@pytest.mark.parametrize("host", HOST_LANGS)
 @pytest.mark.parametrize("lang", PLUGIN_LANGS + ("goplugin",))
-def test_kv_host_python_example(lang, goplugin_kv_plugin):
-    """examples/bin/kv-host-python: the README's host, end to end, against every plugin."""
+def test_kv_host_example(host, lang, goplugin_kv_plugin):
+    """examples/bin/kv-host-HOST (the README's host) end to end against every plugin, go-plugin's too."""
     import subprocess
 
     plugin = goplugin_kv_plugin if lang == "goplugin" else binary(f"kv-plugin-{lang}")
-    r = subprocess.run([str(binary("kv-host-python")), "--repeat", "3", "--plugin", str(plugin)], capture_output=True,
+    r = subprocess.run([str(binary(f"kv-host-{host}")), "--repeat", "3", "--plugin", str(plugin)], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()

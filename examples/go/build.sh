@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Go KV example into examples/bin/kv-server-go, kv-client-go and kv-plugin-go.
+# Builds the Go KV example into examples/bin/kv-server-go, kv-client-go, kv-plugin-go and kv-host-go.
 #   examples/go/build.sh [LIBDIR]
 # LIBDIR holds libconnectplugin.so (default: <repo>/.build/debug); the binaries get an rpath to it.
 # Offline: no module proxy is used (the binding is the only dependency, via a replace directive).
@@ -25,4 +25,5 @@ go build -o "$bindir/kv-server-go" ./kv-server
 go build -o "$bindir/kv-client-go" ./kv-client
 # kv-plugin-go: the server's handlers served as a go-plugin compatible plugin (build tag kvplugin).
 go build -tags kvplugin -o "$bindir/kv-plugin-go" ./kv-server
-echo "built $bindir/kv-server-go $bindir/kv-client-go $bindir/kv-plugin-go (rpath $libdir)"
+go build -o "$bindir/kv-host-go" ./kv-host
+echo "built $bindir/kv-server-go $bindir/kv-client-go $bindir/kv-plugin-go $bindir/kv-host-go (rpath $libdir)"
