@@ -3,6 +3,7 @@
 // forward to a delegate on the loop thread. Outgoing bodies are served by one data provider that
 // reads from per-stream buffers, with optional trailers.
 import CConnectPluginNGHTTP2
+import Glibc
 
 protocol H2SessionDelegate: AnyObject {
     func h2BeginHeaders(stream: Int32)
@@ -436,23 +437,36 @@ final class H2Session {
 }
 
 /// Calls `body` with an nghttp2_nv array for `pairs` (nghttp2 copies names and values on submit).
+/// Names and values are laid out in one temporary buffer, the nv array in another (on the stack
+/// when small): no heap allocation per submit.
 func withNV<R>(_ pairs: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
-    var storage: [UInt8] = [0]
-    var ranges: [(Int, Int, Int, Int)] = []
-    ranges.reserveCapacity(pairs.count)
-    for (n, v) in pairs {
-        let ns = storage.count
-        storage.append(contentsOf: n.utf8)
-        let vs = storage.count
-        storage.append(contentsOf: v.utf8)
-        ranges.append((ns, vs - ns, vs, storage.count - vs))
-    }
-    return storage.withUnsafeMutableBufferPointer { sb -> R in
-        guard let base = sb.baseAddress else { return body(nil, 0) }
-        var nvs: [nghttp2_nv] = ranges.map { r in
-            nghttp2_nv(name: base + r.0, value: base + r.2, namelen: r.1, valuelen: r.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+    var total = 1
+    for (n, v) in pairs { total += n.utf8.count + v.utf8.count }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { storage -> R in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(1, pairs.count)) { nvs -> R in
+            guard let base = storage.baseAddress, let nvBase = nvs.baseAddress else { return body(nil, 0) }
+            var at = 0
+            var i = 0
+            func put(_ str: String) {
+                let done: Void? = str.utf8.withContiguousStorageIfAvailable { src in
+                    if let p = src.baseAddress { (base + at).update(from: p, count: src.count) }
+                    at += src.count
+                }
+                if done == nil {
+                    for b in str.utf8 { storage[at] = b; at += 1 }
+                }
+            }
+            for (n, v) in pairs {
+                let ns = at
+                put(n)
+                let vs = at
+                put(v)
+                (nvBase + i).initialize(to: nghttp2_nv(name: base + ns, value: base + vs, namelen: vs - ns, valuelen: at - vs,
+                                                       flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                i += 1
+            }
+            return body(UnsafePointer(nvBase), i)
         }
-        return nvs.withUnsafeMutableBufferPointer { nb in body(UnsafePointer(nb.baseAddress), nb.count) }
     }
 }
 
@@ -470,10 +484,40 @@ private let h2OnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, ud
 
 private let h2OnHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, ud in
     guard let s = sessionFrom(ud), let frame, let name, let value else { return 0 }
-    let n = String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self)
-    let v = String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self)
+    let n = h2HeaderString(UnsafeBufferPointer(start: name, count: namelen))
+    let v = h2HeaderString(UnsafeBufferPointer(start: value, count: valuelen))
     s.onHeader(frame.pointee.hd.stream_id, n, v)
     return 0
+}
+
+/// Header names and values that most requests and responses carry, as string literals: a field
+/// that matches one costs no allocation (a literal longer than 15 bytes is not stored inline,
+/// and decoding it anew would allocate each time).
+private let h2CommonStrings: [[(String, [UInt8])]] = {
+    let all = [
+        ":method", ":path", ":scheme", ":authority", ":status", "content-type", "content-length", "user-agent",
+        "te", "trailers", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        "connect-protocol-version", "connect-timeout-ms", "connect-content-encoding", "connect-accept-encoding",
+        "content-encoding", "accept-encoding", "application/proto", "application/json", "application/grpc",
+        "application/grpc+proto", "application/grpc+json", "application/connect+proto", "application/connect+json",
+        "application/grpc-web", "application/grpc-web+proto", "application/octet-stream", "identity", "gzip",
+        "identity, gzip", "gzip, identity", "POST", "GET", "http", "https", "200", "0", "1",
+    ]
+    var table: [[(String, [UInt8])]] = Array(repeating: [], count: 33)
+    for w in all {
+        let b = Array(w.utf8)
+        if b.count < table.count { table[b.count].append((w, b)) }
+    }
+    return table
+}()
+
+/// A String for a header field's bytes (nghttp2 validated them), shared when it is a common one.
+@inline(__always)
+private func h2HeaderString(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    if bytes.count > 15 && bytes.count < h2CommonStrings.count, let base = bytes.baseAddress {
+        for (w, b) in h2CommonStrings[bytes.count] where memcmp(base, b, bytes.count) == 0 { return w }
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 private let h2OnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, ud in
