@@ -91,6 +91,8 @@ final class H2Session {
     /// True inside nghttp2_session_mem_recv or mem_send: the session must not be destroyed (or the
     /// socket closed) from a callback; the owner acts after the call returns.
     var isBusy: Bool { receiving || sending }
+    /// True inside nghttp2_session_mem_recv (the owner flushes once it returns).
+    var isReceiving: Bool { receiving }
     /// mem_send stops while this many bytes wait in the socket; the owner flushes again when drained.
     static let socketHighWater = 512 << 10
     /// Per-stream receive window we advertise (flow control bounds what a stream can buffer).

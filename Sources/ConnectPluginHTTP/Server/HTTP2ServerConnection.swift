@@ -84,7 +84,8 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
             flushOrClose()
             return
         }
-        if flushScheduled { return }
+        // Inside receive (an inline handler answered): connectionReceived flushes when it returns.
+        if flushScheduled || session?.isReceiving == true { return }
         flushScheduled = true
         loop.executeAtEndOfIteration { [weak self] in
             guard let self else { return }
