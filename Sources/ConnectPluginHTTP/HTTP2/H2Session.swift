@@ -377,8 +377,10 @@ final class H2Session {
     /// bytes from the stream's queue (no padding: we never ask for any). Long pieces are written
     /// straight from the sender's arrays, gathered with what `scratch` holds before them.
     fileprivate func sendData(stream: Int32, header: UnsafeRawBufferPointer, length: Int, padding: Int) -> Int32 {
-        guard padding == 0, let body = outgoing[stream], length <= body.reserved, !socket.isClosed else {
-            return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+        if socket.isClosed { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+        guard padding == 0, let body = outgoing[stream], length <= body.reserved else {
+            // Not a frame we promised (cannot happen): reset this stream only, not the connection.
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
         }
         scratch.append(contentsOf: header)
         body.take(length) { piece in
