@@ -197,6 +197,10 @@ public final class SocketConnection: EventHandler {
             if tlsCloseNotifyQueued { return }
             tlsEncrypt(bytes)
             if isClosed { return }
+        } else if !connectPending && outboundOffset >= outbound.count {
+            // Nothing queued: write from the caller's buffer; only what the socket leaves is copied.
+            writeDirect(bytes, UnsafeRawBufferPointer(start: nil, count: 0))
+            return
         } else {
             outbound.append(contentsOf: bytes)
         }
@@ -205,6 +209,72 @@ public final class SocketConnection: EventHandler {
 
     public func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// Queues `a` then `b`: with nothing queued (and no TLS), one gathered write straight from both
+    /// buffers (HTTP/2: a DATA frame's header and its payload, no copy), and only what the socket
+    /// does not take now is copied into the queue. Loop thread only.
+    public func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) {
+        assert(loop.inEventLoop, "SocketConnection.write called off its loop thread")
+        if isClosed { return }
+        if tls != nil || connectPending || outboundOffset < outbound.count {
+            write(a)
+            write(b)
+            return
+        }
+        writeDirect(a, b)
+    }
+
+    /// Writes `a` and `b` in one call when nothing is queued (plain socket, connected), queues the
+    /// rest, then finishes like `flush` (drained callback, close when drained).
+    private func writeDirect(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) {
+        let total = a.count + b.count
+        if total == 0 { return }
+        let n = sendGather(a, b)
+        if n < 0 {
+            let e = Int32(truncatingIfNeeded: -n)
+            if !(e == EAGAIN || e == EWOULDBLOCK) {
+                closeNow(HTTPError.errno("write", n))
+                return
+            }
+        }
+        let sent = max(0, n)
+        if sent < total {
+            if outboundOffset > 0 {
+                outbound.removeAll(keepingCapacity: outbound.capacity <= 1 << 20)
+                outboundOffset = 0
+            }
+            if sent < a.count {
+                outbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: a[sent...]))
+                outbound.append(contentsOf: b)
+            } else {
+                outbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[(sent - a.count)...]))
+            }
+        }
+        flush()
+    }
+
+    /// sendmsg of up to two buffers (MSG_NOSIGNAL; writev for a descriptor that is not a socket).
+    /// Returns the bytes written or -errno.
+    private func sendGather(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+        var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
+                   iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
+        let count = b.count > 0 ? 2 : 1
+        let fd = self.fd
+        return withUnsafeMutableBytes(of: &iov) { raw -> Int in
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: iovec.self) else { return -Int(EINVAL) }
+            var msg = msghdr()
+            msg.msg_iov = base
+            msg.msg_iovlen = count
+            while true {
+                var n = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+                if n < 0 && errno == ENOTSOCK { n = writev(fd, base, Int32(count)) }
+                if n >= 0 { return n }
+                let e = errno
+                if e == EINTR { continue }
+                return -Int(e)
+            }
+        }
     }
 
     /// Bytes queued but not yet written (with TLS: plaintext waiting for the handshake plus ciphertext

@@ -29,6 +29,8 @@ public final class EventLoop: @unchecked Sendable {
     private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
     private var timerTasks: [UInt64: () -> Void] = [:]
     private var nextTimerID: UInt64 = 1
+    /// Work to run once this iteration's events, timers and tasks are done (loop thread only).
+    private var endOfIteration: [() -> Void] = []
     /// The loop's thread. Written once by `startThread` while it holds `lock`, before `run` (which
     /// takes `lock` first) starts; never written again, so `inEventLoop` reads it without the lock.
     private var threadID: pthread_t?
@@ -84,6 +86,15 @@ public final class EventLoop: @unchecked Sendable {
         wakePending = true
         lock.unlock()
         if needWake { _ = cp_eventfd_signal(wakeFD) }
+    }
+
+    /// Runs `task` on the loop thread once the current iteration's events, timers and tasks have
+    /// run, before the loop waits again; no wake-up. Loop thread only. What many events of one
+    /// iteration produce (responses of several handlers, say) is then done once: one write per
+    /// connection per iteration instead of one per response.
+    public func executeAtEndOfIteration(_ task: @escaping () -> Void) {
+        assert(inEventLoop, "EventLoop.executeAtEndOfIteration called off the loop thread")
+        endOfIteration.append(task)
     }
 
     /// Runs `task` now if on the loop thread, else schedules it.
@@ -244,6 +255,11 @@ public final class EventLoop: @unchecked Sendable {
             wakePending = false
             lock.unlock()
             for task in tasks { task() }
+            while !endOfIteration.isEmpty {
+                let late = endOfIteration
+                endOfIteration.removeAll(keepingCapacity: true)
+                for task in late { task() }
+            }
         }
     }
 }

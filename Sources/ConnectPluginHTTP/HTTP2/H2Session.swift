@@ -3,6 +3,7 @@
 // forward to a delegate on the loop thread. Outgoing bodies are served by one data provider that
 // reads from per-stream buffers, with optional trailers.
 import CConnectPluginNGHTTP2
+import Glibc
 
 protocol H2SessionDelegate: AnyObject {
     func h2BeginHeaders(stream: Int32)
@@ -16,17 +17,63 @@ protocol H2SessionDelegate: AnyObject {
     func h2GoAway(lastStreamID: Int32, errorCode: UInt32)
 }
 
-/// The outgoing body of one stream: bytes queued by the sender, served to nghttp2 by the data
-/// provider. When the queue is empty and the body is not ended the provider defers, and `send`
-/// resumes it. `onConsumed` reports bytes nghttp2 took (the sender's back-pressure credit).
+/// The outgoing body of one stream: byte arrays queued by the sender (kept as they are, not copied
+/// together), served to nghttp2 by the data provider without a copy (NGHTTP2_DATA_FLAG_NO_COPY: the
+/// send-data callback writes the frame header and the payload straight from these arrays). When the
+/// queue is empty and the body is not ended the provider defers, and `send` resumes it.
+/// `onConsumed` reports bytes nghttp2 took (the sender's back-pressure credit).
 final class H2OutgoingBody {
-    var bytes: [UInt8] = []
-    var offset = 0
+    /// Queued arrays; `chunks[head]` is the first with unsent bytes, from `headOffset`.
+    var chunks: [[UInt8]] = []
+    var head = 0
+    var headOffset = 0
+    /// Unsent bytes in `chunks`.
+    private(set) var queued = 0
+    /// Bytes promised to nghttp2 by the read callback, not yet taken by the send-data callback.
+    var reserved = 0
     var ended = false
     var trailers: [(String, String)] = []
     var deferred = false
     var onConsumed: ((Int) -> Void)?
-    var queued: Int { bytes.count - offset }
+
+    func append(_ bytes: [UInt8]) {
+        if head > 0 && head * 2 >= chunks.count {
+            chunks.removeFirst(head)
+            head = 0
+        }
+        chunks.append(bytes)
+        queued += bytes.count
+    }
+
+    /// Calls `body` for the next `count` unsent bytes, in pieces (one per queued array they span),
+    /// and drops them from the queue.
+    func take(_ count: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+        var left = min(count, queued)
+        while left > 0, head < chunks.count {
+            let chunk = chunks[head]
+            let avail = chunk.count - headOffset
+            let n = min(avail, left)
+            if n > 0 {
+                chunk.withUnsafeBytes { raw in
+                    body(UnsafeRawBufferPointer(rebasing: raw[headOffset..<(headOffset + n)]))
+                }
+            }
+            left -= n
+            queued -= n
+            if n == avail {
+                chunks[head] = []
+                head += 1
+                headOffset = 0
+            } else {
+                headOffset += n
+            }
+        }
+        if head == chunks.count {
+            chunks.removeAll(keepingCapacity: true)
+            head = 0
+            headOffset = 0
+        }
+    }
 }
 
 final class H2Session {
@@ -44,15 +91,29 @@ final class H2Session {
     /// True inside nghttp2_session_mem_recv or mem_send: the session must not be destroyed (or the
     /// socket closed) from a callback; the owner acts after the call returns.
     var isBusy: Bool { receiving || sending }
+    /// True inside nghttp2_session_mem_recv (the owner flushes once it returns).
+    var isReceiving: Bool { receiving }
     /// mem_send stops while this many bytes wait in the socket; the owner flushes again when drained.
     static let socketHighWater = 512 << 10
     /// Per-stream receive window we advertise (flow control bounds what a stream can buffer).
     static let streamWindow: UInt32 = 1 << 20
+    /// SETTINGS_MAX_FRAME_SIZE we advertise, and the largest DATA frame we send when the peer allows
+    /// it: one frame (one write) per 64 KiB message plus its envelope, instead of five 16 KiB ones.
+    static let maxFrameSize: UInt32 = 128 << 10
+    /// A DATA payload piece at least this long is written from the sender's array (gathered with the
+    /// bytes before it); shorter ones are copied into `scratch`, so small frames still go out together.
+    static let directWriteMin = 4096
+    /// Bytes to write in order: the frames mem_send returned and the DATA frame headers (and short
+    /// payloads) of the send-data callback. Reused, so a flush does not allocate.
+    private var scratch: [UInt8] = []
+    /// The socket when it is a SocketConnection (gathered writes), else nil (in-memory pipes).
+    private let gatherSocket: SocketConnection?
 
     /// Creates the session and queues our SETTINGS. Returns nil if nghttp2 cannot allocate.
     init?(isServer: Bool, socket: any ByteStreamConnection, delegate: H2SessionDelegate) {
         self.isServer = isServer
         self.socket = socket
+        self.gatherSocket = socket as? SocketConnection
         self.delegate = delegate
         var cbs: OpaquePointer?
         guard nghttp2_session_callbacks_new(&cbs) == 0, let callbacks = cbs else { return nil }
@@ -62,6 +123,8 @@ final class H2Session {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, h2OnFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, h2OnDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, h2OnStreamClose)
+        nghttp2_session_callbacks_set_send_data_callback(callbacks, h2SendData)
+        nghttp2_session_callbacks_set_data_source_read_length_callback(callbacks, h2ReadLength)
         var opt: OpaquePointer?
         guard nghttp2_option_new(&opt) == 0, let option = opt else { return nil }
         defer { nghttp2_option_del(option) }
@@ -75,6 +138,7 @@ final class H2Session {
         var settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: 256),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: H2Session.streamWindow),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: H2Session.maxFrameSize),
         ]
         _ = settings.withUnsafeMutableBufferPointer { buf in
             nghttp2_submit_settings(sess, UInt8(NGHTTP2_FLAG_NONE.rawValue), buf.baseAddress, buf.count)
@@ -141,24 +205,30 @@ final class H2Session {
         sending = true
         defer { sending = false }
         while true {
-            var out: [UInt8] = []
-            while socket.pendingWriteBytes + out.count < H2Session.socketHighWater {
+            scratch.removeAll(keepingCapacity: scratch.capacity <= 1 << 20)
+            var wrote = false
+            while socket.pendingWriteBytes + scratch.count < H2Session.socketHighWater {
                 var ptr: UnsafePointer<UInt8>?
+                let before = sentDirect
                 let n = nghttp2_session_mem_send(s, &ptr)
+                if sentDirect != before { wrote = true }
                 if n < 0 {
                     isDead = true
                     break
                 }
                 if n == 0 || destroyPending { break }
-                if let p = ptr { out.append(contentsOf: UnsafeBufferPointer(start: p, count: n)) }
+                if let p = ptr { scratch.append(contentsOf: UnsafeBufferPointer(start: p, count: n)) }
             }
             if destroyPending {
                 sending = false
                 finishPendingDestroy()
                 return false
             }
-            if out.isEmpty { break }
-            socket.write(out)
+            if scratch.isEmpty && !wrote { break }
+            if !scratch.isEmpty {
+                scratch.withUnsafeBytes { socket.write($0) }
+                scratch.removeAll(keepingCapacity: scratch.capacity <= 1 << 20)
+            }
             // A failed write closes the socket, and its owner destroys this session.
             if session == nil || destroyPending {
                 sending = false
@@ -222,14 +292,10 @@ final class H2Session {
         return id
     }
 
-    /// Queues body bytes on a stream opened with a body.
+    /// Queues body bytes on a stream opened with a body (the array is kept, not copied).
     func send(stream: Int32, _ bytes: [UInt8]) {
         guard let body = outgoing[stream], !body.ended, !bytes.isEmpty else { return }
-        if body.offset > 0 && body.offset >= body.bytes.count / 2 {
-            body.bytes.removeFirst(body.offset)
-            body.offset = 0
-        }
-        body.bytes.append(contentsOf: bytes)
+        body.append(bytes)
         resume(stream, body)
     }
 
@@ -274,37 +340,76 @@ final class H2Session {
 
     // MARK: Called from the C callbacks
 
-    fileprivate func readBody(stream: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    /// The data provider: promises nghttp2 up to `length` queued bytes without copying them
+    /// (NGHTTP2_DATA_FLAG_NO_COPY); `sendData` writes them when the frame goes out.
+    fileprivate func readBody(stream: Int32, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let body = outgoing[stream] else {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
         }
-        let remaining = body.bytes.count - body.offset
+        let remaining = body.queued - body.reserved
         if remaining <= 0 && !body.ended {
             body.deferred = true
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
         }
-        let n = min(remaining, length)
+        let n = max(0, min(remaining, length))
         if n > 0 {
-            body.bytes.withUnsafeBytes { src in
-                if let b = src.baseAddress { buf.update(from: b.advanced(by: body.offset).assumingMemoryBound(to: UInt8.self), count: n) }
-            }
-            body.offset += n
-            if body.offset == body.bytes.count {
-                body.bytes.removeAll(keepingCapacity: body.bytes.capacity <= 1 << 20)
-                body.offset = 0
-            }
-            body.onConsumed?(n)
+            flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+            body.reserved += n
         }
-        if body.ended && body.offset >= body.bytes.count {
+        if body.ended && body.reserved >= body.queued {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if !body.trailers.isEmpty, let s = session {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
                 _ = withNV(body.trailers) { nva, cnt in nghttp2_submit_trailer(s, stream, nva, cnt) }
             }
-            outgoing[stream] = nil
+            // An empty last frame is serialized by nghttp2 itself; otherwise sendData still needs
+            // the body, and lets go of it once the promised bytes are out.
+            if n == 0 { outgoing[stream] = nil }
         }
         return n
+    }
+
+    /// Counts DATA frames written by `sendData` (flush: something went out though `scratch` is empty).
+    private var sentDirect = 0
+
+    /// The send-data callback of a NO_COPY DATA frame: the 9-byte header, then `length` payload
+    /// bytes from the stream's queue (no padding: we never ask for any). Long pieces are written
+    /// straight from the sender's arrays, gathered with what `scratch` holds before them.
+    fileprivate func sendData(stream: Int32, header: UnsafeRawBufferPointer, length: Int, padding: Int) -> Int32 {
+        if socket.isClosed { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+        guard padding == 0, let body = outgoing[stream], length <= body.reserved else {
+            // Not a frame we promised (cannot happen): reset this stream only, not the connection.
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+        }
+        scratch.append(contentsOf: header)
+        body.take(length) { piece in
+            if piece.count < H2Session.directWriteMin || socket.isClosed {
+                scratch.append(contentsOf: piece)
+                return
+            }
+            if let g = gatherSocket {
+                scratch.withUnsafeBytes { g.write($0, piece) }
+            } else {
+                scratch.withUnsafeBytes { socket.write($0) }
+                socket.write(piece)
+            }
+            scratch.removeAll(keepingCapacity: scratch.capacity <= 1 << 20)
+            sentDirect &+= 1
+        }
+        body.reserved -= length
+        if body.ended && body.queued == 0 && body.reserved == 0, outgoing[stream] === body {
+            outgoing[stream] = nil
+        }
+        body.onConsumed?(length)
+        return socket.isClosed ? NGHTTP2_ERR_CALLBACK_FAILURE.rawValue : 0
+    }
+
+    /// DATA frames up to the peer's SETTINGS_MAX_FRAME_SIZE (capped at `maxFrameSize`) instead of
+    /// nghttp2's default 16 KiB, within the flow-control windows.
+    fileprivate func readLength(sessionWindow: Int32, streamWindow: Int32, remoteMaxFrame: UInt32) -> Int {
+        let cap = Int(min(remoteMaxFrame, H2Session.maxFrameSize))
+        return max(1, min(cap, Int(sessionWindow), Int(streamWindow)))
     }
 
     fileprivate func onFrameRecv(_ frame: UnsafePointer<nghttp2_frame>) {
@@ -336,23 +441,36 @@ final class H2Session {
 }
 
 /// Calls `body` with an nghttp2_nv array for `pairs` (nghttp2 copies names and values on submit).
+/// Names and values are laid out in one temporary buffer, the nv array in another (on the stack
+/// when small): no heap allocation per submit.
 func withNV<R>(_ pairs: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
-    var storage: [UInt8] = [0]
-    var ranges: [(Int, Int, Int, Int)] = []
-    ranges.reserveCapacity(pairs.count)
-    for (n, v) in pairs {
-        let ns = storage.count
-        storage.append(contentsOf: n.utf8)
-        let vs = storage.count
-        storage.append(contentsOf: v.utf8)
-        ranges.append((ns, vs - ns, vs, storage.count - vs))
-    }
-    return storage.withUnsafeMutableBufferPointer { sb -> R in
-        guard let base = sb.baseAddress else { return body(nil, 0) }
-        var nvs: [nghttp2_nv] = ranges.map { r in
-            nghttp2_nv(name: base + r.0, value: base + r.2, namelen: r.1, valuelen: r.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+    var total = 1
+    for (n, v) in pairs { total += n.utf8.count + v.utf8.count }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { storage -> R in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(1, pairs.count)) { nvs -> R in
+            guard let base = storage.baseAddress, let nvBase = nvs.baseAddress else { return body(nil, 0) }
+            var at = 0
+            var i = 0
+            func put(_ str: String) {
+                let done: Void? = str.utf8.withContiguousStorageIfAvailable { src in
+                    if let p = src.baseAddress { (base + at).update(from: p, count: src.count) }
+                    at += src.count
+                }
+                if done == nil {
+                    for b in str.utf8 { storage[at] = b; at += 1 }
+                }
+            }
+            for (n, v) in pairs {
+                let ns = at
+                put(n)
+                let vs = at
+                put(v)
+                (nvBase + i).initialize(to: nghttp2_nv(name: base + ns, value: base + vs, namelen: vs - ns, valuelen: at - vs,
+                                                       flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                i += 1
+            }
+            return body(UnsafePointer(nvBase), i)
         }
-        return nvs.withUnsafeMutableBufferPointer { nb in body(UnsafePointer(nb.baseAddress), nb.count) }
     }
 }
 
@@ -370,10 +488,40 @@ private let h2OnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, ud
 
 private let h2OnHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, ud in
     guard let s = sessionFrom(ud), let frame, let name, let value else { return 0 }
-    let n = String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self)
-    let v = String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self)
+    let n = h2HeaderString(UnsafeBufferPointer(start: name, count: namelen))
+    let v = h2HeaderString(UnsafeBufferPointer(start: value, count: valuelen))
     s.onHeader(frame.pointee.hd.stream_id, n, v)
     return 0
+}
+
+/// Header names and values that most requests and responses carry, as string literals: a field
+/// that matches one costs no allocation (a literal longer than 15 bytes is not stored inline,
+/// and decoding it anew would allocate each time).
+private let h2CommonStrings: [[(String, [UInt8])]] = {
+    let all = [
+        ":method", ":path", ":scheme", ":authority", ":status", "content-type", "content-length", "user-agent",
+        "te", "trailers", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        "connect-protocol-version", "connect-timeout-ms", "connect-content-encoding", "connect-accept-encoding",
+        "content-encoding", "accept-encoding", "application/proto", "application/json", "application/grpc",
+        "application/grpc+proto", "application/grpc+json", "application/connect+proto", "application/connect+json",
+        "application/grpc-web", "application/grpc-web+proto", "application/octet-stream", "identity", "gzip",
+        "identity, gzip", "gzip, identity", "POST", "GET", "http", "https", "200", "0", "1",
+    ]
+    var table: [[(String, [UInt8])]] = Array(repeating: [], count: 33)
+    for w in all {
+        let b = Array(w.utf8)
+        if b.count < table.count { table[b.count].append((w, b)) }
+    }
+    return table
+}()
+
+/// A String for a header field's bytes (nghttp2 validated them), shared when it is a common one.
+@inline(__always)
+private func h2HeaderString(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    if bytes.count > 15 && bytes.count < h2CommonStrings.count, let base = bytes.baseAddress {
+        for (w, b) in h2CommonStrings[bytes.count] where memcmp(base, b, bytes.count) == 0 { return w }
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 private let h2OnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, ud in
@@ -394,7 +542,18 @@ private let h2OnStreamClose: nghttp2_on_stream_close_callback = { _, stream, cod
     return 0
 }
 
-private let h2ReadBody: nghttp2_data_source_read_callback = { _, stream, buf, length, flags, _, ud in
-    guard let s = sessionFrom(ud), let buf, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return s.readBody(stream: stream, into: buf, length: length, flags: flags)
+private let h2ReadBody: nghttp2_data_source_read_callback = { _, stream, _, length, flags, _, ud in
+    guard let s = sessionFrom(ud), let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return s.readBody(stream: stream, length: length, flags: flags)
+}
+
+private let h2SendData: nghttp2_send_data_callback = { _, frame, framehd, length, _, ud in
+    guard let s = sessionFrom(ud), let frame, let framehd else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+    return s.sendData(stream: frame.pointee.hd.stream_id, header: UnsafeRawBufferPointer(start: framehd, count: 9),
+                      length: length, padding: Int(frame.pointee.data.padlen))
+}
+
+private let h2ReadLength: nghttp2_data_source_read_length_callback = { _, _, _, sessionWindow, streamWindow, remoteMax, ud in
+    guard let s = sessionFrom(ud) else { return 16384 }
+    return s.readLength(sessionWindow: sessionWindow, streamWindow: streamWindow, remoteMaxFrame: remoteMax)
 }

@@ -75,6 +75,25 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
         flushOrClose()
     }
 
+    private var flushScheduled = false
+
+    /// Flushes once at the end of this loop iteration: the responses that handler threads hand to
+    /// the loop in one iteration go out in one write (and one mem_send pass), not one each.
+    private func scheduleFlush() {
+        if !loop.inEventLoop {
+            flushOrClose()
+            return
+        }
+        // Inside receive (an inline handler answered): connectionReceived flushes when it returns.
+        if flushScheduled || session?.isReceiving == true { return }
+        flushScheduled = true
+        loop.executeAtEndOfIteration { [weak self] in
+            guard let self else { return }
+            self.flushScheduled = false
+            self.flushOrClose()
+        }
+    }
+
     private func flushOrClose() {
         guard let session, !session.isBusy else { return }
         if !session.flush() {
@@ -228,7 +247,7 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
         if !session.submitResponse(stream: s.tag, status: response.status, headers: response.headers, body: response.body, trailers: response.trailers) {
             session.resetStream(s.tag, errorCode: 2)  // INTERNAL_ERROR
         }
-        flushOrClose()
+        scheduleFlush()
     }
 
     func streamSendHead(_ s: HTTPServerStream, status: Int, headers: HTTPHeaders, endStream: Bool) {
@@ -238,7 +257,7 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
             s?.consumedOutbound(n)
         }
         if !ok { session.resetStream(s.tag, errorCode: 2) }
-        flushOrClose()
+        scheduleFlush()
     }
 
     func streamWrite(_ s: HTTPServerStream, _ bytes: [UInt8]) {
@@ -247,27 +266,27 @@ final class HTTP2ServerConnection: ConnectionDelegate, ServerConnectionProtocol,
             return
         }
         session.send(stream: s.tag, bytes)
-        flushOrClose()
+        scheduleFlush()
     }
 
     func streamFinish(_ s: HTTPServerStream, trailers: HTTPHeaders) {
         guard let st = live(s), let session else { return }
         responseFinished(st, s)
         session.end(stream: s.tag, trailers: trailers.entries.map { ($0.name, $0.value) })
-        flushOrClose()
+        scheduleFlush()
     }
 
     func streamReset(_ s: HTTPServerStream) {
         guard let st = live(s), let session else { return }
         responseFinished(st, s)
         session.resetStream(s.tag, errorCode: 8)  // CANCEL
-        flushOrClose()
+        scheduleFlush()
     }
 
     func streamConsumed(_ s: HTTPServerStream, bytes: Int) {
         guard let st = live(s), !st.responseDone else { return }
         session?.consume(stream: s.tag, bytes)
-        flushOrClose()
+        scheduleFlush()
     }
 
     func streamAbandonInput(_ s: HTTPServerStream) {
