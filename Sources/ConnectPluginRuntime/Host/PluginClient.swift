@@ -75,6 +75,8 @@ public final class PluginClient: @unchecked Sendable {
     private var client: RPCClient?
     private var logParser = HCLogParser()
     private var killed = false
+    /// The stderr pipe reached end of file (its last lines are in `lastStderr`).
+    private var stderrClosed = false
 
     public init(config: PluginClientConfig) {
         self.config = config
@@ -129,12 +131,20 @@ public final class PluginClient: @unchecked Sendable {
         let loop = try EventLoopGroup.shared().next()
         _ = child.watch(on: loop,
                         stdout: FDReader.Handler(data: { [self] b in stdoutBytes(b) }, end: { _ in }),
-                        stderr: FDReader.Handler(data: { [self] b in stderrBytes(b) }, end: { [self] _ in flushStderr() }),
+                        stderr: FDReader.Handler(data: { [self] b in stderrBytes(b) }, end: { [self] _ in stderrEnded() }),
                         exit: { [self] status in exited(status) })
         let deadline = monotonicNowNs() &+ UInt64(max(0, config.startTimeoutMs)) &* 1_000_000
         let outcome: Result<HandshakeLine, ConnectError> = cond.withLock {
             while line == nil && lineError == nil && exit == nil {
                 if !cond.wait(untilNs: deadline) { break }
+            }
+            // The exit can be seen before the last bytes of stderr: wait (briefly) for its end, so
+            // that the error shows the plugin's last words.
+            if line == nil && lineError == nil && exit != nil {
+                let until = monotonicNowNs() &+ 2_000_000_000
+                while !stderrClosed {
+                    if !cond.wait(untilNs: until) { break }
+                }
             }
             if let l = line { return .success(l) }
             if let e = lineError { return .failure(ConnectError.local(.invalidArgument, "plugin \(name): \(e.description)")) }
@@ -312,8 +322,12 @@ public final class PluginClient: @unchecked Sendable {
         for r in records { log(r) }
     }
 
-    private func flushStderr() {
+    private func stderrEnded() {
         let r: LogRecord? = cond.withLock {
+            defer {
+                stderrClosed = true
+                cond.broadcast()
+            }
             if stderrBuffer.isEmpty { return nil }
             defer { stderrBuffer = [] }
             return stderrLine(String(decoding: stderrBuffer, as: UTF8.self))
