@@ -20,6 +20,13 @@ protocol ClientConnection: AnyObject {
     func endBody(_ req: ClientRequest)
     func consumed(_ req: ClientRequest, bytes: Int)
     func abort(_ req: ClientRequest, _ error: HTTPError)
+    /// Runs loop work that touches the connection or its requests (loop thread): now, or — while a
+    /// caller's thread drives the connection (HTTP/2 fast path) — once it is handed back.
+    func run(_ work: @escaping () -> Void)
+}
+
+extension ClientConnection {
+    func run(_ work: @escaping () -> Void) { work() }
 }
 
 /// One request in flight.
@@ -39,6 +46,8 @@ final class ClientRequest {
     var timer: TimerHandle?
     /// When `timer` fires (monotonic ns); nil without a timeout.
     var deadlineNs: UInt64?
+    /// The timeout the deadline came from (for the error message).
+    var timeoutNs: UInt64 = 0
     private(set) var isDone = false
     /// Sent on a connection that carried an earlier request (it may have been closed by the server
     /// meanwhile), and whether it was already sent again once.

@@ -1,5 +1,8 @@
 // The client side of one HTTP/2 connection: requests become nghttp2 streams on an H2Session over a
 // byte-stream connection (socket, TLS or in-memory pipe); response events go to each request's sink.
+// Loop-thread state, except while a blocking unary caller drives the connection on its own thread:
+// see H2ClientConnection+CallerDriven.swift.
+import CConnectPluginPosix
 
 final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientConnection {
     let socket: any ByteStreamConnection
@@ -8,11 +11,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
     let loop: EventLoop
     let endpoint: HTTPEndpoint
     let scheme: String
-    private var session: H2Session?
-    private var connecting = true
-    private var pending: [ClientRequest] = []
-    private var goingAway = false
-    private var dead = false
+    var session: H2Session?
+    var connecting = true
+    var pending: [ClientRequest] = []
+    var goingAway = false
+    var dead = false
 
     private final class Stream {
         let req: ClientRequest
@@ -23,7 +26,33 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
         init(req: ClientRequest) { self.req = req }
     }
     private var streams: [Int32: Stream] = [:]
-    private var ids: [ObjectIdentifier: Int32] = [:]
+    var ids: [ObjectIdentifier: Int32] = [:]
+    var streamCount: Int { streams.count }
+
+    // Who drives the connection (H2ClientConnection+CallerDriven.swift). Under `ownLock`:
+    let ownLock = Lock()
+    /// A caller's thread owns the connection: the loop keeps out (its work is queued).
+    var callerOwned = false
+    /// The loop is inside the connection's code (nested entries count).
+    var loopDepth = 0
+    /// Set by whoever leaves the connection: established, usable, nothing in flight or queued.
+    var idleForCaller = false
+    /// Loop work that came while a caller owned the connection; runs once it is handed back.
+    var queuedWhileOwned: [() -> Void] = []
+    /// Wakes the owning caller's poll(2) when loop work is queued (created on first use).
+    var wakeFD: Int32 = -1
+    var wakeSignaled = false
+    // The owning caller's state (touched only by the thread that owns the connection):
+    /// True while a caller's thread drives the connection; work that belongs to the loop (closing
+    /// the socket, the client's bookkeeping) is kept in `afterRelease` then.
+    var callerDriving = false
+    var afterRelease: [() -> Void] = []
+    var lentSocket: SocketConnection?
+    var callerFD: Int32 = -1
+    var callerOut: [UInt8] = []
+    var callerOutOffset = 0
+    var callerReadBuffer: [UInt8] = []
+    var callerError: HTTPError?
 
     init(socket: any ByteStreamConnection, client: HTTPClient) {
         self.socket = socket
@@ -31,6 +60,11 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
         loop = client.loop
         endpoint = client.endpoint
         scheme = client.scheme
+        (socket as? SocketConnection)?.eventGate = self
+    }
+
+    deinit {
+        if wakeFD >= 0 { _ = cp_close(wakeFD) }
     }
 
     var isUsable: Bool { !dead && !goingAway && !socket.isClosed }
@@ -132,7 +166,7 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
 
     private func flush() {
         guard let session, !session.isBusy else { return }
-        if !session.flush() { socket.closeAfterFlush() }
+        if !session.flush() { onLoopSide { [self] in socket.closeAfterFlush() } }
     }
 
     private func fail(all err: HTTPError) {
@@ -144,14 +178,14 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
         streams.removeAll()
         ids.removeAll()
         for (_, st) in s { st.req.fail(err, loop: loop) }
-        owner?.h2Finished(self)
+        onLoopSide { [self] in owner?.h2Finished(self) }
     }
 
     func connectionReceived(_ bytes: UnsafeRawBufferPointer) {
         guard let session else { return }
         if !session.receive(bytes) {
             fail(all: HTTPError(.protocolError, "HTTP/2 protocol error from \(endpoint.description)"))
-            socket.closeAfterFlush()
+            onLoopSide { [self] in socket.closeAfterFlush() }
             return
         }
         flush()
@@ -236,12 +270,16 @@ final class H2ClientConnection: ConnectionDelegate, H2SessionDelegate, ClientCon
 
     func h2GoAway(lastStreamID: Int32, errorCode: UInt32) {
         goingAway = true
-        owner?.h2Finished(self)
+        onLoopSide { [self] in owner?.h2Finished(self) }
         for (id, st) in streams where id > lastStreamID {
             streams[id] = nil
             ids[ObjectIdentifier(st.req)] = nil
-            if st.req.canRetry, let owner {
-                owner.retry(st.req)  // not processed: safe to send on a new connection
+            if st.req.canRetry, owner != nil {
+                let req = st.req
+                onLoopSide { [self] in
+                    // Not processed: safe to send on a new connection.
+                    if let owner { owner.retry(req) } else { req.fail(HTTPError(.closed, "the client was closed"), loop: loop) }
+                }
             } else {
                 st.req.fail(HTTPError(.refused, "\(endpoint.description) is going away; the request was not processed"), loop: loop)
             }

@@ -14,6 +14,10 @@ public final class HTTPClient: @unchecked Sendable {
     private var idleH1: [H1ClientConnection] = []
     private var activeH1: [ObjectIdentifier: H1ClientConnection] = [:]
     private var closed = false
+    /// The HTTP/2 connection a blocking unary caller may drive itself (written on the loop; read
+    /// by callers in `stream`).
+    private let fastLock = Lock()
+    private var fastH2: H2ClientConnection?
 
     public init(endpoint: HTTPEndpoint, config: HTTPClientConfig, group: EventLoopGroup) throws {
         self.endpoint = endpoint
@@ -50,6 +54,18 @@ public final class HTTPClient: @unchecked Sendable {
         let req = ClientRequest(method: method, path: path, headers: headers, body: body, bodyComplete: endStream, sink: call)
         req.onSent = { [weak call] n in call?.sent(n) }
         call.request = req
+        if endStream && tlsContext == nil && config.version == .http2, let c = fastLock.withLock({ fastH2 }), c.tryAcquire() {
+            // The fast path: this thread drives the idle connection (H2ClientConnection+CallerDriven.swift).
+            if let t = timeoutNs {
+                let (sum, overflow) = monotonicNowNs().addingReportingOverflow(t)
+                req.deadlineNs = overflow ? UInt64.max : sum
+                req.timeoutNs = t
+            }
+            call.fast = c
+            c.submit(req)
+            c.writeOut()
+            return call
+        }
         loop.execute { [self] in start(req, timeoutNs: timeoutNs) }
         return call
     }
@@ -62,13 +78,8 @@ public final class HTTPClient: @unchecked Sendable {
         if req.isDone { return }
         if let t = timeoutNs {
             let (sum, overflow) = monotonicNowNs().addingReportingOverflow(t)
-            req.deadlineNs = overflow ? UInt64.max : sum
-            req.timer = loop.schedule(afterNs: t) { [weak req, loop] in
-                guard let req, !req.isDone else { return }
-                let err = HTTPError(.timeout, "deadline exceeded after \(t / 1_000_000) ms")
-                req.connection?.abort(req, err)
-                req.fail(err, loop: loop)
-            }
+            req.timeoutNs = t
+            armTimer(req, deadlineNs: overflow ? UInt64.max : sum)
         }
         switch config.version {
         case .http2: startH2(req)
@@ -76,12 +87,41 @@ public final class HTTPClient: @unchecked Sendable {
         }
     }
 
-    /// Closes all connections; requests in flight fail with `.closed`. Blocks until done (not on the loop).
+    /// Arms the request's deadline timer (loop thread): at `deadlineNs` the request fails with
+    /// `.timeout` and is aborted on the wire.
+    func armTimer(_ req: ClientRequest, deadlineNs d: UInt64) {
+        req.deadlineNs = d
+        let now = monotonicNowNs()
+        let t = req.timeoutNs
+        req.timer = loop.schedule(afterNs: d > now ? d - now : 0) { [weak req, loop] in
+            guard let req, !req.isDone else { return }
+            let err = HTTPError(.timeout, "deadline exceeded after \(t / 1_000_000) ms")
+            if let c = req.connection {
+                c.run {
+                    c.abort(req, err)
+                    req.fail(err, loop: loop)
+                }
+            } else {
+                req.fail(err, loop: loop)
+            }
+        }
+    }
+
+    private func setFastH2(_ c: H2ClientConnection?) {
+        fastLock.withLock { fastH2 = c }
+    }
+
+    /// Closes all connections; requests in flight fail with `.closed`. Blocks until done (not on the
+    /// loop); a call a caller's thread is driving itself fails as soon as that thread hands its
+    /// connection back, which it does at once.
     public func close() {
         let p = Promise<Bool>()
         loop.execute { [self] in
             closed = true
-            h2?.socket.closeNow(HTTPError(.closed, "the client was closed"))
+            setFastH2(nil)
+            if let c = h2 {
+                c.gated { c.socket.closeNow(HTTPError(.closed, "the client was closed")) }
+            }
             h2 = nil
             for c in idleH1 { c.socket.closeNow(nil) }
             idleH1.removeAll()
@@ -129,8 +169,19 @@ public final class HTTPClient: @unchecked Sendable {
     }
 
     private func startH2(_ req: ClientRequest) {
-        if let c = h2, c.isUsable {
-            c.submit(req)
+        if let c = h2 {
+            // Through the connection's gate: a caller's thread may be driving it.
+            c.gated { [self] in
+                if c.isUsable {
+                    c.submit(req)
+                    return
+                }
+                if h2 === c {
+                    h2 = nil
+                    setFastH2(nil)
+                }
+                startH2(req)
+            }
             return
         }
         switch openSocket() {
@@ -139,13 +190,19 @@ public final class HTTPClient: @unchecked Sendable {
         case .success(let (socket, inProgress)):
             let conn = H2ClientConnection(socket: socket, client: self)
             h2 = conn
-            conn.submit(req)
-            socket.start(delegate: conn, connecting: inProgress) { [weak conn] err in conn?.connected(err) }
+            if !closed { setFastH2(conn) }
+            conn.gated {
+                conn.submit(req)
+                socket.start(delegate: conn, connecting: inProgress) { [weak conn] err in conn?.connected(err) }
+            }
         }
     }
 
     func h2Finished(_ c: H2ClientConnection) {
-        if h2 === c { h2 = nil }
+        if h2 === c {
+            h2 = nil
+            setFastH2(nil)
+        }
     }
 
     /// Sends a request again on a new connection (loop thread); see `ClientRequest.canRetry`.

@@ -1,6 +1,7 @@
 // `HTTPClientCall`: a streaming request/response as the caller sees it, with blocking,
 // back-pressured `write`/`read` on the caller's thread; the loop delivers response events to it as
 // a `ClientResponseSink`.
+import Glibc
 
 /// A streaming request/response on the client, used from the caller's thread: `write` and `read`
 /// block (never call them on a loop thread); `write` waits while `highWater` bytes are unsent.
@@ -19,6 +20,13 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
     private var error: HTTPError?
     private var outstanding = 0
     private var sendClosed = false
+    /// The HTTP/2 connection this call's own thread drives (the fast path, see
+    /// H2ClientConnection+CallerDriven.swift); nil on the loop path. Caller's thread only.
+    var fast: H2ClientConnection? {
+        didSet { if fast != nil && oldValue == nil { fastThread = pthread_self() } }
+    }
+    /// The thread that took the fast path (set before the call is handed out; never cleared).
+    private var fastThread: pthread_t?
 
     init(loop: EventLoop, sendClosed: Bool = false) {
         self.loop = loop
@@ -93,7 +101,7 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
         loop.execute { [self] in
             guard let req = request else { return }
             if let c = req.connection {
-                c.sendBody(req, bytes)
+                c.run { c.sendBody(req, bytes) }
             } else {
                 req.pendingWrites.append(bytes)
             }
@@ -112,7 +120,7 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
         loop.execute { [self] in
             guard let req = request else { return }
             if let c = req.connection {
-                c.endBody(req)
+                c.run { c.endBody(req) }
             } else {
                 req.pendingEnd = true
             }
@@ -127,13 +135,51 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
         }
         loop.execute { [self] in
             guard let req = request else { return }
-            req.connection?.abort(req, err)
-            req.fail(err, loop: loop)
+            if let c = req.connection {
+                c.run { [loop] in
+                    c.abort(req, err)
+                    req.fail(err, loop: loop)
+                }
+            } else {
+                req.fail(err, loop: loop)
+            }
         }
+        // Canceled by the thread that drives the connection itself: hand it back now (the cancel
+        // above then runs on the loop).
+        if let t = fastThread, pthread_equal(t, pthread_self()) != 0 { leaveFast() }
+    }
+
+    /// Fast path: drives the connection on this thread until `ready` holds; lets go of it when the
+    /// request ended or the connection went back to the loop.
+    private func driveFast(until ready: () -> Bool) {
+        guard let c = fast, let req = request else { return }
+        switch c.drive(req, until: ready) {
+        case .ready:
+            if req.isDone {
+                c.release(inFlight: nil)
+                fast = nil
+            }
+        case .handedBack:
+            fast = nil
+        case .timedOut:
+            c.expire(req, HTTPError(.timeout, "deadline exceeded after \(req.timeoutNs / 1_000_000) ms"))
+            fast = nil
+        }
+    }
+
+    /// Fast path: hands the connection back (the call has its outcome, or goes on on the loop).
+    private func leaveFast() {
+        guard let c = fast else { return }
+        fast = nil
+        c.release(inFlight: request)
     }
 
     /// Blocks until the response head arrives. Returns (status, headers) or the error.
     public func awaitHead(untilNs deadline: UInt64? = nil) -> Result<(Int, HTTPHeaders), HTTPError> {
+        if fast != nil {
+            driveFast { cond.withLock { headers != nil || error != nil } }
+            if fast != nil && cond.withLock({ error != nil }) { leaveFast() }
+        }
         cond.lock()
         defer { cond.unlock() }
         while headers == nil && error == nil {
@@ -164,20 +210,34 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
                 }
                 cond.unlock()
                 if credit > 0 {
-                    loop.execute { [self] in
-                        guard let req = request, !req.isDone else { return }
-                        req.connection?.consumed(req, bytes: credit)
+                    if let c = fast, let req = request {
+                        c.consumedByOwner(req, bytes: credit)
+                    } else {
+                        loop.execute { [self] in
+                            guard let req = request, let c = req.connection else { return }
+                            c.run {
+                                if !req.isDone { c.consumed(req, bytes: credit) }
+                            }
+                        }
                     }
                 }
                 return .data(chunk)
             }
             if let e = error {
                 cond.unlock()
+                leaveFast()
                 return .failed(e)
             }
             if let t = trailers {
                 cond.unlock()
+                leaveFast()
                 return .end(t)
+            }
+            if fast != nil {
+                cond.unlock()
+                driveFast { cond.withLock { inHead < inQueue.count || error != nil || trailers != nil } }
+                cond.lock()
+                continue
             }
             cond.wait()
         }
