@@ -116,6 +116,15 @@ extension H2ClientConnection {
     /// caller must `submit` its request and drive the call to its end; on false nothing changed.
     func tryAcquire() -> Bool {
         ownLock.lock()
+        // The loop may still be inside, finishing the previous call after it woke this caller with
+        // the response: give it a moment to leave rather than go the slow way.
+        var spins = 0
+        while loopDepth > 0 && !callerOwned && spins < 64 {
+            ownLock.unlock()
+            sched_yield()
+            spins += 1
+            ownLock.lock()
+        }
         if callerOwned || loopDepth > 0 || !idleForCaller {
             ownLock.unlock()
             return false

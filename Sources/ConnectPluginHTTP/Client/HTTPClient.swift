@@ -18,6 +18,9 @@ public final class HTTPClient: @unchecked Sendable {
     /// by callers in `stream`).
     private let fastLock = Lock()
     private var fastH2: H2ClientConnection?
+    /// Calls that took the fast path (tests).
+    private var fastStarts = 0
+    var fastPathCalls: Int { fastLock.withLock { fastStarts } }
 
     public init(endpoint: HTTPEndpoint, config: HTTPClientConfig, group: EventLoopGroup) throws {
         self.endpoint = endpoint
@@ -62,6 +65,7 @@ public final class HTTPClient: @unchecked Sendable {
                 req.timeoutNs = t
             }
             call.fast = c
+            fastLock.withLock { fastStarts += 1 }
             c.submit(req)
             c.writeOut()
             return call

@@ -25,6 +25,8 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
     var fast: H2ClientConnection? {
         didSet { if fast != nil && oldValue == nil { fastThread = pthread_self() } }
     }
+    /// The fast path ended with the stream (no window to open any more). Caller's thread only.
+    private var fastStreamOver = false
     /// The thread that took the fast path (set before the call is handed out; never cleared).
     private var fastThread: pthread_t?
 
@@ -158,12 +160,14 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
             if req.isDone {
                 c.release(inFlight: nil)
                 fast = nil
+                fastStreamOver = true
             }
         case .handedBack:
             fast = nil
         case .timedOut:
             c.expire(req, HTTPError(.timeout, "deadline exceeded after \(req.timeoutNs / 1_000_000) ms"))
             fast = nil
+            fastStreamOver = true
         }
     }
 
@@ -209,7 +213,7 @@ public final class HTTPClientCall: ClientResponseSink, @unchecked Sendable {
                     inCredit = 0
                 }
                 cond.unlock()
-                if credit > 0 {
+                if credit > 0 && !fastStreamOver {
                     if let c = fast, let req = request {
                         c.consumedByOwner(req, bytes: credit)
                     } else {
