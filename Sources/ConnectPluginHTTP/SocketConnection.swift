@@ -20,6 +20,10 @@ public final class SocketConnection: EventHandler {
     private var connectPending = false
     private var onConnect: ((HTTPError?) -> Void)?
     private static let readChunk = 64 * 1024
+    /// Asked before each epoll event is handled (see `SocketEventGate`); nil: always handled.
+    public weak var eventGate: SocketEventGate?
+    /// While the socket is lent to another thread (`lendToCaller`): where `write` puts the bytes.
+    private var callerWriter: ((UnsafeRawBufferPointer) -> Void)?
     private var readBuffer = [UInt8](repeating: 0, count: SocketConnection.readChunk)
 
     // TLS state (all nil/false without TLS).
@@ -105,6 +109,16 @@ public final class SocketConnection: EventHandler {
     }
 
     public func handleEvents(_ events: UInt32) {
+        guard let gate = eventGate else {
+            handleEventsNow(events)
+            return
+        }
+        if !gate.socketEventsBegin() { return }
+        handleEventsNow(events)
+        gate.socketEventsEnd()
+    }
+
+    private func handleEventsNow(_ events: UInt32) {
         if isClosed { return }
         if connectPending {
             if events & (CP_EV_WRITE | CP_EV_ERR | CP_EV_HUP) != 0 {
@@ -186,6 +200,11 @@ public final class SocketConnection: EventHandler {
 
     /// Queues bytes and writes what the socket takes now. Loop thread only.
     public func write(_ bytes: UnsafeRawBufferPointer) {
+        if let w = callerWriter {
+            // Lent to a caller's thread: that thread writes the bytes itself.
+            w(bytes)
+            return
+        }
         assert(loop.inEventLoop, "SocketConnection.write called off its loop thread")
         if isClosed || bytes.isEmpty { return }
         if tls != nil {
@@ -578,5 +597,50 @@ public final class SocketConnection: EventHandler {
             }
         }
         closeNow(err)
+    }
+}
+
+/// Lets a socket's delegate keep the loop out while another thread drives the connection.
+public protocol SocketEventGate: AnyObject {
+    /// Loop thread, before the socket handles an epoll event. False: the event is dropped (another
+    /// thread owns the connection now and does its I/O; the fd is out of epoll, or about to be).
+    func socketEventsBegin() -> Bool
+    /// After an event that `socketEventsBegin` let through was handled.
+    func socketEventsEnd()
+}
+
+// MARK: Lending the socket to a caller's thread (the HTTP/2 client's fast path)
+
+extension SocketConnection {
+    /// Lends the file descriptor to the calling thread, which then reads and writes it itself: the
+    /// fd leaves epoll and `write` hands bytes to `writer` instead of queueing them. Only a plain
+    /// (not TLS), connected, open socket with nothing queued and reading not paused can be lent;
+    /// returns nil otherwise (nothing changed). The caller must own the connection exclusively (the
+    /// loop kept out by the delegate's `SocketEventGate` and its own tasks), and must not close the
+    /// fd; `returnFromCaller` gives it back.
+    public func lendToCaller(writer: @escaping (UnsafeRawBufferPointer) -> Void) -> Int32? {
+        if isClosed || token == 0 || tlsEnabled || connectPending || lingering || closeWhenDrained || readPaused
+            || callerWriter != nil || pendingWriteBytes != 0 {
+            return nil
+        }
+        if loop.detach(fd: fd) != 0 { return nil }
+        callerWriter = writer
+        return fd
+    }
+
+    /// Takes the fd back into epoll after `lendToCaller` (on the thread that borrowed it, still
+    /// owning the connection). `unsent`: bytes the borrower could not write yet; they go first.
+    /// Returns false if epoll refused the fd (the owner then closes the connection on the loop).
+    public func returnFromCaller(unsent: [UInt8]) -> Bool {
+        callerWriter = nil
+        if isClosed { return true }
+        if !unsent.isEmpty {
+            outbound = unsent
+            outboundOffset = 0
+            wantWrite = true
+        }
+        var interest: UInt32 = CP_EV_READ
+        if wantWrite { interest |= CP_EV_WRITE }
+        return loop.reattach(fd: fd, token: token, interest: interest) == 0
     }
 }

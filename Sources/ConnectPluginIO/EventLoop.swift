@@ -131,6 +131,16 @@ public final class EventLoop: @unchecked Sendable {
         handlers[token] = nil
     }
 
+    /// Takes a registered fd out of epoll, from any thread, keeping its handler (no event reaches it
+    /// until `reattach`). Only for an fd whose handler has lent it to another thread by a protocol
+    /// of its own (the HTTP/2 client's caller-driven fast path): epoll_ctl is thread-safe and the
+    /// loop's own state is not touched. Returns 0 or -errno.
+    public func detach(fd: Int32) -> Int32 { cp_epoll_del(epfd, fd) }
+
+    /// Puts an fd taken out by `detach` back into epoll under its token, from any thread.
+    /// Returns 0 or -errno.
+    public func reattach(fd: Int32, token: UInt64, interest: UInt32) -> Int32 { cp_epoll_add(epfd, fd, interest, token) }
+
     // MARK: Timers
 
     /// Runs `task` on the loop after `delayNs`. Loop thread only.

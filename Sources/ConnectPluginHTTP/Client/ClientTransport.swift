@@ -21,3 +21,42 @@ public protocol ClientTransport: AnyObject, Sendable {
 }
 
 extension HTTPClient: ClientTransport {}
+
+extension ClientTransport {
+    /// A request with a complete body and its whole response, blocking the caller: the unary case
+    /// of `stream(…, endStream: true)` (on an idle HTTP/2 connection the caller's thread does the
+    /// I/O itself). `maxResponseBodyBytes` 0: no limit; a larger body fails with `.tooLarge`.
+    public func roundTrip(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutNs: UInt64?,
+                          maxResponseBodyBytes limit: Int = 0) -> Result<HTTPResponse, HTTPError> {
+        let call = stream(method: method, path: path, headers: headers, body: body, endStream: true, timeoutNs: timeoutNs)
+        let status: Int
+        let head: HTTPHeaders
+        switch call.awaitHead() {
+        case .failure(let e):
+            return .failure(e)
+        case .success(let (s, h)):
+            status = s
+            head = h
+        }
+        var collected: [UInt8] = []
+        while true {
+            switch call.read() {
+            case .data(let d):
+                if limit > 0 && collected.count + d.count > limit {
+                    let e = HTTPError(.tooLarge, "response body larger than \(limit) bytes")
+                    call.cancel(e)
+                    return .failure(e)
+                }
+                if collected.isEmpty {
+                    collected = d
+                } else {
+                    collected.append(contentsOf: d)
+                }
+            case .end(let trailers):
+                return .success(HTTPResponse(status: status, headers: head, body: collected, trailers: trailers))
+            case .failed(let e):
+                return .failure(e)
+            }
+        }
+    }
+}

@@ -174,12 +174,9 @@ public final class RPCClient: @unchecked Sendable {
         }
         let h = connectUnaryHeaders(headers, timeoutMs: timeout)
         let body = try connectUnaryBody(request)
-        let promise = Promise<Result<HTTPResponse, HTTPError>>()
         let timeoutNs: UInt64? = timeout > 0 ? msToNs(timeout) : nil
-        transport.execute(method: "POST", path: pathPrefix + procedure, headers: h, body: body, timeoutNs: timeoutNs) { r in
-            promise.fulfill(r)
-        }
-        guard let result = promise.wait() else { throw ConnectError(.internal, "the call finished without a result") }
+        let result = transport.roundTrip(method: "POST", path: pathPrefix + procedure, headers: h, body: body, timeoutNs: timeoutNs,
+                                         maxResponseBodyBytes: responseBodyLimit)
         switch result {
         case .failure(let e):
             throw RPCClient.map(e)
@@ -187,6 +184,9 @@ public final class RPCClient: @unchecked Sendable {
             return try decode(resp)
         }
     }
+
+    /// The whole-response limit of `roundTrip` (as the transport's `maxResponseBodyBytes`).
+    private var responseBodyLimit: Int { options.maxMessageBytes == 0 ? 0 : options.maxMessageBytes &+ 1024 }
 
     static func map(_ e: HTTPError) -> ConnectError {
         switch e.kind {
@@ -261,12 +261,19 @@ public final class RPCClient: @unchecked Sendable {
 
     /// Runs an HTTP exchange with a whole body, blocking the caller.
     func exchange(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutMs: Int64) throws -> HTTPResponse {
-        let promise = Promise<Result<HTTPResponse, HTTPError>>()
         let timeoutNs: UInt64? = timeoutMs > 0 ? msToNs(timeoutMs) : nil
-        transport.execute(method: method, path: pathPrefix + path, headers: headers, body: body, timeoutNs: timeoutNs) { r in
-            promise.fulfill(r)
+        let result: Result<HTTPResponse, HTTPError>
+        if method == "POST" {
+            result = transport.roundTrip(method: method, path: pathPrefix + path, headers: headers, body: body, timeoutNs: timeoutNs,
+                                         maxResponseBodyBytes: responseBodyLimit)
+        } else {
+            let promise = Promise<Result<HTTPResponse, HTTPError>>()
+            transport.execute(method: method, path: pathPrefix + path, headers: headers, body: body, timeoutNs: timeoutNs) { r in
+                promise.fulfill(r)
+            }
+            guard let r = promise.wait() else { throw ConnectError(.internal, "the call finished without a result") }
+            result = r
         }
-        guard let result = promise.wait() else { throw ConnectError(.internal, "the call finished without a result") }
         switch result {
         case .failure(let e): throw RPCClient.map(e)
         case .success(let r): return r
