@@ -234,6 +234,12 @@ public final class SocketConnection: EventHandler {
     /// buffers (HTTP/2: a DATA frame's header and its payload, no copy), and only what the socket
     /// does not take now is copied into the queue. Loop thread only.
     public func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) {
+        if let w = callerWriter {
+            // Lent to a caller's thread (the client fast path): that thread writes the bytes itself.
+            w(a)
+            w(b)
+            return
+        }
         assert(loop.inEventLoop, "SocketConnection.write called off its loop thread")
         if isClosed { return }
         if tls != nil || connectPending || outboundOffset < outbound.count {
