@@ -1,7 +1,9 @@
 // The RPC server: listeners from the HTTP layer (TCP, Unix, TLS, in-process) on an event-loop group
 // (`Options.eventLoopGroup`, by default the shared one), a router from procedure to unary or
-// streaming handler for Connect, gRPC and gRPC-Web, interceptors, stream admission, and a pool of
-// handler threads so that a slow handler never stalls I/O.
+// streaming handler, interceptors, stream admission, and a pool of handler threads so that a slow
+// handler never stalls I/O. Every request takes one call path (`handle` → `serve` → `run`), whatever
+// its shape and protocol: a unary call is the one-message case of the streaming call, and what
+// differs between Connect, gRPC and gRPC-Web is the protocol adapter's (Protocol/ProtocolHandler.swift).
 import ConnectPluginHTTP
 
 public typealias UnaryHandler = (UnaryCall) -> Void
