@@ -1,7 +1,9 @@
 // The RPC server: listeners from the HTTP layer (TCP, Unix, TLS, in-process) on an event-loop group
 // (`Options.eventLoopGroup`, by default the shared one), a router from procedure to unary or
-// streaming handler for Connect, gRPC and gRPC-Web, interceptors, stream admission, and a pool of
-// handler threads so that a slow handler never stalls I/O.
+// streaming handler, interceptors, stream admission, and a pool of handler threads so that a slow
+// handler never stalls I/O. Every request takes one call path (`handle` → `serve` → `run`), whatever
+// its shape and protocol: a unary call is the one-message case of the streaming call, and what
+// differs between Connect, gRPC and gRPC-Web is the protocol adapter's (Protocol/ProtocolHandler.swift).
 import ConnectPluginHTTP
 
 public typealias UnaryHandler = (UnaryCall) -> Void
@@ -235,6 +237,9 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
 
     // MARK: HTTPServerHandler (loop thread)
 
+    /// The one call path, for every shape and protocol: route, detect the protocol, let its adapter
+    /// read the request headers, arm the deadline, read the request (one message for unary and
+    /// server streaming, before the handler runs; a stream of them otherwise), run the handler.
     public func handle(_ stream: HTTPServerStream) {
         let req = stream.request
         let procedure = String(req.path)
@@ -245,15 +250,11 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         let detected = WireProtocol.detect(contentType: req.headers.first("content-type"), method: req.method,
                                            getEncoding: isGET ? query["encoding"] : nil)
         guard let route else {
-            // gRPC clients read a trailers-only UNIMPLEMENTED; Connect clients an HTTP 404 (GEN-2).
             let err = ConnectError(.unimplemented, "unknown procedure \(procedure)")
-            if let (p, codec) = detected, p == .grpc || p == .grpcWeb {
-                let core = makeCore(stream, p, codec, .identity, .identity, isGET: false)
-                core.finish(message: nil, error: err)
+            if let (wire, codec) = detected {
+                wire.serverHandler.unknownProcedure(stream, codec: codec, error: err)
             } else {
-                var h = HTTPHeaders()
-                h.add("content-type", "application/json")
-                stream.respond(HTTPResponse(status: 404, headers: h, body: ConnectErrorJSON.encode(err)))
+                ConnectHandler.notFound(stream, err)
             }
             return
         }
@@ -263,78 +264,25 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
             stream.respond(HTTPResponse(status: 405, headers: h))
             return
         }
-        guard let (wire, codec) = detected,
-              route.kind == .unary ? wire != .connectStream : wire != .connectUnary else {
-            var h = HTTPHeaders()
+        guard let (wire, codec) = detected, wire.serverHandler.serves(route.kind) else {
             if isGET {
-                h.add("content-type", "application/json")
-                let err = ConnectError(.unimplemented, "GET request needs encoding=proto or encoding=json")
-                stream.respond(HTTPResponse(status: 415, headers: h, body: ConnectErrorJSON.encode(err)))
+                ConnectHandler.unsupportedGET(stream)
                 return
             }
-            h.add("accept-post", route.kind == .unary
-                  ? "application/json, application/proto, application/grpc, application/grpc+json, application/grpc-web, application/grpc-web+json"
-                  : "application/connect+json, application/connect+proto, application/grpc, application/grpc+json, application/grpc-web, application/grpc-web+json")
+            var h = HTTPHeaders()
+            h.add("accept-post", ServerProtocols.acceptPost(for: route.kind))
             stream.respond(HTTPResponse(status: 415, headers: h))
             return
         }
-        // Encodings, per protocol.
-        let reqEncName: String?
-        let acceptName: String?
-        switch wire {
-        case .connectUnary:
-            reqEncName = isGET ? query["compression"] : req.headers.first("content-encoding")
-            acceptName = req.headers.first("accept-encoding")
-        case .connectStream:
-            reqEncName = req.headers.first("connect-content-encoding")
-            acceptName = req.headers.first("connect-accept-encoding")
-        case .grpc, .grpcWeb:
-            reqEncName = req.headers.first("grpc-encoding")
-            acceptName = req.headers.first("grpc-accept-encoding")
-        }
-        let reqEnc = MessageEncoding(name: reqEncName)
-        // Streams mirror the request's compression (as grpc-go does): a client that sends identity
-        // gets identity, and no CPU goes into compressing for a peer that did not ask. Connect
-        // unary compresses large responses when the client accepts gzip.
-        var respEnc = reqEnc ?? .identity
-        if wire == .connectUnary {
-            respEnc = ConnectProtocol.encodingList(acceptName).contains("gzip") ? .gzip : .identity
-        }
-        let core = makeCore(stream, wire, codec, reqEnc ?? .identity, respEnc, isGET: isGET)
-        guard reqEnc != nil else {
-            core.finish(message: nil, error: ConnectError(.unimplemented, "compression \"\(reqEncName ?? "")\" is not supported; supported: \(MessageEncoding.acceptHeaderValue)"))
+        let adapter = wire.serverHandler
+        let (params, problem) = adapter.negotiate(req, codec: codec, query: query)
+        let core = ServerCallCore(stream: stream, handler: adapter, params: params, maxMessageBytes: options.maxMessageBytes)
+        if let problem {
+            core.finish(message: nil, error: problem)
             return
         }
-        // Protocol version and timeout.
-        var timeoutNs: UInt64?
-        switch wire {
-        case .connectUnary, .connectStream:
-            let version = isGET ? query["connect"] : req.headers.first("connect-protocol-version")
-            if let v = version, v != (isGET ? "v1" : ConnectProtocol.protocolVersion) {
-                core.finish(message: nil, error: ConnectError(.invalidArgument, "connect protocol version must be \(isGET ? "v1" : "1"), got \"\(v)\""))
-                return
-            }
-            if let t = req.headers.first("connect-timeout-ms") {
-                guard let ms = ConnectProtocol.parseTimeoutMs(t) else {
-                    core.finish(message: nil, error: ConnectError(.invalidArgument, "connect-timeout-ms must be 1 to 10 digits, got \"\(t)\""))
-                    return
-                }
-                let ns = UInt64(ms).multipliedReportingOverflow(by: 1_000_000)
-                timeoutNs = ns.overflow ? UInt64.max : ns.partialValue
-            }
-        case .grpc, .grpcWeb:
-            do {
-                timeoutNs = try GRPCTimeout.decode(req.headers.first("grpc-timeout"))
-            } catch let e as ConnectError {
-                core.finish(message: nil, error: e)
-                return
-            } catch {
-                core.finish(message: nil, error: ConnectError(.invalidArgument, "invalid grpc-timeout"))
-                return
-            }
-        }
         var deadlineNs: UInt64?
-        if let t = timeoutNs {
+        if let t = params.timeoutNs {
             let sum = monotonicNowNs().addingReportingOverflow(t)
             deadlineNs = sum.overflow ? UInt64.max : sum.partialValue
             let timer = stream.loop.schedule(afterNs: t) { [weak core] in
@@ -353,28 +301,26 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
 
         if route.kind.clientStreams {
             stream.startReading()
-            let call = StreamCall(procedure: procedure, kind: route.kind, core: core, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
-            dispatch(core) { route.stream?(call) }
+            serve(StreamCall(procedure: procedure, kind: route.kind, core: core, requestHeaders: md, deadlineNs: deadlineNs, peer: peer), route)
             return
         }
-        // Unary and server streaming: exactly one request message, collected on the loop.
-        if isGET {
-            let message: [UInt8]
-            do {
-                message = try ConnectGET.message(query: query, encoding: reqEnc ?? .identity, maxBytes: limit)
-            } catch let e as ConnectError {
-                core.finish(message: nil, error: e)
-                return
-            } catch {
-                core.finish(message: nil, error: ConnectError(.invalidArgument, "invalid GET request"))
+        // Unary and server streaming: exactly one request message, read on the loop before the
+        // handler runs: from the URL (Connect GET) or from the body.
+        do {
+            if let message = try adapter.messageInURL(query, params, maxBytes: limit) {
+                start(route, core, procedure, message, md, deadlineNs, peer)
                 return
             }
-            runUnary(route, core, procedure, message, md, deadlineNs, peer)
+        } catch let e as ConnectError {
+            core.finish(message: nil, error: e)
+            return
+        } catch {
+            core.finish(message: nil, error: ConnectError(.invalidArgument, "invalid request"))
             return
         }
         let bodyLimit = limit == 0 ? 0 : limit &+ 1024
         // Envelopes: a length prefix over the limit is refused before its payload arrives (CMP-6).
-        let checkPrefix: ((ArraySlice<UInt8>) -> Bool)? = wire == .connectUnary || limit == 0 ? nil : { head in
+        let checkPrefix: ((ArraySlice<UInt8>) -> Bool)? = !params.enveloped || limit == 0 ? nil : { head in
             var n: UInt64 = 0
             for b in head.dropFirst() { n = n << 8 | UInt64(b) }
             return n <= UInt64(limit)
@@ -387,7 +333,7 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
             }
             let message: [UInt8]
             do {
-                message = try RPCServer.singleMessage(body, wire: wire, encoding: reqEnc ?? .identity, limit: limit)
+                message = try adapter.singleMessage(body, params, maxBytes: limit)
             } catch let e as ConnectError {
                 core.finish(message: nil, error: e)
                 return
@@ -395,181 +341,62 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
                 core.finish(message: nil, error: ConnectError(.internal, "cannot read the request"))
                 return
             }
-            if route.kind == .unary {
-                self.runUnary(route, core, procedure, message, md, deadlineNs, peer)
-            } else {
-                let call = StreamCall(procedure: procedure, kind: route.kind, core: core, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
-                call.firstMessage = message
-                self.dispatch(core) { route.stream?(call) }
-            }
+            self.start(route, core, procedure, message, md, deadlineNs, peer)
         }
     }
 
-    private func makeCore(_ stream: HTTPServerStream, _ wire: WireProtocol, _ codec: String, _ reqEnc: MessageEncoding,
-                          _ respEnc: MessageEncoding, isGET: Bool) -> ServerCallCore {
-        let proto: RPCProtocol
-        switch wire {
-        case .connectUnary, .connectStream: proto = .connect
-        case .grpc: proto = .grpc
-        case .grpcWeb: proto = .grpcWeb
+    /// A call whose one request message was read: unary, or server streaming.
+    private func start(_ route: Route, _ core: ServerCallCore, _ procedure: String, _ message: [UInt8], _ md: Metadata,
+                       _ deadlineNs: UInt64?, _ peer: HTTPPeerInfo?) {
+        if route.kind == .unary {
+            serve(UnaryCall(procedure: procedure, core: core, request: message, requestHeaders: md, deadlineNs: deadlineNs, peer: peer), route)
+        } else {
+            let call = StreamCall(procedure: procedure, kind: route.kind, core: core, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
+            call.firstMessage = message
+            serve(call, route)
         }
-        var ct = wire.contentType(codec: codec)
-        if wire == .grpc || wire == .grpcWeb, let reqCT = stream.request.headers.first("content-type") {
-            ct = asciiLowercased(reqCT)  // echo the request's (G-5)
-        }
-        return ServerCallCore(stream: stream, proto: proto, enveloped: wire != .connectUnary, codec: codec, responseContentType: ct,
-                              requestEncoding: reqEnc, responseEncoding: respEnc, maxMessageBytes: options.maxMessageBytes, isGET: isGET)
     }
 
-    /// The one message of a unary or server-streaming request body.
-    static func singleMessage(_ body: [UInt8], wire: WireProtocol, encoding: MessageEncoding, limit: Int) throws -> [UInt8] {
-        if wire == .connectUnary {
-            if encoding == .identity || body.isEmpty {
-                if limit > 0 && body.count > limit { throw ConnectError(.resourceExhausted, "request message larger than \(limit) bytes") }
-                return body
-            }
-            do {
-                return try Gzip.decompress(body, maxBytes: limit)
-            } catch let e as ConnectError {
-                if e.code == .resourceExhausted { throw ConnectError(.resourceExhausted, "request message larger than \(limit) bytes after decompression") }
-                throw ConnectError(.invalidArgument, e.message)
-            }
-        }
-        var reader = EnvelopeReader(maxMessageBytes: limit)
-        reader.push(body)
-        var messages: [[UInt8]] = []
-        while let env = try reader.next() {
-            if messages.count >= 1 { throw ConnectError(.unimplemented, "the method takes exactly one request message; got more") }
-            messages.append(try EnvelopeCodec.decodeMessage(env, encoding: encoding, maxBytes: limit, decompressFailureCode: .invalidArgument))
-        }
-        try reader.finish()
-        guard let m = messages.first else { throw ConnectError(.unimplemented, "the method takes exactly one request message; got none") }
-        return m
-    }
-
-    private func runUnary(_ route: Route, _ core: ServerCallCore, _ procedure: String, _ message: [UInt8], _ md: Metadata,
-                          _ deadlineNs: UInt64?, _ peer: HTTPPeerInfo?) {
-        let call = UnaryCall(procedure: procedure, core: core, request: message, requestHeaders: md, deadlineNs: deadlineNs, peer: peer)
-        if route.inline {
-            // On the loop thread: the answer's frames are queued here and flushed when the
-            // connection finishes processing the bytes it read (same iteration, no eventfd wake).
-            if call.isDone { return }
-            route.unary?(call)
-            core.closeDone()
-            call.failIfUnanswered(ConnectError(.internal, "the handler returned without a response"))
+    /// Runs the handler of any shape: on the pool, or (an inline unary route) right here on the
+    /// loop thread, where the answer's frames are queued and flushed when the connection finishes
+    /// processing the bytes it read (same iteration, no eventfd wake). A shape that holds a thread
+    /// for a stream's life is admitted first: one over the per-connection, per-peer or total limit
+    /// fails at once with RESOURCE_EXHAUSTED and never takes a thread (StreamAdmission.swift);
+    /// unary calls are not counted.
+    private func serve<Call: ServerCallShape>(_ call: Call, _ route: Route) {
+        if route.inline && !Call.holdsThread {
+            RPCServer.run(call, route)
             return
         }
-        let submitted = pool.submit {
-            if call.isDone { return }
-            route.unary?(call)
-            core.closeDone()
-            call.failIfUnanswered(ConnectError(.internal, "the handler returned without a response"))
-        }
-        if !submitted {
-            call.failIfUnanswered(ConnectError(.unavailable, "the server is shutting down"))
-        }
-    }
-
-    /// Runs a streaming handler on the pool; returning without finishing finishes with OK. A stream
-    /// over the per-connection, per-peer or total limit fails at once with RESOURCE_EXHAUSTED and
-    /// never takes a thread (StreamAdmission.swift explains the design).
-    private func dispatch(_ core: ServerCallCore, _ body: @escaping () -> Void) {
-        let ticket: StreamAdmission.Ticket
-        switch admission.acquire(core.stream.request.connection) {
-        case .success(let t): ticket = t
-        case .failure(let e):
-            core.finish(message: nil, error: e, byRuntime: true)
-            return
+        var ticket: StreamAdmission.Ticket?
+        if Call.holdsThread {
+            switch admission.acquire(call.core.stream.request.connection) {
+            case .success(let t): ticket = t
+            case .failure(let e):
+                call.core.finish(message: nil, error: e, byRuntime: true)
+                return
+            }
         }
         let admission = self.admission
+        let held = ticket
         let submitted = pool.submit {
-            defer { admission.release(ticket) }
-            if core.stream.isDone { return }
-            body()
-            core.closeDone()
-            core.finish(message: nil, error: nil, byRuntime: true)
+            defer { if let held { admission.release(held) } }
+            RPCServer.run(call, route)
         }
         if !submitted {
-            admission.release(ticket)
-            core.finish(message: nil, error: ConnectError(.unavailable, "the server is shutting down"), byRuntime: true)
-        }
-    }
-}
-
-/// Connect unary GET (protocol digest §4): the query carries the message.
-enum ConnectGET {
-    /// Splits "a=1&b=2" with form decoding (+ is a space, %XX escapes); the first value of a key wins.
-    static func parseQuery(_ q: Substring) -> [String: String] {
-        var out: [String: String] = [:]
-        for part in q.split(separator: "&", omittingEmptySubsequences: true) {
-            let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let k = kv.first else { continue }
-            let key = formDecode(k)
-            let value = kv.count > 1 ? formDecode(kv[1]) : ""
-            if out[key] == nil { out[key] = value }
-        }
-        return out
-    }
-
-    static func formDecodeBytes(_ s: Substring) -> [UInt8] {
-        var out: [UInt8] = []
-        let u = Array(s.utf8)
-        var i = 0
-        while i < u.count {
-            let b = u[i]
-            if b == UInt8(ascii: "+") {
-                out.append(0x20)
-                i += 1
-            } else if b == UInt8(ascii: "%"), i + 2 < u.count, let h = hex(u[i + 1]), let l = hex(u[i + 2]) {
-                out.append(h << 4 | l)
-                i += 3
-            } else {
-                out.append(b)
-                i += 1
-            }
-        }
-        return out
-    }
-
-    static func formDecode(_ s: Substring) -> String { String(decoding: formDecodeBytes(s), as: UTF8.self) }
-
-    static func hex(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x41...0x46: return c - 0x41 + 10
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
+            if let held { admission.release(held) }
+            call.core.finish(message: nil, error: ConnectError(.unavailable, "the server is shutting down"), byRuntime: true)
         }
     }
 
-    static func message(query: [String: String], encoding: MessageEncoding, maxBytes: Int) throws -> [UInt8] {
-        guard let raw = query["message"] else { throw ConnectError(.invalidArgument, "GET request has no message parameter") }
-        var bytes: [UInt8]
-        if query["base64"] == "1" {
-            var s = raw.replacingDashUnderscore()
-            while s.hasSuffix("=") { s.removeLast() }
-            guard let d = Base64.decode(s) else { throw ConnectError(.invalidArgument, "message parameter is not valid base64") }
-            bytes = d
-        } else {
-            bytes = Array(raw.utf8)
-        }
-        if encoding == .gzip && !bytes.isEmpty {
-            do {
-                bytes = try Gzip.decompress(bytes, maxBytes: maxBytes)
-            } catch let e as ConnectError {
-                if e.code == .resourceExhausted { throw ConnectError(.resourceExhausted, "request message larger than \(maxBytes) bytes after decompression") }
-                throw ConnectError(.invalidArgument, e.message)
-            }
-        }
-        if maxBytes > 0 && bytes.count > maxBytes { throw ConnectError(.resourceExhausted, "request message larger than \(maxBytes) bytes") }
-        return bytes
-    }
-}
-
-extension String {
-    /// URL-safe base64 → standard alphabet.
-    func replacingDashUnderscore() -> String {
-        String(decoding: utf8.map { $0 == UInt8(ascii: "-") ? UInt8(ascii: "+") : ($0 == UInt8(ascii: "_") ? UInt8(ascii: "/") : $0) }, as: UTF8.self)
+    /// The handler's run: skipped when the call is already over; its return ends the call if it
+    /// did not (unary: an error, it owes an answer; streams: OK).
+    private static func run<Call: ServerCallShape>(_ call: Call, _ route: Route) {
+        let core = call.core
+        if core.isOver { return }
+        call.invoke(route)
+        core.closeDone()
+        core.finish(message: nil, error: Call.whenUnanswered, byRuntime: true)
     }
 }
 

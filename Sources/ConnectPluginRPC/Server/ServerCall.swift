@@ -1,7 +1,8 @@
-// One call on the server, whatever the protocol: request metadata, a sequence of request
+// One call on the server, whatever its shape and protocol: request metadata, a sequence of request
 // messages, response headers, a sequence of response messages, then an end status with trailers.
-// `ServerCallCore` translates that to Connect (unary and streaming), gRPC and gRPC-Web on the wire;
-// `UnaryCall` and `StreamCall` are the handler-facing views.
+// `ServerCallCore` is that call; a unary call is its one-message case. The protocol adapter
+// (`ProtocolHandler`) turns it into Connect, gRPC or gRPC-Web on the wire. `StreamCall` (here) and
+// `UnaryCall` (UnaryCall.swift) are the handler-facing shapes.
 import ConnectPluginHTTP
 import Glibc
 
@@ -23,18 +24,16 @@ public enum RPCProtocol: String, Sendable, CaseIterable {
     case grpcWeb = "grpcweb"
 }
 
-/// Protocol adapter shared by unary and streaming calls. Thread-safe.
+/// The one server call: every shape (unary, client, server and bidi streaming) on every protocol.
+/// A unary call is its one-message case: the request's one message read before the handler runs,
+/// the answer `finish(message:)` (the last message and the end in one write). What differs between
+/// protocols is the adapter's (`ProtocolHandler`, Protocol/ProtocolHandler.swift). Thread-safe.
 final class ServerCallCore: @unchecked Sendable {
     let stream: HTTPServerStream
-    let proto: RPCProtocol
-    /// Connect: true for the streaming (enveloped) form.
-    let enveloped: Bool
-    let codec: String
-    let responseContentType: String
-    let requestEncoding: MessageEncoding
-    let responseEncoding: MessageEncoding
+    /// The protocol adapter and what the request negotiated with it.
+    let handler: any ProtocolHandler
+    let params: CallParams
     let maxMessageBytes: Int
-    let isGET: Bool
     let lock = Lock()
     var responseHeaders = Metadata()
     var responseTrailers = Metadata()
@@ -46,19 +45,16 @@ final class ServerCallCore: @unchecked Sendable {
     /// The runtime answered on its own (deadline, shutdown, handler returned without answering).
     private(set) var finishedByRuntime = false
 
-    init(stream: HTTPServerStream, proto: RPCProtocol, enveloped: Bool, codec: String, responseContentType: String,
-         requestEncoding: MessageEncoding, responseEncoding: MessageEncoding, maxMessageBytes: Int, isGET: Bool) {
+    init(stream: HTTPServerStream, handler: any ProtocolHandler, params: CallParams, maxMessageBytes: Int) {
         self.stream = stream
-        self.proto = proto
-        self.enveloped = enveloped
-        self.codec = codec
-        self.responseContentType = responseContentType
-        self.requestEncoding = requestEncoding
-        self.responseEncoding = responseEncoding
+        self.handler = handler
+        self.params = params
         self.maxMessageBytes = maxMessageBytes
-        self.isGET = isGET
         stream.onCancel { [weak self] in self?.fireDone() }
     }
+
+    var proto: RPCProtocol { handler.rpcProtocol }
+    var codec: String { params.codec }
 
     // MARK: done hooks (the call can no longer be answered)
 
@@ -106,26 +102,41 @@ final class ServerCallCore: @unchecked Sendable {
         doneGate.waitIdle()
     }
 
-    var compressResponses: Bool { responseEncoding == .gzip }
+    /// True once the call can no longer be answered (answered, deadline passed, client gone).
+    var isOver: Bool { lock.withLock { finished } || stream.isDone }
 
-    /// The protocol headers of a successful response (before any message).
-    private func baseHeaders() -> HTTPHeaders {
-        var h = HTTPHeaders()
-        h.add("content-type", responseContentType)
-        switch proto {
-        case .connect:
-            if enveloped {
-                h.add("connect-accept-encoding", MessageEncoding.acceptHeaderValue)
-                if compressResponses { h.add("connect-content-encoding", responseEncoding.name) }
-            } else {
-                h.add("accept-encoding", MessageEncoding.acceptHeaderValue)
-                if isGET { h.add("vary", "Accept-Encoding") }
-            }
-        case .grpc, .grpcWeb:
-            h.add("grpc-accept-encoding", MessageEncoding.acceptHeaderValue)
-            if compressResponses { h.add("grpc-encoding", responseEncoding.name) }
+    /// Adds a response header; only before the headers went out (with the first message or
+    /// `sendHeaders`): afterwards it is a `.state` error.
+    func addResponseHeader(_ key: String, _ value: [UInt8]) throws {
+        try lock.withLock {
+            try checkOpen()
+            if headersSent { throw ConnectError.local(.state, "the response headers were already sent; use a trailer") }
+            try responseHeaders.add(key, value)
         }
-        return h
+    }
+
+    func addResponseTrailer(_ key: String, _ value: [UInt8]) throws {
+        try lock.withLock {
+            try checkOpen()
+            try responseTrailers.add(key, value)
+        }
+    }
+
+    func addErrorDetail(_ detail: ErrorDetail) throws {
+        try lock.withLock {
+            try checkOpen()
+            if detail.type.isEmpty { throw ConnectError.local(.invalidArgument, "error detail type must not be empty") }
+            errorDetails.append(detail)
+        }
+    }
+
+    /// The handler ends the call: `message` is the last response message (unary: the only one).
+    func end(message: [UInt8]?, error: ConnectError?) throws {
+        try lock.withLock { try checkOpen() }
+        if !finish(message: message, error: error) {
+            try lock.withLock { try checkOpen() }
+            throw ConnectError.local(.closed, "the call is over (deadline passed or client gone)")
+        }
     }
 
     func checkOpen() throws {
@@ -141,16 +152,14 @@ final class ServerCallCore: @unchecked Sendable {
             try checkOpen()
             if headersSent { return nil }
             headersSent = true
-            var h = baseHeaders()
-            responseHeaders.write(to: &h)
-            return h
+            return handler.responseHead(params, headers: responseHeaders)
         }
         if let h = headers, !stream.sendHead(status: 200, headers: h) {
             throw ConnectError.local(.closed, "the call is over (client gone)")
         }
         var out: [UInt8] = []
         out.reserveCapacity(message.count + 5)
-        try EnvelopeCodec.encodeMessage(message, compress: compressResponses, compressMinBytes: ConnectProtocol.compressMinBytes, into: &out)
+        try handler.frame(message, params, into: &out)
         if let e = stream.write(out) {
             throw ConnectError.local(.closed, "the call is over: \(e.message)")
         }
@@ -162,9 +171,7 @@ final class ServerCallCore: @unchecked Sendable {
             try checkOpen()
             if headersSent { return nil }
             headersSent = true
-            var h = baseHeaders()
-            responseHeaders.write(to: &h)
-            return h
+            return handler.responseHead(params, headers: responseHeaders)
         }
         if let h = headers, !stream.sendHead(status: 200, headers: h) {
             throw ConnectError.local(.closed, "the call is over (client gone)")
@@ -195,83 +202,12 @@ final class ServerCallCore: @unchecked Sendable {
         var trailers = handlerTrailers
         if let run { ServerInterceptors.end(run, self, message: message, error: err, byRuntime: byRuntime, headers: md, trailers: &trailers) }
         if !sent {
-            return stream.respond(wholeResponse(message: message, error: err, headers: md, trailers: trailers))
+            return stream.respond(handler.wholeResponse(params, message: message, error: err, headers: md, trailers: trailers))
         }
-        // Headers (and maybe messages) are out: end the stream.
+        // Headers (and maybe messages) are out: the last message, then the protocol's end.
         var tail: [UInt8] = []
-        if let m = message, err == nil {
-            try? EnvelopeCodec.encodeMessage(m, compress: compressResponses, compressMinBytes: ConnectProtocol.compressMinBytes, into: &tail)
-        }
-        switch proto {
-        case .connect:
-            try? EndStreamResponse(error: err, metadata: trailers).encodeEnvelope(into: &tail)
-            if !tail.isEmpty, stream.write(tail) != nil { return false }
-            return stream.finish()
-        case .grpcWeb:
-            try? GRPCWebTrailers.encodeEnvelope(GRPCTrailers.fields(error: err, trailers: trailers), into: &tail)
-            if stream.write(tail) != nil { return false }
-            return stream.finish()
-        case .grpc:
-            if !tail.isEmpty, stream.write(tail) != nil { return false }
-            var t = HTTPHeaders()
-            for (n, v) in GRPCTrailers.fields(error: err, trailers: trailers) { t.add(n, v) }
-            return stream.finish(trailers: t)
-        }
-    }
-
-    /// A complete response: nothing was sent before.
-    func wholeResponse(message: [UInt8]?, error: ConnectError?, headers md: Metadata, trailers: Metadata) -> HTTPResponse {
-        switch proto {
-        case .connect where !enveloped:
-            if let err = error {
-                var h = HTTPHeaders()
-                h.add("content-type", "application/json")
-                md.write(to: &h)
-                err.metadata.write(to: &h)
-                trailers.write(to: &h, prefix: "trailer-")
-                return HTTPResponse(status: err.code.httpStatus, headers: h, body: ConnectErrorJSON.encode(err))
-            }
-            var h = baseHeaders()
-            var body = message ?? []
-            if body.count >= ConnectProtocol.compressMinBytes && compressResponses, let z = try? Gzip.compress(body) {
-                body = z
-                h.add("content-encoding", "gzip")
-            }
-            md.write(to: &h)
-            trailers.write(to: &h, prefix: "trailer-")
-            return HTTPResponse(status: 200, headers: h, body: body)
-        case .connect:
-            var h = baseHeaders()
-            md.write(to: &h)
-            var body: [UInt8] = []
-            if let m = message, error == nil {
-                try? EnvelopeCodec.encodeMessage(m, compress: compressResponses, compressMinBytes: ConnectProtocol.compressMinBytes, into: &body)
-            }
-            try? EndStreamResponse(error: error, metadata: trailers).encodeEnvelope(into: &body)
-            return HTTPResponse(status: 200, headers: h, body: body)
-        case .grpc, .grpcWeb:
-            var h = baseHeaders()
-            md.write(to: &h)
-            let fields = GRPCTrailers.fields(error: error, trailers: trailers)
-            let m = error == nil ? message : nil
-            if m == nil && md.isEmpty {
-                // Trailers-only (G-8, GW-2): no message and no response headers.
-                for (n, v) in fields { h.add(n, v) }
-                return HTTPResponse(status: 200, headers: h)
-            }
-            // Response headers set by the handler stay headers, as grpc-go sends them (a HEADERS
-            // frame, then the trailers; gRPC-Web: the headers, then the trailer frame), even with
-            // no message: folded into a trailers-only response, clients would read them as trailers.
-            var body: [UInt8] = []
-            if let m { try? EnvelopeCodec.encodeMessage(m, compress: compressResponses, compressMinBytes: ConnectProtocol.compressMinBytes, into: &body) }
-            if proto == .grpcWeb {
-                try? GRPCWebTrailers.encodeEnvelope(fields, into: &body)
-                return HTTPResponse(status: 200, headers: h, body: body)
-            }
-            var t = HTTPHeaders()
-            for (n, v) in fields { t.add(n, v) }
-            return HTTPResponse(status: 200, headers: h, body: body, trailers: t)
-        }
+        if let m = message, err == nil { try? handler.frame(m, params, into: &tail) }
+        return handler.endResponse(stream, params, tail: tail, error: err, trailers: trailers)
     }
 
     // MARK: reading a streamed request
@@ -317,7 +253,7 @@ final class ServerCallCore: @unchecked Sendable {
             while true {
                 if let env = try malformed({ try reader.next() }) {
                     let msg = try malformed {
-                        try EnvelopeCodec.decodeMessage(env, encoding: requestEncoding, maxBytes: maxMessageBytes,
+                        try EnvelopeCodec.decodeMessage(env, encoding: params.requestEncoding, maxBytes: maxMessageBytes,
                                                         decompressFailureCode: .invalidArgument)
                     }
                     receivedCount += 1
@@ -368,7 +304,7 @@ public final class StreamCall: @unchecked Sendable {
     }
 
     public var timeoutRemainingMs: Int64 { remainingMs(deadlineNs) }
-    public var isDone: Bool { core.lock.withLock { core.finished } || core.stream.isDone }
+    public var isDone: Bool { core.isOver }
 
     /// Runs `hook` once if the call ends before the handler answered it (client canceled or gone,
     /// deadline passed, server stopping): on an I/O loop thread, so it must be quick.
@@ -399,42 +335,36 @@ public final class StreamCall: @unchecked Sendable {
 
     /// Adds a response header; only before the headers went out (with the first message or
     /// `sendHeaders`): afterwards it is a `.state` error.
-    public func addResponseHeader(_ key: String, _ value: [UInt8]) throws {
-        try core.lock.withLock {
-            try core.checkOpen()
-            if core.headersSent { throw ConnectError.local(.state, "the response headers were already sent; use a trailer") }
-            try core.responseHeaders.add(key, value)
-        }
-    }
-
-    public func addResponseTrailer(_ key: String, _ value: [UInt8]) throws {
-        try core.lock.withLock {
-            try core.checkOpen()
-            try core.responseTrailers.add(key, value)
-        }
-    }
-
-    public func addErrorDetail(_ detail: ErrorDetail) throws {
-        try core.lock.withLock {
-            try core.checkOpen()
-            if detail.type.isEmpty { throw ConnectError.local(.invalidArgument, "error detail type must not be empty") }
-            core.errorDetails.append(detail)
-        }
-    }
+    public func addResponseHeader(_ key: String, _ value: [UInt8]) throws { try core.addResponseHeader(key, value) }
+    public func addResponseTrailer(_ key: String, _ value: [UInt8]) throws { try core.addResponseTrailer(key, value) }
+    public func addErrorDetail(_ detail: ErrorDetail) throws { try core.addErrorDetail(detail) }
 
     /// Ends the call successfully (the default when the handler returns).
-    public func finish() throws {
-        try core.lock.withLock { try core.checkOpen() }
-        if !core.finish(message: nil, error: nil) { throw ConnectError.local(.closed, "the call is over (client gone)") }
-    }
+    public func finish() throws { try core.end(message: nil, error: nil) }
 
     /// Ends the call with an error.
     public func fail(_ code: Code, _ message: String) throws {
-        try core.lock.withLock { try core.checkOpen() }
-        if !core.finish(message: nil, error: ConnectError(code == .ok ? .unknown : code, message)) {
-            throw ConnectError.local(.closed, "the call is over (client gone)")
-        }
+        try core.end(message: nil, error: ConnectError(code == .ok ? .unknown : code, message))
     }
+}
+
+extension StreamCall: ServerCallShape {
+    func invoke(_ route: Route) { route.stream?(self) }
+    static var whenUnanswered: ConnectError? { nil }
+    static var holdsThread: Bool { true }
+}
+
+/// The handler-facing shapes of the one call (`UnaryCall`, `StreamCall`): what the server's call
+/// path (RPCServer.serve) needs to run a handler of that shape.
+protocol ServerCallShape: AnyObject, Sendable {
+    var core: ServerCallCore { get }
+    /// Runs the route's handler for this shape.
+    func invoke(_ route: Route)
+    /// How the call ends when the handler returns without ending it (unary: an error, it owes an
+    /// answer; streams: OK).
+    static var whenUnanswered: ConnectError? { get }
+    /// The handler holds a thread for a stream's life: admitted by StreamAdmission first.
+    static var holdsThread: Bool { get }
 }
 
 func remainingMs(_ deadlineNs: UInt64?) -> Int64 {

@@ -1,4 +1,5 @@
-// One unary call as a handler sees it: the request, metadata, deadline, and the ways to answer.
+// The unary shape of the one server call (ServerCall.swift) as a handler sees it: the one request
+// message, metadata, deadline, and the ways to answer (the last and only message, or an error).
 // The same view serves Connect unary (POST and GET), gRPC and gRPC-Web unary.
 import ConnectPluginHTTP
 
@@ -32,57 +33,27 @@ public final class UnaryCall: @unchecked Sendable {
     public var timeoutRemainingMs: Int64 { remainingMs(deadlineNs) }
 
     /// True once the call can no longer be answered (answered, deadline passed, client gone).
-    public var isDone: Bool { core.lock.withLock { core.finished } || core.stream.isDone }
+    public var isDone: Bool { core.isOver }
 
     /// Runs `hook` once if the call ends before the handler answered it (client canceled or gone,
     /// deadline passed, server stopping): on an I/O loop thread, so it must be quick.
     public func onDone(_ hook: @escaping () -> Void) { core.onDone(hook) }
 
-    /// True once a response or an error was sent (by the handler or by the runtime).
-    var wasAnswered: Bool { core.lock.withLock { core.finished } }
+    public func addResponseHeader(_ key: String, _ value: [UInt8]) throws { try core.addResponseHeader(key, value) }
+    public func addResponseTrailer(_ key: String, _ value: [UInt8]) throws { try core.addResponseTrailer(key, value) }
+    public func addErrorDetail(_ detail: ErrorDetail) throws { try core.addErrorDetail(detail) }
 
-    public func addResponseHeader(_ key: String, _ value: [UInt8]) throws {
-        try core.lock.withLock {
-            try core.checkOpen()
-            try core.responseHeaders.add(key, value)
-        }
-    }
-
-    public func addResponseTrailer(_ key: String, _ value: [UInt8]) throws {
-        try core.lock.withLock {
-            try core.checkOpen()
-            try core.responseTrailers.add(key, value)
-        }
-    }
-
-    public func addErrorDetail(_ detail: ErrorDetail) throws {
-        try core.lock.withLock {
-            try core.checkOpen()
-            if detail.type.isEmpty { throw ConnectError.local(.invalidArgument, "error detail type must not be empty") }
-            core.errorDetails.append(detail)
-        }
-    }
-
-    /// Sends the response message (serialized in `codec`).
-    public func respond(_ message: [UInt8]) throws {
-        try core.lock.withLock { try core.checkOpen() }
-        if !core.finish(message: message, error: nil) {
-            try core.lock.withLock { try core.checkOpen() }
-            throw ConnectError.local(.closed, "the call is over (deadline passed or client gone)")
-        }
-    }
+    /// Sends the response message (serialized in `codec`): the call's last and only message.
+    public func respond(_ message: [UInt8]) throws { try core.end(message: message, error: nil) }
 
     /// Fails the call with `code` and `message` (plus details added before).
     public func fail(_ code: Code, _ message: String) throws {
-        try core.lock.withLock { try core.checkOpen() }
-        if !core.finish(message: nil, error: ConnectError(code == .ok ? .unknown : code, message)) {
-            try core.lock.withLock { try core.checkOpen() }
-            throw ConnectError.local(.closed, "the call is over (deadline passed or client gone)")
-        }
+        try core.end(message: nil, error: ConnectError(code == .ok ? .unknown : code, message))
     }
+}
 
-    /// Runtime side: answer with an error unless the handler already answered.
-    func failIfUnanswered(_ err: ConnectError) {
-        core.finish(message: nil, error: err, byRuntime: true)
-    }
+extension UnaryCall: ServerCallShape {
+    func invoke(_ route: Route) { route.unary?(self) }
+    static var whenUnanswered: ConnectError? { ConnectError(.internal, "the handler returned without a response") }
+    static var holdsThread: Bool { false }
 }
