@@ -144,25 +144,32 @@ private func spawn(_ pool: ThreadPool, _ body: @escaping @Sendable () -> Void) {
         defer { client.close(); server.stop(graceNs: 0) }
         let pool = try ThreadPool(threads: 2, maxThreads: 4)
         try warmUp(client)
+        try untilOwned {
         let before = client.fastPathCalls
         let slow = Box<Result<HTTPResponse, HTTPError>?>(nil)
         spawn(pool) {
             let r = call(client, "/slow", [1])
             slow.update { $0 = r }
         }
-        // Wait until the slow call owns the connection (it took the fast path).
+        // Wait until the slow call owns the connection (it took the fast path); if it went
+        // through the loop instead (a loaded machine), let it finish and try again.
         let deadline = monotonicNowNs() + 10_000_000_000
-        while client.fastPathCalls == before && monotonicNowNs() < deadline { usleep(1000) }
-        #expect(client.fastPathCalls == before + 1)
+        while client.fastPathCalls == before && slow.current == nil && monotonicNowNs() < deadline { usleep(1000) }
+        if client.fastPathCalls == before {
+            _ = slow.wait { $0 != nil }
+            return false
+        }
         let quick = call(client, "/echo", [2])
-        guard case .success(let q) = quick else { Issue.record("the second call failed: \(quick)"); return }
+        guard case .success(let q) = quick else { Issue.record("the second call failed: \(quick)"); return true }
         #expect(q.body == [2])
         // The slow call (1.5 s on the server) is still running: the quick one did not wait for it.
         #expect(slow.current == nil)
         let r = slow.wait { $0 != nil }
-        guard case .success(let s)? = r else { Issue.record("the slow call failed: \(String(describing: r))"); return }
+        guard case .success(let s)? = r else { Issue.record("the slow call failed: \(String(describing: r))"); return true }
         #expect(s.body == [1])
         if case .success = call(client) {} else { Issue.record("a call after both failed") }
+        return true
+        }
     }
 
     @Test(arguments: FastPathTransport.allCases)
@@ -170,12 +177,18 @@ private func spawn(_ pool: ThreadPool, _ body: @escaping @Sendable () -> Void) {
         let (server, client) = try serverAndClient(t)
         defer { client.close(); server.stop(graceNs: 0) }
         try warmUp(client)
-        let before = client.fastPathCalls
-        let r = call(client, "/slow", [1], timeoutNs: 200_000_000)
-        #expect(client.fastPathCalls == before + 1)
-        guard case .failure(let e) = r else { Issue.record("expected a timeout, got \(r)"); return }
-        #expect(e.kind == .timeout)
-        #expect(e.message.contains("deadline exceeded"))
+        // A loaded machine can keep the loop inside the connection, and then the call takes the
+        // loop path (by design): try until one call was driven by its caller.
+        var owned = false
+        for _ in 0..<20 where !owned {
+            let before = client.fastPathCalls
+            let r = call(client, "/slow", [1], timeoutNs: 200_000_000)
+            owned = client.fastPathCalls == before + 1
+            guard case .failure(let e) = r else { Issue.record("expected a timeout, got \(r)"); return }
+            #expect(e.kind == .timeout)
+            #expect(e.message.contains("deadline exceeded"))
+        }
+        #expect(owned, "no call took the fast path in 20 tries")
         guard case .success(let ok) = call(client, "/echo", [3]) else { Issue.record("the call after the timeout failed"); return }
         #expect(ok.body == [3])
     }
@@ -187,7 +200,8 @@ private func spawn(_ pool: ThreadPool, _ body: @escaping @Sendable () -> Void) {
         try warmUp(client)
         let before = client.fastPathCalls
         // 3 MiB: three times the stream window, so the owning caller must send WINDOW_UPDATEs.
-        for _ in 0..<2 {
+        // (Until one call was owned: a loaded machine may send some through the loop.)
+        for i in 0..<8 where i < 2 || client.fastPathCalls == before {
             guard case .success(let r) = call(client, "/big") else { Issue.record("the large call failed"); return }
             #expect(r.body.count == 3 << 20)
             #expect(r.body == pattern(3 << 20))
@@ -201,54 +215,63 @@ private func spawn(_ pool: ThreadPool, _ body: @escaping @Sendable () -> Void) {
     // MARK: A hand-written server
 
     @Test func aServerClosingTheConnectionMidCallFailsTheCall() throws {
-        let raw = try RawH2Server()
-        defer { raw.stop() }
-        let client = try HTTPClient(endpoint: .unix(path: raw.path), config: HTTPClientConfig(), group: try EventLoopGroup.shared())
-        defer { client.close() }
-        try warmUp(client)
-        let before = client.fastPathCalls
-        raw.next.update { $0 = .close }
-        let r = call(client)
-        #expect(client.fastPathCalls == before + 1)
-        guard case .failure(let e) = r else { Issue.record("expected a failure, got \(r)"); return }
-        #expect(e.kind == .io)
-        #expect(e.message.contains("closed"))
-        // A new connection serves the next call.
-        guard case .success(let again) = call(client) else { Issue.record("the call on a new connection failed"); return }
-        #expect(again.status == 200)
-        #expect(raw.connections.current == 2)
+        try untilOwned {
+            let raw = try RawH2Server()
+            defer { raw.stop() }
+            let client = try HTTPClient(endpoint: .unix(path: raw.path), config: HTTPClientConfig(), group: try EventLoopGroup.shared())
+            defer { client.close() }
+            try warmUp(client)
+            let before = client.fastPathCalls
+            raw.next.update { $0 = .close }
+            let r = call(client)
+            let owned = client.fastPathCalls == before + 1
+            guard case .failure(let e) = r else { Issue.record("expected a failure, got \(r)"); return true }
+            #expect(e.kind == .io)
+            #expect(e.message.contains("closed"))
+            // A new connection serves the next call.
+            guard case .success(let again) = call(client) else { Issue.record("the call on a new connection failed"); return true }
+            #expect(again.status == 200)
+            #expect(raw.connections.current == 2)
+            return owned
+        }
     }
 
     @Test func goAwayWhileOwnedSendsTheUnprocessedCallAgainOnANewConnection() throws {
-        let raw = try RawH2Server()
-        defer { raw.stop() }
-        let client = try HTTPClient(endpoint: .unix(path: raw.path), config: HTTPClientConfig(), group: try EventLoopGroup.shared())
-        defer { client.close() }
-        try warmUp(client)
-        let before = client.fastPathCalls
-        raw.next.update { $0 = .goAway }
-        let r = call(client)
-        #expect(client.fastPathCalls == before + 1)
-        guard case .success(let ok) = r else { Issue.record("the call the server refused with GOAWAY failed: \(r)"); return }
-        #expect(ok.status == 200)
-        #expect(raw.connections.current == 2)
-        guard case .success = call(client) else { Issue.record("a later call failed"); return }
+        try untilOwned {
+            let raw = try RawH2Server()
+            defer { raw.stop() }
+            let client = try HTTPClient(endpoint: .unix(path: raw.path), config: HTTPClientConfig(), group: try EventLoopGroup.shared())
+            defer { client.close() }
+            try warmUp(client)
+            let before = client.fastPathCalls
+            raw.next.update { $0 = .goAway }
+            let r = call(client)
+            let owned = client.fastPathCalls == before + 1
+            guard case .success(let ok) = r else { Issue.record("the call the server refused with GOAWAY failed: \(r)"); return true }
+            #expect(ok.status == 200)
+            #expect(raw.connections.current == 2)
+            guard case .success = call(client) else { Issue.record("a later call failed"); return true }
+            return owned
+        }
     }
 
     @Test func aPingWhileOwnedIsAcknowledged() throws {
-        let raw = try RawH2Server()
-        defer { raw.stop() }
-        let client = try HTTPClient(endpoint: .unix(path: raw.path), config: HTTPClientConfig(), group: try EventLoopGroup.shared())
-        defer { client.close() }
-        try warmUp(client)
-        let before = client.fastPathCalls
-        raw.next.update { $0 = .pingThenAnswer }
-        // The server answers only once its PING is acknowledged.
-        let r = call(client, timeoutNs: 10_000_000_000)
-        #expect(client.fastPathCalls == before + 1)
-        guard case .success(let ok) = r else { Issue.record("the call failed: \(r)"); return }
-        #expect(ok.status == 200)
-        #expect(raw.pingAcks.current == 1)
+        try untilOwned {
+            let raw = try RawH2Server()
+            defer { raw.stop() }
+            let client = try HTTPClient(endpoint: .unix(path: raw.path), config: HTTPClientConfig(), group: try EventLoopGroup.shared())
+            defer { client.close() }
+            try warmUp(client)
+            let before = client.fastPathCalls
+            raw.next.update { $0 = .pingThenAnswer }
+            // The server answers only once its PING is acknowledged.
+            let r = call(client, timeoutNs: 10_000_000_000)
+            let owned = client.fastPathCalls == before + 1
+            guard case .success(let ok) = r else { Issue.record("the call failed: \(r)"); return true }
+            #expect(ok.status == 200)
+            #expect(raw.pingAcks.current == 1)
+            return owned
+        }
     }
 }
 
@@ -366,4 +389,15 @@ private final class RawH2Server: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Runs `scenario` (which returns whether its call was driven by the caller) until one run took
+/// the fast path, at most `attempts` times: on a loaded machine the loop may still be inside the
+/// connection and the call then takes the loop path, by design. The behaviour checked inside must
+/// hold on both paths; the owned path must have been covered at least once.
+func untilOwned(_ attempts: Int = 8, _ scenario: () throws -> Bool) rethrows {
+    for _ in 0..<attempts {
+        if try scenario() { return }
+    }
+    Issue.record("no run took the fast path in \(attempts) attempts")
 }
