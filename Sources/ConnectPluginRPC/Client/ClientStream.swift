@@ -140,7 +140,6 @@ public final class ClientStream: @unchecked Sendable {
             try proto.frameRequest(message, kind: kind, into: &out)
             if deferredHead != nil {
                 sentOne = true
-                sendClosed = true
                 try startDeferred(body: out)
                 return
             }
