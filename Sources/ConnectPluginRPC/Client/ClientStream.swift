@@ -30,6 +30,8 @@ public final class ClientStream: @unchecked Sendable {
     private let deadlineNs: UInt64?
     private var canceledFlag = false
     private var doneMirror = false
+    /// A deferred start that failed (deadline passed): what receivers report.
+    private var finalErrorBeforeStart: ConnectError?
 
     private var state: ClientResponseState
     private var headSeen = false
@@ -125,9 +127,6 @@ public final class ClientStream: @unchecked Sendable {
             throw ClientStream.canceledError()
         }
     }
-    /// A deferred start that failed (deadline passed): what receivers report.
-    private var finalErrorBeforeStart: ConnectError?
-
     /// Sends one request message. Blocks while the transport is behind (back-pressure).
     /// When the server already ended the call, throws its status (or canceled).
     public func send(_ message: [UInt8]) throws {
