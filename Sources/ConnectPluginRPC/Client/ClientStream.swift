@@ -127,6 +127,7 @@ public final class ClientStream: @unchecked Sendable {
             throw ClientStream.canceledError()
         }
     }
+
     /// Sends one request message. Blocks while the transport is behind (back-pressure).
     /// When the server already ended the call, throws its status (or canceled).
     public func send(_ message: [UInt8]) throws {
