@@ -1,123 +1,42 @@
-// A streaming call on the client, and the response decoder shared with gRPC/gRPC-Web unary:
-// envelopes in, Connect EndStreamResponse / gRPC trailers / gRPC-Web trailer frame at the end.
+// The client's one call type: every call of every shape (unary, client, server and bidi
+// streaming) and every protocol goes through a `ClientStream`. A unary call is the one-message
+// case: its request is known up front, so the exchange starts with the whole body
+// (`ClientTransport.stream(…, body:, endStream: true, …)`; the transport may resend a request the
+// server never saw). Streams start with the head and write envelopes as they come. What differs
+// per protocol (request head, framing, the response's head, body and end) is the call's
+// `ProtocolClient` (Protocol/ProtocolClient.swift); the call only moves bytes, keeps the state,
+// runs the interceptors' message and end hooks, and maps transport errors to codes.
 import ConnectPluginHTTP
 
-/// Turns a response (head, body bytes, end) into messages and a final status, per protocol.
-struct ResponseDecoder {
-    let proto: RPCProtocol
-    let wire: WireProtocol
-    let codec: String
-    let maxBytes: Int
-    let kind: MethodKind
-    var status = 0
-    var headers = Metadata()
-    var rawHeaders = HTTPHeaders()
-    var encoding = MessageEncoding.identity
-    var reader: EnvelopeReader
-    var bodyReceived = false
-    var terminal: Envelope?
-    var messageCount = 0
-
-    init(client: RPCClient, kind: MethodKind) {
-        proto = client.options.rpcProtocol
-        wire = client.wireProtocol
-        codec = client.options.codec
-        maxBytes = client.options.maxMessageBytes
-        self.kind = kind
-        let terminalFlags: UInt8 = proto == .connect ? Envelope.endStreamFlag : (proto == .grpcWeb ? Envelope.trailersFlag : 0)
-        reader = EnvelopeReader(maxMessageBytes: maxBytes, truncatedCode: .internal, terminalFlags: terminalFlags)
-    }
-
-    mutating func head(status: Int, headers h: HTTPHeaders) throws {
-        self.status = status
-        rawHeaders = h
-        headers = Metadata.from(h).headers
-        if status != 200 {
-            if proto == .connect {
-                throw ConnectError(Code.fromHTTPStatus(status), ConnectErrorJSON.statusText(status), metadata: headers)
-            }
-            return  // gRPC: classified at the end (G-12 step 1).
-        }
-        if let e = wire.validateResponseContentType(h.first("content-type"), codec: codec) {
-            var err = e
-            err.metadata = headers
-            // A gRPC trailers-only response may omit or vary the content type: let the status speak.
-            if proto == .connect || h.first("grpc-status") == nil { throw err }
-        }
-        let name = proto == .connect ? h.first("connect-content-encoding") : h.first("grpc-encoding")
-        do {
-            encoding = try MessageEncoding.forResponse(name)
-        } catch var e as ConnectError {
-            e.metadata = headers
-            throw e
-        }
-    }
-
-    /// Feeds body bytes; `onMessage` gets each decoded message.
-    mutating func push(_ bytes: [UInt8], _ onMessage: ([UInt8]) throws -> Void) throws {
-        if bytes.isEmpty { return }
-        bodyReceived = true
-        if status != 200 { return }
-        reader.push(bytes)
-        while let env = try reader.next() {
-            if reader.sawTerminal && terminal == nil && (env.flags & (Envelope.endStreamFlag | Envelope.trailersFlag)) != 0 {
-                terminal = env
-                continue
-            }
-            let m = try EnvelopeCodec.decodeMessage(env, encoding: encoding, maxBytes: maxBytes)
-            messageCount += 1
-            if !kind.serverStreams && messageCount > 1 {
-                throw ConnectError(.unimplemented, "protocol error: the server sent more than one response message", metadata: headers)
-            }
-            try onMessage(m)
-        }
-    }
-
-    /// The end of the response: returns the trailers on success, throws the RPC's error otherwise.
-    mutating func end(httpTrailers: HTTPHeaders) throws -> Metadata {
-        var trailerMD = Metadata()
-        switch proto {
-        case .connect:
-            if status == 200 { try reader.finish() }
-            guard let t = terminal else {
-                throw ConnectError(.internal, "protocol error: the response ended without an end-stream message", metadata: headers)
-            }
-            let es = try EndStreamResponse.decode(envelope: t, encoding: encoding, maxBytes: maxBytes)
-            trailerMD = es.metadata
-            if var e = es.error {
-                var all = headers
-                all.append(contentsOf: es.metadata)
-                e.metadata = all
-                throw e
-            }
-        case .grpc, .grpcWeb:
-            var trailers = httpTrailers
-            if proto == .grpcWeb {
-                if status == 200 && bodyReceived { try reader.finish() }
-                trailers = HTTPHeaders()
-                if let t = terminal { trailers = try GRPCWebTrailers.decode(envelope: t, encoding: encoding, maxBytes: maxBytes) }
-            }
-            let outcome = GRPCTrailers.classify(httpStatus: status, headers: rawHeaders, trailers: trailers, bodyReceived: bodyReceived)
-            if let e = outcome.error { throw e }
-            trailerMD = outcome.trailers
-        }
-        if !kind.serverStreams && messageCount != 1 {
-            throw ConnectError(.unimplemented, "protocol error: expected exactly one response message, got \(messageCount)", metadata: headers)
-        }
-        return trailerMD
-    }
-}
-
-/// A streaming call: `send` request messages, `closeSend`, `receive` response messages until nil.
+/// A call: `send` request messages, `closeSend`, `receive` response messages until nil.
 /// Thread-safety: one thread may send while another receives; `cancel` from any thread.
 public final class ClientStream: @unchecked Sendable {
     public let kind: MethodKind
     let client: RPCClient
-    let call: HTTPClientCall
-    private let sendLock = Lock()
-    private let recvLock = Lock()
-    private var decoder: ResponseDecoder
+    let proto: any ProtocolClient
+    /// The locks (none for a call only its own thread uses: `RPCClient.unary`).
+    private let locks: CallLocks
+    private let sendLock: CallMutex
+    private let recvLock: CallMutex
+    /// Guards `httpCall` (set once the exchange starts), the canceled flag and `doneMirror`;
+    /// receivers wait on it for a deferred start. `cancel` must not wait for a receive blocked
+    /// under `recvLock`.
+    private let stateLock: CallMutex
+    private var httpCall: HTTPClientCall?
+    /// A unary call opened as a stream: the request head, sent with the one message
+    /// (`send`, or `closeSend` without one).
+    private var deferredHead: ClientRequestHead?
+    /// Monotonic deadline (ns) of the call, if it has a timeout.
+    private let deadlineNs: UInt64?
+    private var canceledFlag = false
+    private var doneMirror = false
+    /// A deferred start that failed (deadline passed): what receivers report.
+    private var finalErrorBeforeStart: ConnectError?
+
+    private var state: ClientResponseState
     private var headSeen = false
+    /// The first undelivered message (most calls have one), then the rest in `pending`.
+    private var first: [UInt8]?
     private var pending: [[UInt8]] = []
     private var pendingIndex = 0
     private var finished = false
@@ -125,28 +44,88 @@ public final class ClientStream: @unchecked Sendable {
     /// `receive` returned nil or threw the call's error: a later `cancel` no longer changes it.
     private var outcomeReported = false
     private var sendClosed = false
+    /// The request body went out complete with the head (unary): `closeSend` has nothing to do.
+    private var bodyEnded = false
+    private var sentOne = false
     private var _trailers = Metadata()
 
-    /// Connect unary framing (a unary method called through a stream handle): the body is the
-    /// message, the response is decoded as a whole.
-    private let connectUnary: Bool
-    private var unaryStatus = 0
-    private var unaryHeaders = HTTPHeaders()
-    private var unaryBody: [UInt8] = []
     /// The call's interceptors (set before the stream is handed out); their end hooks run once,
     /// when the result is known, on cancel, or when the stream is released before its end.
     var interceptorRun: InterceptorRun?
 
     deinit {
         interceptorRun?.end(CallResult(error: ConnectError(.canceled, "the stream was released before its end")))
+        locks.destroy()
     }
 
-    init(client: RPCClient, call: HTTPClientCall, kind: MethodKind, connectUnary: Bool = false) {
+    /// A call whose exchange starts now: `body` goes out with the head, and with `endStream` it
+    /// is the whole request (unary). `shared`: the call is handed out (other threads may use it);
+    /// false for a call that only the calling thread uses, which then takes no locks.
+    init(client: RPCClient, kind: MethodKind, head: ClientRequestHead, body: [UInt8], endStream: Bool, timeoutNs: UInt64?,
+         shared: Bool = true) {
+        locks = CallLocks(shared: shared)
+        sendLock = locks.mutex(0)
+        recvLock = locks.mutex(1)
+        stateLock = locks.mutex(2)
         self.client = client
-        self.call = call
         self.kind = kind
-        self.connectUnary = connectUnary
-        decoder = ResponseDecoder(client: client, kind: kind)
+        proto = client.protocolClient
+        state = client.protocolClient.responseState(kind: kind)
+        deadlineNs = nil
+        bodyEnded = endStream
+        if endStream {
+            sendClosed = true
+            sentOne = true
+        }
+        httpCall = client.transport.stream(method: head.method, path: head.path, headers: head.headers, body: body,
+                                           endStream: endStream, timeoutNs: timeoutNs)
+    }
+
+    /// A unary call opened as a stream: the exchange starts with its one message.
+    init(client: RPCClient, kind: MethodKind, deferredHead head: ClientRequestHead, deadlineNs: UInt64?) {
+        locks = CallLocks(shared: true)
+        sendLock = locks.mutex(0)
+        recvLock = locks.mutex(1)
+        stateLock = locks.mutex(2)
+        self.client = client
+        self.kind = kind
+        proto = client.protocolClient
+        state = client.protocolClient.responseState(kind: kind)
+        self.deadlineNs = deadlineNs
+        deferredHead = head
+    }
+
+    private static func canceledError() -> ConnectError { ConnectError(.canceled, "the call was canceled") }
+
+    /// Starts a deferred exchange with the whole request body (sendLock held).
+    private func startDeferred(body: [UInt8]) throws {
+        guard let head = deferredHead else { return }
+        deferredHead = nil
+        bodyEnded = true
+        var timeoutNs: UInt64?
+        if let d = deadlineNs {
+            let now = monotonicNowNs()
+            if now >= d {
+                let e = ConnectError(.deadlineExceeded, "deadline exceeded before the request was sent")
+                stateLock.withLock {
+                    if finalErrorBeforeStart == nil { finalErrorBeforeStart = e }
+                    stateLock.broadcast()
+                }
+                throw e
+            }
+            timeoutNs = d &- now
+        }
+        let c = client.transport.stream(method: head.method, path: head.path, headers: head.headers, body: body,
+                                        endStream: true, timeoutNs: timeoutNs)
+        let wasCanceled: Bool = stateLock.withLock {
+            httpCall = c
+            stateLock.broadcast()
+            return canceledFlag
+        }
+        if wasCanceled {
+            c.cancel()
+            throw ClientStream.canceledError()
+        }
     }
 
     /// Sends one request message. Blocks while the transport is behind (back-pressure).
@@ -155,70 +134,74 @@ public final class ClientStream: @unchecked Sendable {
         try sendLock.withLock {
             if sendClosed { throw ConnectError.local(.state, "send after closeSend") }
             if !kind.clientStreams && sentOne { throw ConnectError.local(.state, "this method takes exactly one request message") }
+            if canceled { throw ClientStream.canceledError() }
             if let r = interceptorRun, r.observesMessages { r.message(.request, message) }
             var out: [UInt8] = []
-            if connectUnary {
-                out = try client.connectUnaryBody(message)
-            } else {
-                out.reserveCapacity(message.count + 5)
-                try EnvelopeCodec.encodeMessage(message, compress: client.options.compression == "gzip", keepIfLarger: true, into: &out)
+            try proto.frameRequest(message, kind: kind, into: &out)
+            if deferredHead != nil {
+                sentOne = true
+                try startDeferred(body: out)
+                return
             }
             if out.isEmpty {
                 sentOne = true
                 return
             }
+            guard let call = stateLock.withLock({ httpCall }) else { throw ClientStream.canceledError() }
             if let e = call.write(out) {
-                throw errorAfterSendFailure(e)
+                throw canceled ? ClientStream.canceledError() : RPCClient.map(e)
             }
             sentOne = true
         }
     }
-    private var sentOne = false
 
-    private func errorAfterSendFailure(_ e: HTTPError) -> ConnectError {
-        if canceledLocally { return ConnectError(.canceled, "the call was canceled") }
-        return RPCClient.map(e)
-    }
-
-    private var canceledLocally: Bool { cancelLock.withLock { canceledFlag } }
-    /// `cancel` must not wait for a receive blocked under `recvLock`.
-    private let cancelLock = Lock()
-    private var canceledFlag = false
-    private var canceled: Bool { cancelLock.withLock { canceledFlag } }
-    private var doneMirror = false
+    private var canceled: Bool { stateLock.withLock { canceledFlag } }
 
     /// recvLock held.
     private func markFinished() {
         finished = true
-        interceptorRun?.end(CallResult(error: finalError, responseHeaders: decoder.headers, trailers: _trailers))
-        cancelLock.withLock { doneMirror = true }
+        interceptorRun?.end(CallResult(error: finalError, responseHeaders: state.headers, trailers: _trailers))
+        stateLock.withLock { doneMirror = true }
     }
 
-    /// Half-closes the request stream.
+    /// Half-closes the request stream (a unary call opened as a stream and sent nothing: sends
+    /// the empty request).
     public func closeSend() {
         sendLock.withLock {
-            if sendClosed { return }
+            if sendClosed {
+                return
+            }
             sendClosed = true
-            call.closeSend()
+            if deferredHead != nil {
+                // No message: the request body is empty, as for a stream closed without one.
+                try? startDeferred(body: [])
+                return
+            }
+            if bodyEnded { return }
+            stateLock.withLock { httpCall }?.closeSend()
         }
     }
 
     /// Cancels the call; pending and later operations fail with canceled.
     public func cancel() {
-        cancelLock.withLock { canceledFlag = true }
-        call.cancel()
-        interceptorRun?.end(CallResult(error: ConnectError(.canceled, "the call was canceled")))
+        let c: HTTPClientCall? = stateLock.withLock {
+            canceledFlag = true
+            stateLock.broadcast()
+            return httpCall
+        }
+        c?.cancel()
+        interceptorRun?.end(CallResult(error: ClientStream.canceledError()))
     }
 
     /// Cancels unless the call already ended (used when a stream handle is freed).
     public func cancelIfRunning() {
         // Not under recvLock: a receive may be blocked holding it. Canceling a finished call is a
         // no-op in the transport.
-        if !cancelLock.withLock({ doneMirror }) { cancel() }
+        if !stateLock.withLock({ doneMirror }) { cancel() }
     }
 
     /// Response headers (after the first receive).
-    public var responseHeaders: Metadata { recvLock.withLock { decoder.headers } }
+    public var responseHeaders: Metadata { recvLock.withLock { state.headers } }
     /// Response trailers (after receive returned nil).
     public var responseTrailers: Metadata { recvLock.withLock { _trailers } }
 
@@ -229,10 +212,15 @@ public final class ClientStream: @unchecked Sendable {
         try recvLock.withLock {
             while true {
                 if canceled && !outcomeReported {
+                    first = nil
                     pending.removeAll()
                     pendingIndex = 0
-                    finalError = ConnectError(.canceled, "the call was canceled")
+                    finalError = ClientStream.canceledError()
                     markFinished()
+                }
+                if let m = first {
+                    first = nil
+                    return m
                 }
                 if pendingIndex < pending.count {
                     let m = pending[pendingIndex]
@@ -253,69 +241,70 @@ public final class ClientStream: @unchecked Sendable {
                     return nil
                 }
                 do {
-                    try step()
+                    guard let call = try waitForStart() else { continue }
+                    try step(call)
                 } catch let e as ConnectError {
                     finalError = e
                     markFinished()
                     outcomeReported = true
-                    call.cancel(HTTPError(.canceled, "the client stopped reading"))
+                    stateLock.withLock { httpCall }?.cancel(HTTPError(.canceled, "the client stopped reading"))
                     throw e
                 }
             }
         }
     }
 
+    /// The exchange, once started; nil when the call was canceled first (recvLock held). A unary
+    /// call opened as a stream waits for its message to be sent, until its deadline.
+    private func waitForStart() throws -> HTTPClientCall? {
+        stateLock.lock()
+        defer { stateLock.unlock() }
+        while true {
+            if let c = httpCall { return c }
+            if canceledFlag { return nil }
+            if let e = finalErrorBeforeStart { throw e }
+            if let d = deadlineNs {
+                if monotonicNowNs() >= d {
+                    throw ConnectError(.deadlineExceeded, "deadline exceeded before the request was sent")
+                }
+                stateLock.wait(untilNs: d)
+            } else {
+                stateLock.wait()
+            }
+        }
+    }
+
     /// One transport event (recvLock held).
-    private func step() throws {
+    private func step(_ call: HTTPClientCall) throws {
         if !headSeen {
             switch call.awaitHead() {
             case .failure(let e):
-                throw canceled ? ConnectError(.canceled, "the call was canceled") : RPCClient.map(e)
+                throw canceled ? ClientStream.canceledError() : RPCClient.map(e)
             case .success(let (status, headers)):
                 headSeen = true
-                if connectUnary {
-                    unaryStatus = status
-                    unaryHeaders = headers
-                    decoder.headers = Metadata.from(headers, trailerPrefix: "trailer-").headers
-                } else {
-                    try decoder.head(status: status, headers: headers)
-                }
-            }
-            return
-        }
-        if connectUnary {
-            switch call.read() {
-            case .data(let bytes):
-                let limit = client.options.maxMessageBytes
-                if limit > 0 && unaryBody.count + bytes.count > limit &+ 1024 {
-                    throw ConnectError(.resourceExhausted, "response message larger than \(limit) bytes", metadata: decoder.headers)
-                }
-                unaryBody.append(contentsOf: bytes)
-            case .end(let trailers):
-                let r = try client.decode(HTTPResponse(status: unaryStatus, headers: unaryHeaders, body: unaryBody, trailers: trailers))
-                unaryBody = []
-                if let run = interceptorRun, run.observesMessages { run.message(.response, r.message) }
-                pending.append(r.message)
-                _trailers = r.trailers
-                markFinished()
-            case .failed(let e):
-                if canceled { throw ConnectError(.canceled, "the call was canceled") }
-                throw RPCClient.map(e)
+                try proto.responseHead(status: status, headers: headers, &state)
             }
             return
         }
         switch call.read() {
         case .data(let bytes):
-            try decoder.push(bytes) { m in
-                if let run = interceptorRun, run.observesMessages { run.message(.response, m) }
-                pending.append(m)
-            }
+            try proto.responseBody(bytes, &state, deliver)
         case .end(let trailers):
-            _trailers = try decoder.end(httpTrailers: trailers)
+            _trailers = try proto.responseEnd(trailers: trailers, &state, deliver)
             markFinished()
         case .failed(let e):
-            if canceled { throw ConnectError(.canceled, "the call was canceled") }
+            if canceled { throw ClientStream.canceledError() }
             throw RPCClient.map(e)
+        }
+    }
+
+    /// A response message to hand out (recvLock held).
+    private func deliver(_ m: [UInt8]) {
+        if let run = interceptorRun, run.observesMessages { run.message(.response, m) }
+        if first == nil && pendingIndex == pending.count {
+            first = m
+        } else {
+            pending.append(m)
         }
     }
 
@@ -329,5 +318,11 @@ public final class ClientStream: @unchecked Sendable {
             throw ConnectError(.unimplemented, "protocol error: the server sent more than one response message")
         }
         return m
+    }
+
+    /// A unary call: the one response message with the headers and trailers.
+    func unaryResponse() throws -> UnaryResponse {
+        let m = try closeAndReceive()
+        return UnaryResponse(message: m, headers: responseHeaders, trailers: responseTrailers)
     }
 }

@@ -1,7 +1,9 @@
 // The RPC client: a base URL, a transport (`ClientTransport`: the seam where discovery and balancing
 // come; today one endpoint over TCP, Unix, TLS or in-process `inproc://NAME`, on the event loops of
-// `Options.eventLoopGroup` or the shared ones), the protocols over HTTP/1.1 or HTTP/2, and blocking
-// calls that wait on the caller's thread.
+// `Options.eventLoopGroup` or the shared ones), the protocol (a `ProtocolClient`: Connect, gRPC or
+// gRPC-Web over HTTP/1.1 or HTTP/2), and blocking calls that wait on the caller's thread. Every call
+// — unary or streaming — is a `ClientStream` (ClientStream.swift); a unary call is its one-message
+// case, started with the whole request body.
 import ConnectPluginHTTP
 
 /// A unary response.
@@ -45,9 +47,11 @@ public final class RPCClient: @unchecked Sendable {
     /// Where the calls go.
     public let transport: any ClientTransport
     let chain: InterceptorChain
+    /// The protocol's request heads, framing and response decoding.
+    let protocolClient: any ProtocolClient
 
     public init(baseURL: String, options: Options = Options()) throws {
-        try RPCClient.check(options)
+        protocolClient = try RPCClient.check(options)
         let (endpoint, prefix, secure) = try RPCClient.parse(baseURL)
         self.baseURL = baseURL
         self.options = options
@@ -70,7 +74,7 @@ public final class RPCClient: @unchecked Sendable {
     /// `HTTPClient` made elsewhere). `baseURL` names the target in errors and descriptions;
     /// `pathPrefix` ("" or "/prefix") goes before every procedure path.
     public init(transport: any ClientTransport, baseURL: String, pathPrefix: String = "", options: Options = Options()) throws {
-        try RPCClient.check(options)
+        protocolClient = try RPCClient.check(options)
         if !pathPrefix.isEmpty && (!pathPrefix.hasPrefix("/") || pathPrefix.hasSuffix("/")) {
             throw ConnectError.local(.invalidArgument, "path prefix \"\(pathPrefix)\" must start with / and not end with one (e.g. /api)")
         }
@@ -81,8 +85,8 @@ public final class RPCClient: @unchecked Sendable {
         self.chain = InterceptorChain(options.interceptors)
     }
 
-    /// Checks the options every client needs.
-    static func check(_ options: Options) throws {
+    /// Checks the options every client needs; returns the protocol client they name.
+    static func check(_ options: Options) throws -> any ProtocolClient {
         guard ConnectProtocol.supportedCodecs.contains(options.codec) else {
             throw ConnectError.local(.unsupported, "codec \"\(options.codec)\" is not supported; use proto or json")
         }
@@ -90,9 +94,7 @@ public final class RPCClient: @unchecked Sendable {
             throw ConnectError.local(.unsupported, "compression \"\(options.compression)\" is not supported; use identity or gzip")
         }
         if options.timeoutMs < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
-        if options.rpcProtocol == .grpc && options.httpVersion == .http1_1 {
-            throw ConnectError.local(.unsupported, "gRPC needs HTTP/2; use HTTP/2, or the connect or grpcweb protocol over HTTP/1.1")
-        }
+        return try ProtocolClients.make(options)
     }
 
     /// Parses "http://host:port[/prefix]", "https://…", "unix:///path", "unix:/path" or
@@ -164,29 +166,17 @@ public final class RPCClient: @unchecked Sendable {
         return try unaryDirect(procedure, request: request, headers: headers, timeoutMs: timeout, noSideEffects: noSideEffects)
     }
 
-    /// A unary call past the interceptors.
+    /// A unary call past the interceptors: the one-message case of a call, started with the whole
+    /// request (a Connect GET carries it in the URL).
     func unaryDirect(_ procedure: String, request: [UInt8], headers: Metadata, timeoutMs timeout: Int64, noSideEffects: Bool) throws -> UnaryResponse {
-        if options.rpcProtocol != .connect {
-            return try envelopedUnary(procedure, request: request, headers: headers, timeoutMs: timeout)
-        }
-        if options.useHTTPGet && noSideEffects {
-            return try getUnary(procedure, request: request, headers: headers, timeoutMs: timeout)
-        }
-        let h = connectUnaryHeaders(headers, timeoutMs: timeout)
-        let body = try connectUnaryBody(request)
-        let timeoutNs: UInt64? = timeout > 0 ? msToNs(timeout) : nil
-        let result = transport.roundTrip(method: "POST", path: pathPrefix + procedure, headers: h, body: body, timeoutNs: timeoutNs,
-                                         maxResponseBodyBytes: responseBodyLimit)
-        switch result {
-        case .failure(let e):
-            throw RPCClient.map(e)
-        case .success(let resp):
-            return try decode(resp)
-        }
+        let (head, bodyInURL) = try protocolClient.requestHead(path: pathPrefix + procedure, kind: .unary, headers: headers, timeoutMs: timeout,
+                                                              unaryMessage: request, noSideEffects: noSideEffects)
+        var body: [UInt8] = []
+        if !bodyInURL { try protocolClient.frameRequest(request, kind: .unary, into: &body) }
+        let call = ClientStream(client: self, kind: .unary, head: head, body: body, endStream: true,
+                                timeoutNs: timeout > 0 ? msToNs(timeout) : nil, shared: false)
+        return try call.unaryResponse()
     }
-
-    /// The whole-response limit of `roundTrip` (as the transport's `maxResponseBodyBytes`).
-    private var responseBodyLimit: Int { options.maxMessageBytes == 0 ? 0 : options.maxMessageBytes &+ 1024 }
 
     static func map(_ e: HTTPError) -> ConnectError {
         switch e.kind {
@@ -202,197 +192,28 @@ public final class RPCClient: @unchecked Sendable {
         }
     }
 
-    /// Request headers of a Connect unary POST.
-    func connectUnaryHeaders(_ extra: Metadata, timeoutMs: Int64) -> HTTPHeaders {
-        var h = HTTPHeaders()
-        h.add("content-type", ConnectProtocol.contentType(codec: options.codec))
-        h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
-        h.add("accept-encoding", "gzip")
-        h.add("user-agent", ConnectProtocol.userAgent)
-        if timeoutMs > 0 { h.add("connect-timeout-ms", String(min(timeoutMs, 9_999_999_999))) }
-        if options.compression == "gzip" { h.add("content-encoding", "gzip") }
-        options.headers.write(to: &h)
-        extra.write(to: &h)
-        return h
-    }
-
-    /// The body of a Connect unary POST (the message, gzipped when the client compresses; an empty
-    /// message stays empty, which decodes the same under any encoding).
-    func connectUnaryBody(_ request: [UInt8]) throws -> [UInt8] {
-        if options.compression == "gzip" && !request.isEmpty { return try Gzip.compress(request) }
-        return request
-    }
-
-    func decode(_ resp: HTTPResponse) throws -> UnaryResponse {
-        let (md, trailers) = Metadata.from(resp.headers, trailerPrefix: "trailer-")
-        let encoding = asciiLowercased(resp.headers.first("content-encoding") ?? "identity")
-        let limit = options.maxMessageBytes
-        var body = resp.body
-        if !body.isEmpty && encoding != "identity" {
-            guard encoding == "gzip" else {
-                throw ConnectError(.internal, "the server answered with content-encoding \"\(encoding)\", which this client did not ask for", metadata: md)
-            }
-            do {
-                body = try Gzip.decompress(body, maxBytes: limit)
-            } catch let e as ConnectError {
-                throw ConnectError(e.code == .resourceExhausted ? .resourceExhausted : .internal, "response: " + e.message, metadata: md)
-            }
-        }
-        if resp.status != 200 {
-            var err = ConnectErrorJSON.decode(body: body, contentType: resp.headers.first("content-type").map(asciiLowercased), httpStatus: resp.status)
-            var all = md
-            all.append(contentsOf: trailers)
-            err.metadata = all
-            throw err
-        }
-        let ct = resp.headers.first("content-type")
-        guard let codec = ConnectProtocol.unaryCodec(contentType: ct) else {
-            let code: Code = (ct.map { asciiLowercased($0).hasPrefix("application/") } ?? false) ? .internal : .unknown
-            throw ConnectError(code, "the server answered with content-type \"\(ct ?? "")\"; expected \(ConnectProtocol.contentType(codec: options.codec))", metadata: md)
-        }
-        if codec != options.codec {
-            throw ConnectError(.internal, "the server answered in codec \(codec); the request used \(options.codec)", metadata: md)
-        }
-        if limit > 0 && body.count > limit {
-            throw ConnectError(.resourceExhausted, "response message larger than \(limit) bytes", metadata: md)
-        }
-        return UnaryResponse(message: body, headers: md, trailers: trailers)
-    }
-
-    /// Runs an HTTP exchange with a whole body, blocking the caller.
-    func exchange(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutMs: Int64) throws -> HTTPResponse {
-        let timeoutNs: UInt64? = timeoutMs > 0 ? msToNs(timeoutMs) : nil
-        let result: Result<HTTPResponse, HTTPError>
-        if method == "POST" {
-            result = transport.roundTrip(method: method, path: pathPrefix + path, headers: headers, body: body, timeoutNs: timeoutNs,
-                                         maxResponseBodyBytes: responseBodyLimit)
-        } else {
-            let promise = Promise<Result<HTTPResponse, HTTPError>>()
-            transport.execute(method: method, path: pathPrefix + path, headers: headers, body: body, timeoutNs: timeoutNs) { r in
-                promise.fulfill(r)
-            }
-            guard let r = promise.wait() else { throw ConnectError(.internal, "the call finished without a result") }
-            result = r
-        }
-        switch result {
-        case .failure(let e): throw RPCClient.map(e)
-        case .success(let r): return r
-        }
-    }
-
-    /// Connect unary GET (protocol digest §4): parameters in the order connect, base64,
-    /// compression, encoding, message (CG-1); URL-safe unpadded base64 (CG-2).
-    private func getUnary(_ procedure: String, request: [UInt8], headers: Metadata, timeoutMs: Int64) throws -> UnaryResponse {
-        var h = HTTPHeaders()
-        h.add("accept-encoding", "gzip")
-        h.add("user-agent", ConnectProtocol.userAgent)
-        if timeoutMs > 0 { h.add("connect-timeout-ms", String(min(timeoutMs, 9_999_999_999))) }
-        options.headers.write(to: &h)
-        headers.write(to: &h)
-        var payload = request
-        var compressed = false
-        if options.compression == "gzip" && !request.isEmpty {
-            payload = try Gzip.compress(request)
-            compressed = true
-        }
-        var q = "?connect=v1"
-        if options.codec == "proto" || compressed {
-            let b64 = Base64.encode(payload, padded: false)
-            q += "&base64=1"
-            if compressed { q += "&compression=gzip" }
-            q += "&encoding=" + options.codec + "&message="
-            q += String(decoding: b64.utf8.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: "-") : ($0 == UInt8(ascii: "/") ? UInt8(ascii: "_") : $0) }, as: UTF8.self)
-        } else {
-            q += "&encoding=" + options.codec + "&message=" + RPCClient.queryEscape(payload)
-        }
-        let resp = try exchange(method: "GET", path: procedure + q, headers: h, body: [], timeoutMs: timeoutMs)
-        return try decode(resp)
-    }
-
-    /// Go's url.QueryEscape: unreserved bytes as is, space as +, the rest %XX.
-    static func queryEscape(_ bytes: [UInt8]) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 3)
-        for b in bytes {
-            switch b {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
-                out.append(b)
-            case 0x20:
-                out.append(UInt8(ascii: "+"))
-            default:
-                out.append(UInt8(ascii: "%"))
-                out.append(hex[Int(b >> 4)])
-                out.append(hex[Int(b & 0x0F)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    var wireProtocol: WireProtocol {
-        switch options.rpcProtocol {
-        case .connect: return .connectStream
-        case .grpc: return .grpc
-        case .grpcWeb: return .grpcWeb
-        }
-    }
-
-    /// Request headers of an enveloped call (Connect streaming, gRPC, gRPC-Web).
-    func envelopedHeaders(_ extra: Metadata, timeoutMs: Int64) -> HTTPHeaders {
-        var h = HTTPHeaders()
-        let wire = wireProtocol
-        h.add("content-type", wire.contentType(codec: options.codec))
-        switch options.rpcProtocol {
-        case .connect:
-            h.add("connect-protocol-version", ConnectProtocol.protocolVersion)
-            if timeoutMs > 0 { h.add("connect-timeout-ms", String(min(timeoutMs, 9_999_999_999))) }
-            if options.compression == "gzip" { h.add("connect-content-encoding", "gzip") }
-            h.add("connect-accept-encoding", "gzip")
-        case .grpc, .grpcWeb:
-            if options.rpcProtocol == .grpc { h.add("te", "trailers") }
-            if timeoutMs > 0 { h.add("grpc-timeout", GRPCTimeout.encode(ns: msToNs(timeoutMs))) }
-            if options.compression == "gzip" { h.add("grpc-encoding", "gzip") }
-            h.add("grpc-accept-encoding", "gzip")
-            if options.rpcProtocol == .grpcWeb { h.add("x-grpc-web", "1") }
-        }
-        h.add("user-agent", ConnectProtocol.userAgent)
-        options.headers.write(to: &h)
-        extra.write(to: &h)
-        return h
-    }
-
-    /// gRPC and gRPC-Web unary: one enveloped message each way, status in trailers.
-    private func envelopedUnary(_ procedure: String, request: [UInt8], headers: Metadata, timeoutMs: Int64) throws -> UnaryResponse {
-        let h = envelopedHeaders(headers, timeoutMs: timeoutMs)
-        var body: [UInt8] = []
-        try EnvelopeCodec.encodeMessage(request, compress: options.compression == "gzip", keepIfLarger: true, into: &body)
-        let resp = try exchange(method: "POST", path: procedure, headers: h, body: body, timeoutMs: timeoutMs)
-        var decoder = ResponseDecoder(client: self, kind: .unary)
-        try decoder.head(status: resp.status, headers: resp.headers)
-        var messages: [[UInt8]] = []
-        try decoder.push(resp.body) { messages.append($0) }
-        let trailers = try decoder.end(httpTrailers: resp.trailers)
-        if messages.count != 1 {
-            throw ConnectError(.unimplemented, "protocol error: unary response has \(messages.count) messages", metadata: decoder.headers)
-        }
-        return UnaryResponse(message: messages[0], headers: decoder.headers, trailers: trailers)
-    }
-
-    /// Opens a streaming call (client, server or bidi streaming).
+    /// Opens a call as a stream (any kind; a unary method too, cancellable from another thread:
+    /// its exchange starts with the one message, on `send` or on `closeSend` without one).
     public func stream(_ procedure: String, kind: MethodKind, headers callHeaders: Metadata = Metadata(), timeoutMs: Int64? = nil) throws -> ClientStream {
         try RPCServer.validateProcedure(procedure)
         let timeout = timeoutMs ?? options.timeoutMs
         if timeout < 0 { throw ConnectError.local(.invalidArgument, "timeout must not be negative") }
         var headers = callHeaders
         let run = chain.isEmpty ? nil : try ClientInterceptors.startStream(self, procedure, kind: kind, headers: &headers, timeoutMs: timeout)
-        // A unary method called through a stream handle (cancellable from another thread): Connect
-        // uses its unary framing; gRPC and gRPC-Web are enveloped either way.
-        let connectUnary = kind == .unary && options.rpcProtocol == .connect
-        let h = connectUnary ? connectUnaryHeaders(headers, timeoutMs: timeout) : envelopedHeaders(headers, timeoutMs: timeout)
+        let (head, _) = try protocolClient.requestHead(path: pathPrefix + procedure, kind: kind, headers: headers, timeoutMs: timeout,
+                                                       unaryMessage: nil, noSideEffects: false)
         let timeoutNs: UInt64? = timeout > 0 ? msToNs(timeout) : nil
-        let call = transport.stream(method: "POST", path: pathPrefix + procedure, headers: h, timeoutNs: timeoutNs)
-        let stream = ClientStream(client: self, call: call, kind: kind, connectUnary: connectUnary)
+        let stream: ClientStream
+        if kind == .unary {
+            var deadline: UInt64?
+            if let t = timeoutNs {
+                let sum = monotonicNowNs().addingReportingOverflow(t)
+                deadline = sum.overflow ? UInt64.max : sum.partialValue
+            }
+            stream = ClientStream(client: self, kind: kind, deferredHead: head, deadlineNs: deadline)
+        } else {
+            stream = ClientStream(client: self, kind: kind, head: head, body: [], endStream: false, timeoutNs: timeoutNs)
+        }
         stream.interceptorRun = run
         return stream
     }
