@@ -5,7 +5,8 @@
 #   ConnectPluginIO     <- CConnectPluginPosix
 #   ConnectPluginHTTP   <- ConnectPluginIO, CConnectPluginPosix, CConnectPluginNGHTTP2, CConnectPluginOpenSSL
 #   ConnectPluginRPC    <- ConnectPluginHTTP, CConnectPluginZlib, CConnectPluginABI (the version)
-#   ConnectPlugin       <- ConnectPluginRPC
+#   ConnectPluginRuntime <- ConnectPluginRPC, CConnectPluginPosix (the plugin runtime)
+#   ConnectPlugin       <- ConnectPluginRPC, ConnectPluginRuntime
 #   connectplugin (SHARED, Sources/ConnectPluginCABI) <- ConnectPlugin, CConnectPluginABI
 #
 # Every module is a STATIC library (CMake 3.25's Ninja generator has no rule for Swift OBJECT
@@ -62,7 +63,9 @@ endfunction()
 # ---- Drift check: the library targets of Package.swift must be the ones built here.
 set(CONNECTPLUGIN_KNOWN_TARGETS
   CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginZlib CConnectPluginOpenSSL CConnectPluginABI
-  ConnectPluginIO ConnectPluginHTTP ConnectPluginRPC ConnectPlugin ConnectPluginCABI)
+  ConnectPluginIO ConnectPluginHTTP ConnectPluginRPC ConnectPluginRuntime ConnectPlugin ConnectPluginCABI
+  # The Swift KV example's shared service (examples/swift/KVService): SwiftPM builds the Swift examples.
+  KVServiceSwift)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/Package.swift")
 file(READ "${PROJECT_SOURCE_DIR}/Package.swift" _manifest)
 string(REGEX MATCHALL "\\.target\\([ \t\r\n]*name:[ \t]*\"[A-Za-z0-9_]+\"" _manifest_targets "${_manifest}")
@@ -85,7 +88,8 @@ connectplugin_c_module(CConnectPluginABI)
 connectplugin_swift_module(ConnectPluginIO DEPENDS CConnectPluginPosix)
 connectplugin_swift_module(ConnectPluginHTTP DEPENDS ConnectPluginIO CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginOpenSSL)
 connectplugin_swift_module(ConnectPluginRPC DEPENDS ConnectPluginHTTP CConnectPluginZlib CConnectPluginABI)
-connectplugin_swift_module(ConnectPlugin DEPENDS ConnectPluginRPC)
+connectplugin_swift_module(ConnectPluginRuntime DEPENDS ConnectPluginRPC CConnectPluginPosix)
+connectplugin_swift_module(ConnectPlugin DEPENDS ConnectPluginRPC ConnectPluginRuntime)
 
 # ---- libconnectplugin.so: the @_cdecl exports of Sources/ConnectPluginCABI.
 file(GLOB_RECURSE _cabi_sources CONFIGURE_DEPENDS "${CONNECTPLUGIN_SOURCES_DIR}/ConnectPluginCABI/*.swift")
@@ -106,7 +110,7 @@ target_compile_options(connectplugin PRIVATE ${CONNECTPLUGIN_SWIFT_FLAGS})
 # Every module whole-archive (see above). The system libraries come with the shims (PkgConfig::NGHTTP2,
 # ZLIB::ZLIB, OpenSSL::SSL).
 set(CONNECTPLUGIN_MODULES
-  ConnectPlugin ConnectPluginRPC ConnectPluginHTTP ConnectPluginIO
+  ConnectPlugin ConnectPluginRuntime ConnectPluginRPC ConnectPluginHTTP ConnectPluginIO
   CConnectPluginABI CConnectPluginZlib CConnectPluginNGHTTP2 CConnectPluginOpenSSL CConnectPluginPosix)
 target_link_libraries(connectplugin PRIVATE
   "$<LINK_LIBRARY:WHOLE_ARCHIVE,${CONNECTPLUGIN_MODULES}>"
