@@ -26,7 +26,7 @@ build: setup
 
 examples: build
 	@mkdir -p examples/bin
-	cp .build/debug/kv-server-swift .build/debug/kv-client-swift .build/debug/kv-plugin-swift examples/bin/
+	cp .build/debug/kv-server-swift .build/debug/kv-client-swift .build/debug/kv-plugin-swift .build/debug/kv-host-swift examples/bin/
 	bash examples/c/build.sh $(LIBDIR)
 	bash examples/go/build.sh $(LIBDIR)
 	bash examples/python/build.sh

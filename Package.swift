@@ -30,6 +30,7 @@ let package = Package(
         .executable(name: "kv-server-swift", targets: ["KVServerSwift"]),
         .executable(name: "kv-client-swift", targets: ["KVClientSwift"]),
         .executable(name: "kv-plugin-swift", targets: ["KVPluginSwift"]),
+        .executable(name: "kv-host-swift", targets: ["KVHostSwift"]),
     ],
     targets: [
         // ---- C shims: the only place C headers are imported.
@@ -91,6 +92,9 @@ let package = Package(
             swiftSettings: swift5),
         .executableTarget(
             name: "KVPluginSwift", dependencies: ["ConnectPlugin", "KVServiceSwift"], path: "examples/swift/KVPlugin",
+            swiftSettings: swift5),
+        .executableTarget(
+            name: "KVHostSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVHost",
             swiftSettings: swift5),
         .executableTarget(
             name: "KVClientSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVClient",

@@ -1,5 +1,5 @@
 """connectplugin hosts launching plugins (plugin-wire.md §1.13 b): the Python host (the binding's
-PluginClient over the C ABI) and the example hosts kv-host-python and kv-host-go load an unmodified HashiCorp go-plugin 1.0.1 KV plugin written in Go
+PluginClient over the C ABI) and the example hosts kv-host-{c,go,python,swift} load an unmodified HashiCorp go-plugin 1.0.1 KV plugin written in Go
 (goplugin/plugin, built from Debian's packages) and the connectplugin KV plugins in every language,
 dispenses "kv", calls Put/Get/Delete over gRPC, pings and kills each one."""
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_host_errors_say_what_to_do(tmp_path):
     assert "the plugin chose version 1, this host supports [2]" in e.value.message
 
 
-HOST_LANGS = ("go", "python")
+HOST_LANGS = ("c", "go", "python", "swift")
 
 
 @pytest.mark.parametrize("host", HOST_LANGS)

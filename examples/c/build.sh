@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the C key-value example with plain cc against a SwiftPM-built libconnectplugin.so:
 #   examples/c/build.sh [LIBDIR]     (default LIBDIR: <repo>/.build/debug)
-# Output: <repo>/examples/bin/kv-server-c, kv-client-c and kv-plugin-c, with LIBDIR in their RPATH.
+# Output: <repo>/examples/bin/kv-server-c, kv-client-c, kv-plugin-c and kv-host-c, with LIBDIR in their RPATH.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -27,3 +27,9 @@ $CC -std=c11 $CFLAGS -Wall -Wextra -Werror -DKV_PLUGIN -I"$repo/include" \
     -o "$repo/examples/bin/kv-plugin-c" "$here/kv_server.c" "$here/kv_common.c" \
     -L"$libdir" -lconnectplugin -Wl,-rpath,"$libdir" -pthread
 echo "built $repo/examples/bin/kv-plugin-c"
+# kv-host-c: a plugin host that launches a KV plugin and calls it.
+# shellcheck disable=SC2086
+$CC -std=c11 $CFLAGS -Wall -Wextra -Werror -I"$repo/include" \
+    -o "$repo/examples/bin/kv-host-c" "$here/kv_host.c" "$here/kv_common.c" \
+    -L"$libdir" -lconnectplugin -Wl,-rpath,"$libdir" -pthread
+echo "built $repo/examples/bin/kv-host-c"

@@ -1,0 +1,191 @@
+/*
+ * kv-host-c — a plugin host in C on libconnectplugin: it launches a KV plugin (a connectplugin plugin
+ * in any language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the
+ * scripted Put/Get/Delete sequence, prints the results and stops the plugin.
+ *
+ *   kv-host-c [--repeat N] --plugin PATH [ARGS...]
+ *
+ * KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
+ * Exit 0 when every step gave the expected answer and the plugin exited with status 0; 2 for a
+ * usage error. The typed client is the struct kv_plugin below: functions taking the dispensed client.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <connectplugin.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_common.h"
+
+static void report(const char *what, connectplugin_status status, connectplugin_error *error) {
+    fprintf(stderr, "kv-host-c: %s: %s (%s): %s\n", what, connectplugin_status_string(status),
+            error ? connectplugin_code_name(connectplugin_error_code(error)) : "-",
+            error ? connectplugin_error_message(error) : "");
+    connectplugin_error_free(error);
+}
+
+/* The typed client of the "kv" plugin: go-plugin's client-side factory, in C. */
+typedef struct kv_plugin {
+    connectplugin_client *client; /* dispensed; freed by kv_plugin_close */
+} kv_plugin;
+
+/* One unary call: encode @p req as @p req_type, decode the answer as @p resp_type into @p resp. */
+static bool kv_call(kv_plugin *kv, const char *procedure, kv_type req_type, const kv_message *req, kv_type resp_type,
+                    kv_message *resp) {
+    kv_buffer body = {0};
+    if (!kv_encode(req_type, KV_CODEC_PROTO, req, &body)) {
+        fprintf(stderr, "kv-host-c: out of memory\n");
+        return false;
+    }
+    connectplugin_call_options *options = connectplugin_call_options_new();
+    connectplugin_error *error = NULL;
+    connectplugin_status status = options ? connectplugin_call_options_set_timeout_ms(options, 20000, &error)
+                                          : CONNECTPLUGIN_ERR_RESOURCE;
+    connectplugin_response *response = NULL;
+    if (status == CONNECTPLUGIN_OK)
+        status = connectplugin_client_call_unary(kv->client, procedure, body.data, body.len, options, &response, &error);
+    connectplugin_call_options_free(options);
+    kv_buffer_free(&body);
+    if (status != CONNECTPLUGIN_OK) {
+        report(procedure, status, error);
+        return false;
+    }
+    size_t len = 0;
+    const uint8_t *data = connectplugin_response_message(response, &len);
+    char why[128];
+    bool ok = kv_decode(resp_type, KV_CODEC_PROTO, data, len, resp, why, sizeof why);
+    if (!ok) fprintf(stderr, "kv-host-c: %s: bad response: %s\n", procedure, why);
+    connectplugin_response_free(response);
+    return ok;
+}
+
+static bool kv_put(kv_plugin *kv, const char *key, const char *value) {
+    kv_message req = {0}, resp = {0};
+    bool ok = kv_message_set_key(&req, key, strlen(key)) &&
+              kv_message_set_value(&req, (const uint8_t *)value, strlen(value)) &&
+              kv_call(kv, KV_PROCEDURE_PUT, KV_PUT_REQUEST, &req, KV_PUT_RESPONSE, &resp);
+    kv_message_clear(&req);
+    kv_message_clear(&resp);
+    return ok;
+}
+
+/* *found and the value (copied into @p value, NUL-terminated, at most @p cap - 1 bytes). */
+static bool kv_get(kv_plugin *kv, const char *key, bool *found, char *value, size_t cap) {
+    kv_message req = {0}, resp = {0};
+    bool ok = kv_message_set_key(&req, key, strlen(key)) &&
+              kv_call(kv, KV_PROCEDURE_GET, KV_GET_REQUEST, &req, KV_GET_RESPONSE, &resp);
+    if (ok) {
+        *found = resp.found;
+        size_t n = resp.value_len < cap - 1 ? resp.value_len : cap - 1;
+        if (n > 0) memcpy(value, resp.value, n);
+        value[n] = '\0';
+    }
+    kv_message_clear(&req);
+    kv_message_clear(&resp);
+    return ok;
+}
+
+static bool kv_delete(kv_plugin *kv, const char *key, bool *existed) {
+    kv_message req = {0}, resp = {0};
+    bool ok = kv_message_set_key(&req, key, strlen(key)) &&
+              kv_call(kv, KV_PROCEDURE_DELETE, KV_DELETE_REQUEST, &req, KV_DELETE_RESPONSE, &resp);
+    if (ok) *existed = resp.existed;
+    kv_message_clear(&req);
+    kv_message_clear(&resp);
+    return ok;
+}
+
+static void kv_plugin_close(kv_plugin *kv) {
+    connectplugin_client_free(kv->client);
+    kv->client = NULL;
+}
+
+/* The scripted sequence; prints its lines when @p print. Returns true when every answer matched. */
+static bool script(kv_plugin *kv, bool print) {
+    bool found = false, existed = false;
+    char value[64];
+    if (!kv_put(kv, "greeting", "hello")) return false;
+    if (print) printf("put greeting ok\n");
+    if (!kv_get(kv, "greeting", &found, value, sizeof value)) return false;
+    if (print) printf("get greeting found=%s value=%s\n", found ? "true" : "false", value);
+    bool ok = found && strcmp(value, "hello") == 0;
+    if (!kv_delete(kv, "greeting", &existed)) return false;
+    if (print) printf("delete greeting existed=%s\n", existed ? "true" : "false");
+    ok = ok && existed;
+    if (!kv_get(kv, "greeting", &found, value, sizeof value)) return false;
+    if (print) printf("get greeting found=%s\n", found ? "true" : "false");
+    return ok && !found;
+}
+
+static int usage(const char *msg) {
+    if (msg) fprintf(stderr, "kv-host-c: %s\n", msg);
+    fprintf(stderr, "usage: kv-host-c [--repeat N] --plugin PATH [ARGS...]\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    int repeat = 1, plugin_at = -1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            long n = strtol(argv[++i], &end, 10);
+            if (!end || *end || n < 1 || n > 1000000) return usage("--repeat needs a positive number");
+            repeat = (int)n;
+        } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
+            plugin_at = i + 1;
+            break;
+        } else {
+            return usage(NULL);
+        }
+    }
+    if (plugin_at < 0) return usage("--plugin PATH is required");
+
+    connectplugin_plugin_client_config *config = NULL;
+    connectplugin_error *error = NULL;
+    connectplugin_status status =
+        connectplugin_plugin_client_config_new("KV_PLUGIN", "connectplugin-kv", argv[plugin_at], &config, &error);
+    for (int i = plugin_at + 1; status == CONNECTPLUGIN_OK && i < argc; i++)
+        status = connectplugin_plugin_client_config_add_arg(config, argv[i], &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_config_add_plugin(config, 1, "kv", &error);
+    connectplugin_plugin_client *plugin = NULL;
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_start(config, &plugin, &error);
+    connectplugin_plugin_client_config_free(config);
+    if (status != CONNECTPLUGIN_OK) {
+        report("start the plugin", status, error);
+        return 1;
+    }
+    printf("started %s pid=%d version=%d\n", argv[plugin_at], (int)connectplugin_plugin_client_pid(plugin),
+           (int)connectplugin_plugin_client_negotiated_version(plugin));
+
+    int exit_code = 1;
+    kv_plugin kv = {NULL};
+    status = connectplugin_plugin_client_dispense(plugin, "kv", &kv.client, &error);
+    if (status != CONNECTPLUGIN_OK) {
+        report("dispense kv", status, error);
+        goto done;
+    }
+    bool ok = true;
+    for (int i = 0; i < repeat && ok; i++) ok = script(&kv, i == repeat - 1);
+    kv_plugin_close(&kv);
+    status = connectplugin_plugin_client_ping(plugin, 10000, &error);
+    if (status != CONNECTPLUGIN_OK) {
+        report("ping", status, error);
+        ok = false;
+    } else {
+        printf("ping ok\n");
+    }
+    status = connectplugin_plugin_client_kill(plugin, &error);
+    if (status != CONNECTPLUGIN_OK) report("kill", status, error);
+    int32_t value = 0;
+    int32_t how = connectplugin_plugin_client_exit_status(plugin, &value);
+    printf("stopped: %s %d\n", how == 1 ? "exited" : how == 2 ? "signaled" : "unknown", (int)value);
+    exit_code = ok && how == 1 && value == 0 ? 0 : 1;
+
+done:
+    kv_plugin_close(&kv);
+    connectplugin_plugin_client_free(plugin);
+    return exit_code;
+}
