@@ -12,12 +12,6 @@ final class PluginConfigBox {
     init(_ c: PluginServeConfig) { config = c }
 }
 
-/// The plugin a server is serving as (for connectplugin_plugin_set_health).
-final class ServingPlugins {
-    static let lock = Lock()
-    nonisolated(unsafe) static var byServer: [ObjectIdentifier: PluginServer] = [:]
-}
-
 @_cdecl("connectplugin_plugin_config_new")
 public func connectplugin_plugin_config_new(_ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
                                             _ out: UnsafeMutablePointer<OpaquePointer?>?,
@@ -95,9 +89,8 @@ public func connectplugin_plugin_serve(_ s: OpaquePointer?, _ c: OpaquePointer?)
         writeStderr("connectplugin_plugin_serve: \(error)\n")
         return 1
     }
-    let id = ObjectIdentifier(sb)
-    ServingPlugins.lock.withLock { ServingPlugins.byServer[id] = plugin }
-    defer { _ = ServingPlugins.lock.withLock { ServingPlugins.byServer.removeValue(forKey: id) } }
+    sb.plugin = plugin
+    defer { sb.plugin = nil }
     return PluginServer.serve(plugin)
 }
 
@@ -109,7 +102,7 @@ public func connectplugin_plugin_set_health(_ s: OpaquePointer?, _ state: Int32,
         guard let st = HealthState(rawValue: state), st != .unspecified else {
             throw ConnectError.local(.invalidArgument, "health state must be CONNECTPLUGIN_HEALTH_HEALTHY, _DEGRADED or _UNHEALTHY")
         }
-        guard let p = ServingPlugins.lock.withLock({ ServingPlugins.byServer[ObjectIdentifier(sb)] }) else {
+        guard let p = sb.plugin else {
             throw ConnectError.local(.state, "the server is not serving as a plugin (call from a handler or another thread while connectplugin_plugin_serve runs)")
         }
         p.setHealth(st, reason: str(reason) ?? "")

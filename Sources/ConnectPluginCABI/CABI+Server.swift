@@ -61,6 +61,12 @@ final class ServerBox {
     }
     var addressCount: Int { lock.withLock { addressCache.count } }
     func keep(_ u: UserData) { lock.withLock { userData.append(u) } }
+    /// The plugin this server serves as while connectplugin_plugin_serve runs (for set_health).
+    private var servingPlugin: PluginServer?
+    var plugin: PluginServer? {
+        get { lock.withLock { servingPlugin } }
+        set { lock.withLock { servingPlugin = newValue } }
+    }
     func finalizeAll() {
         let all = lock.withLock { () -> [UserData] in
             let a = userData

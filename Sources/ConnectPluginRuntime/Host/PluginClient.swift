@@ -266,6 +266,8 @@ public final class PluginClient: @unchecked Sendable {
     // MARK: Loop callbacks
 
     private func stdoutBytes(_ b: UnsafeRawBufferPointer) {
+        var skipped: [LogRecord] = []
+        defer { for r in skipped { log(r) } }
         cond.withLock {
             if line != nil || lineError != nil { return }  // later stdout is discarded, as go-plugin does
             stdoutBuffer.append(contentsOf: b)
@@ -280,11 +282,8 @@ public final class PluginClient: @unchecked Sendable {
                 case .failure(let e):
                     if case .unrecognized = e, junk.count < config.maxJunkLines {
                         junk.append(text)
-                        let r = LogRecord(level: .warn, message: "skipping a line the plugin printed on stdout before its handshake",
-                                          fields: [("line", HandshakeLine.preview(text))])
-                        cond.unlock()
-                        log(r)
-                        cond.lock()
+                        skipped.append(LogRecord(level: .warn, message: "skipping a line the plugin printed on stdout before its handshake",
+                                                 fields: [("line", HandshakeLine.preview(text))]))
                         continue
                     }
                     if case .unrecognized = e {

@@ -121,9 +121,3 @@ class PluginClient(_ffi.Managed):
     def kill(self) -> None:
         """Stops the plugin and waits until it ended (then frees the handle). Idempotent."""
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
