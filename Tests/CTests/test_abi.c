@@ -1321,8 +1321,10 @@ static void test_deadline(void) {
         CHECK_MSG(f.state.first_remaining_ms > 0 && f.state.first_remaining_ms <= 300,
                   "variant %d: remaining at start %lld", variant, (long long)f.state.first_remaining_ms);
         CHECK_MSG(f.state.done_seen == 1, "variant %d: is_done never became 1", variant);
-        CHECK_MSG(f.state.last_remaining_ms == 0, "variant %d: remaining after the deadline %lld", variant,
-                  (long long)f.state.last_remaining_ms);
+        /* 0 when the server's copy of the deadline ended the call; the client's own timer (same 300 ms,
+           started a little earlier) can end it a few ms before that, on a slow (sanitized) run. */
+        CHECK_MSG(f.state.last_remaining_ms >= 0 && f.state.last_remaining_ms <= 50,
+                  "variant %d: remaining after the deadline %lld", variant, (long long)f.state.last_remaining_ms);
         CHECK_MSG(f.state.late_status == CONNECTPLUGIN_ERR_CLOSED, "variant %d: late respond returned %d", variant,
                   f.state.late_status);
         pthread_mutex_unlock(&f.state.mutex);
