@@ -1,7 +1,21 @@
 // A pool of threads running submitted work: user handlers run here, never on an I/O loop. It keeps
-// `threads` ready and starts more when all are busy (a streaming call holds its thread for its whole
-// life), up to `maxThreads`; beyond that, work waits in the queue. Threads above `threads` exit after
+// `threads` ready and starts more when work waits and every thread is busy (a streaming call holds
+// its thread for its whole life), up to `maxThreads`. Threads above `threads` exit after
 // `idleTimeoutNs` without work, so a burst does not pin hundreds of threads for the process's life.
+//
+// Hand-off, built for the unary round trip (one submit per call):
+//   - idle workers wait on a stack, each on a condition of its own; `submit` gives the task straight
+//     to the worker that went idle last (its stack and caches are warm) and wakes only that one;
+//   - one wake at a time: while a woken worker is on its way, more work is queued for it, and it
+//     passes the next task on to the next idle worker before running its own. Sixteen requests read
+//     in one loop iteration wake threads one after another while work waits, not sixteen at once,
+//     and the threads that finish first take what is left;
+//   - with no idle worker the task is queued, and one thread at a time is started: a new thread
+//     that takes queued work and still sees work waiting starts the next one ("chain growth"). A
+//     burst of quick tasks is drained by the threads that finish first instead of starting a thread
+//     per task (under `h2load -m 16` the old pool grew to ~25 threads for microsecond handlers), and
+//     a pile of long tasks (streams) still gets a thread each, at thread-start speed;
+//   - the surplus threads sit at the bottom of the stack, so they are the ones that time out.
 //
 // The queue is a ring of optional slots: a task is taken out of its slot (the slot set to nil)
 // before it runs, so a finished task's closure (its call, its request bytes) is released as soon as
@@ -14,7 +28,33 @@ import CConnectPluginPosix
 import Glibc
 
 public final class ThreadPool: @unchecked Sendable {
-    private let cond = ConditionLock()
+    /// One worker's parking spot: its own condition (on the pool's mutex) and the task handed to it.
+    private final class Worker {
+        let number: Int
+        let cond: UnsafeMutablePointer<pthread_cond_t>
+        var task: (() -> Void)?
+        /// On the idle stack (a handed task or a timeout takes it off).
+        var parked = false
+
+        init(number: Int) {
+            self.number = number
+            cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+            cond.initialize(to: pthread_cond_t())
+            var attr = pthread_condattr_t()
+            pthread_condattr_init(&attr)
+            pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+            pthread_cond_init(cond, &attr)
+            pthread_condattr_destroy(&attr)
+        }
+
+        deinit {
+            pthread_cond_destroy(cond)
+            cond.deinitialize(count: 1)
+            cond.deallocate()
+        }
+    }
+
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     /// Ring buffer: `count` tasks from `head`, capacity a power of two.
     private var ring: [(() -> Void)?] = Array(repeating: nil, count: 16)
     private var head = 0
@@ -24,9 +64,13 @@ public final class ThreadPool: @unchecked Sendable {
     private var threads: [Int: pthread_t] = [:]
     private var exited: [pthread_t] = []
     private var nextNumber = 0
-    private var idle = 0
-    /// Started threads that have not reached their loop yet (they will take work like idle ones).
+    /// Idle workers, the one that went idle last on top.
+    private var idleStack: [Worker] = []
+    /// Started threads that have not reached their loop yet.
     private var starting = 0
+    /// Workers handed a task and signaled that have not run yet: while one is on its way, new work
+    /// is queued for it to pass on instead of waking another thread per task.
+    private var waking = 0
     private let coreThreads: Int
     public let maxThreads: Int
     /// How long a thread above the core count waits for work before it exits.
@@ -40,36 +84,48 @@ public final class ThreadPool: @unchecked Sendable {
         self.maxThreads = max(1, count, maxThreads)
         self.idleTimeoutNs = max(1_000_000, idleTimeoutNs)
         self.name = name
-        cond.lock()
-        defer { cond.unlock() }
+        mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        lock()
+        defer { unlock() }
         for _ in 0..<coreThreads {
             if let e = startThread() {
-                cond.unlock()
+                unlock()
                 shutdown()
-                cond.lock()
+                lock()
                 throw e
             }
         }
     }
 
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deinitialize(count: 1)
+        mutex.deallocate()
+    }
+
+    private func lock() { pthread_mutex_lock(mutex) }
+    private func unlock() { pthread_mutex_unlock(mutex) }
+
     private final class Start {
         let pool: ThreadPool
-        let number: Int
-        init(_ pool: ThreadPool, _ number: Int) {
+        let worker: Worker
+        init(_ pool: ThreadPool, _ worker: Worker) {
             self.pool = pool
-            self.number = number
+            self.worker = worker
         }
     }
 
     /// Starts one worker (lock held).
     private func startThread() -> HTTPError? {
         var t = pthread_t()
-        let number = nextNumber
-        let box = Unmanaged.passRetained(Start(self, number)).toOpaque()
+        let worker = Worker(number: nextNumber)
+        let box = Unmanaged.passRetained(Start(self, worker)).toOpaque()
         let rc = pthread_create(&t, nil, { arg in
             guard let arg else { return nil }
             let start = Unmanaged<Start>.fromOpaque(arg).takeRetainedValue()
-            start.pool.work(number: start.number)
+            start.pool.work(start.worker)
             return nil
         }, box)
         if rc != 0 {
@@ -77,32 +133,61 @@ public final class ThreadPool: @unchecked Sendable {
             return HTTPError(.resource, "cannot start a handler thread (pthread_create: \(rc))")
         }
         nextNumber &+= 1
-        threads[number] = t
+        threads[worker.number] = t
         starting += 1
         return nil
     }
 
-    /// Queues work, starting a thread if every thread is busy and the pool may grow. Returns false
-    /// when the pool is shutting down.
+    /// Work is waiting, nobody is idle and no thread is on its way: start one (lock held). On
+    /// failure the existing threads still drain the queue.
+    private func growIfStarved() {
+        if count > 0 && idleStack.isEmpty && starting == 0 && threads.count < maxThreads && !stopping {
+            _ = startThread()
+        }
+    }
+
+    /// Runs `task` on the most recently idle thread, or queues it (starting a thread if every thread
+    /// is busy and the pool may grow). Returns false when the pool is shutting down.
     @discardableResult
     public func submit(_ task: @escaping () -> Void) -> Bool {
-        cond.lock()
+        lock()
         if stopping {
-            cond.unlock()
+            unlock()
             return false
         }
-        if count == ring.count { grow() }
-        ring[(head &+ count) & (ring.count &- 1)] = task
-        count += 1
-        if count > idle + starting && threads.count < maxThreads {
-            _ = startThread()  // on failure the existing threads still drain the queue
+        if waking == 0, let w = idleStack.popLast() {
+            hand(task, to: w)
+        } else {
+            if count == ring.count { grow() }
+            ring[(head &+ count) & (ring.count &- 1)] = task
+            count += 1
+            if waking == 0 { growIfStarved() }
         }
-        cond.signal()
         let reap = exited
         exited = []
-        cond.unlock()
+        unlock()
         for t in reap { pthread_join(t, nil) }
         return true
+    }
+
+    /// Gives `task` to a parked worker and wakes it (lock held).
+    private func hand(_ task: @escaping () -> Void, to w: Worker) {
+        w.parked = false
+        w.task = task
+        waking += 1
+        pthread_cond_signal(w.cond)
+    }
+
+    /// A worker about to run a task sees work still queued: it wakes the next idle worker with the
+    /// next task, or starts a thread when none is idle (lock held). One wake at a time: a burst read
+    /// in one loop iteration wakes threads one after another, only as long as work is waiting.
+    private func passOn() {
+        guard count > 0, waking == 0 else { return }
+        if let w = idleStack.popLast() {
+            if let next = take() { hand(next, to: w) } else { idleStack.append(w); w.parked = true }
+        } else {
+            growIfStarved()
+        }
     }
 
     /// Doubles the ring, keeping the order (lock held).
@@ -114,7 +199,11 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     /// Threads alive now (for tests and diagnostics).
-    public var threadCount: Int { cond.withLock { threads.count } }
+    public var threadCount: Int {
+        lock()
+        defer { unlock() }
+        return threads.count
+    }
 
     /// Takes the next task out of its slot (lock held, count > 0).
     private func take() -> (() -> Void)? {
@@ -129,46 +218,61 @@ public final class ThreadPool: @unchecked Sendable {
         return task
     }
 
-    private func work(number: Int) {
-        _ = cp_set_thread_name(name + "-" + String(number % 10000))
-        var first = true
+    /// Waits on the worker's own condition; false at the deadline (lock held).
+    private func park(_ w: Worker, untilNs deadline: UInt64?) -> Bool {
+        guard let deadline else {
+            pthread_cond_wait(w.cond, mutex)
+            return true
+        }
+        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return pthread_cond_timedwait(w.cond, mutex, &ts) != ETIMEDOUT
+    }
+
+    private func work(_ me: Worker) {
+        _ = cp_set_thread_name(name + "-" + String(me.number % 10000))
+        lock()
+        starting -= 1
         while true {
-            cond.lock()
-            if first {
-                starting -= 1
-                first = false
+            var next = me.task
+            me.task = nil
+            if next == nil && count > 0 { next = take() }
+            if let task = next {
+                passOn()
+                unlock()
+                task()
+                lock()
+                continue
             }
-            idle += 1
-            var retire = false
-            while count == 0 && !stopping {
-                if threads.count > coreThreads {
-                    let timedOut = !cond.wait(untilNs: monotonicNowNs() &+ idleTimeoutNs)
-                    if timedOut && count == 0 && !stopping && threads.count > coreThreads {
-                        retire = true
-                        break
-                    }
-                } else {
-                    cond.wait()
+            if stopping { break }
+            // Park on the idle stack until a task is handed over, the pool stops, or (above the core
+            // count) the idle timeout passes.
+            me.parked = true
+            idleStack.append(me)
+            let deadline: UInt64? = threads.count > coreThreads ? monotonicNowNs() &+ idleTimeoutNs : nil
+            var timedOut = false
+            while me.parked && me.task == nil && !stopping {
+                if !park(me, untilNs: deadline) {
+                    timedOut = true
+                    break
                 }
             }
-            idle -= 1
-            if retire {
+            if me.parked {
+                me.parked = false
+                idleStack.removeAll { $0 === me }
+            }
+            if me.task != nil { waking -= 1 }
+            if me.task == nil && timedOut && count == 0 && !stopping && threads.count > coreThreads {
                 // Join the threads that retired before (they are past their last lock), and leave
                 // ourselves for the next one, `submit` or `shutdown`: at most one waits unjoined.
                 let earlier = exited
                 exited = []
-                if let me = threads.removeValue(forKey: number) { exited.append(me) }
-                cond.unlock()
+                if let t = threads.removeValue(forKey: me.number) { exited.append(t) }
+                unlock()
                 for t in earlier { pthread_join(t, nil) }
                 return
             }
-            guard count > 0, let task = take() else {
-                cond.unlock()
-                return
-            }
-            cond.unlock()
-            task()
         }
+        unlock()
     }
 
     /// Runs what is queued, then stops and joins every thread; `submit` returns false from then on.
@@ -176,13 +280,17 @@ public final class ThreadPool: @unchecked Sendable {
     /// the others and detaches the calling thread, which ends by itself once its task returns (it
     /// first runs whatever is still queued). A second call finds nothing left to join.
     public func shutdown() {
-        cond.lock()
+        lock()
         stopping = true
-        cond.broadcast()
+        for w in idleStack {
+            w.parked = false
+            pthread_cond_signal(w.cond)
+        }
+        idleStack = []
         let ts = Array(threads.values) + exited
         threads = [:]
         exited = []
-        cond.unlock()
+        unlock()
         let me = pthread_self()
         for t in ts {
             if pthread_equal(t, me) != 0 {

@@ -97,6 +97,44 @@ import Testing
         #expect(finished.wait { $0 == 4 } == 4)
     }
 
+    @Test func surplusThreadsRetireAndTheCoreServesOn() throws {
+        // Grow to four threads (four tasks that wait for each other), let them go idle: the three
+        // above the core count time out and exit, and the one left still runs work handed to it.
+        let pool = try ThreadPool(threads: 1, maxThreads: 4, idleTimeoutNs: 20_000_000)
+        defer { pool.shutdown() }
+        let started = Box(0)
+        for _ in 0..<4 {
+            pool.submit {
+                started.update { $0 += 1 }
+                started.wait { $0 == 4 }
+            }
+        }
+        #expect(started.wait { $0 == 4 } == 4)
+        let deadline = monotonicNowNs() &+ 5_000_000_000
+        while pool.threadCount > 1 && monotonicNowNs() < deadline { usleep(5_000) }
+        #expect(pool.threadCount == 1)
+        let ran = Box(0)
+        for _ in 0..<100 { pool.submit { ran.update { $0 += 1 } } }
+        #expect(ran.wait { $0 == 100 } == 100)
+    }
+
+    @Test func aBurstOfBlockingTasksGetsAThreadEach() throws {
+        // Chain growth: 32 tasks submitted at once that each wait for all 32 to have started can only
+        // finish if one thread start leads to the next until every task has a thread.
+        let pool = try ThreadPool(threads: 2, maxThreads: 40)
+        defer { pool.shutdown() }
+        let started = Box(0)
+        let finished = Box(0)
+        for _ in 0..<32 {
+            pool.submit {
+                started.update { $0 += 1 }
+                started.wait { $0 == 32 }
+                finished.update { $0 += 1 }
+            }
+        }
+        #expect(finished.wait { $0 == 32 } == 32)
+    }
+
     @Test func shutdownRunsQueuedWorkThenRefusesMore() throws {
         let pool = try ThreadPool(threads: 1, maxThreads: 1)
         let count = Box(0)
