@@ -281,22 +281,7 @@ final class JobThread: @unchecked Sendable {
     }
 
     private func spawn() -> Bool {
-        var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        defer { pthread_attr_destroy(&attr) }
-        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-        var t = pthread_t()
-        let arg = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&t, &attr, { arg in
-            guard let arg else { return nil }
-            Unmanaged<JobThread>.fromOpaque(arg).takeRetainedValue().run()
-            return nil
-        }, arg)
-        if rc != 0 {
-            Unmanaged<JobThread>.fromOpaque(arg).release()
-            return false
-        }
-        return true
+        startThread(name: "cp-job") { [self] in run() }
     }
 
     private func run() {

@@ -350,16 +350,9 @@ enum Reaper {
 
     /// The last resort: a detached thread that blocks in waitpid.
     private static func reapOnThread(_ pid: Int32) {
-        var t = pthread_t()
-        let arg = UnsafeMutableRawPointer(bitPattern: UInt(UInt32(bitPattern: pid)) | 0x1_0000_0000)
-        if pthread_create(&t, nil, { arg in
-            let bits = UInt(bitPattern: arg) & 0xFFFF_FFFF
-            let pid = pid_t(bitPattern: UInt32(truncatingIfNeeded: bits))
+        startThread(name: "cp-reaper") {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            return nil
-        }, arg) == 0 {
-            pthread_detach(t)
         }
     }
 }

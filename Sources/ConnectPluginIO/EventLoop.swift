@@ -53,23 +53,13 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func startThread() throws {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var t = pthread_t()
         // Held until threadID is stored: `run` takes the lock before it reads threadID or runs a task.
         lock.lock()
-        let rc = pthread_create(&t, nil, { arg in
-            guard let arg else { return nil }
-            let loop = Unmanaged<EventLoop>.fromOpaque(arg).takeRetainedValue()
-            loop.run()
-            return nil
-        }, box)
-        if rc != 0 {
-            lock.unlock()
-            Unmanaged<EventLoop>.fromOpaque(box).release()
-            throw HTTPError(.resource, "cannot start an event loop thread (pthread_create: \(rc))")
+        defer { lock.unlock() }
+        switch spawnThread(name: nil, detached: false, { [self] in run() }) {
+        case .success(let t): threadID = t
+        case .failure(let e): throw e
         }
-        threadID = t
-        lock.unlock()
     }
 
     /// True when called on this loop's thread.

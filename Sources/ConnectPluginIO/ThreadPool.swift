@@ -108,29 +108,13 @@ public final class ThreadPool: @unchecked Sendable {
     private func lock() { pthread_mutex_lock(mutex) }
     private func unlock() { pthread_mutex_unlock(mutex) }
 
-    private final class Start {
-        let pool: ThreadPool
-        let worker: Worker
-        init(_ pool: ThreadPool, _ worker: Worker) {
-            self.pool = pool
-            self.worker = worker
-        }
-    }
-
-    /// Starts one worker (lock held).
+    /// Starts one worker (lock held). The thread keeps the pool alive until it ends.
     private func startThread() -> HTTPError? {
-        var t = pthread_t()
         let worker = Worker(number: nextNumber)
-        let box = Unmanaged.passRetained(Start(self, worker)).toOpaque()
-        let rc = pthread_create(&t, nil, { arg in
-            guard let arg else { return nil }
-            let start = Unmanaged<Start>.fromOpaque(arg).takeRetainedValue()
-            start.pool.work(start.worker)
-            return nil
-        }, box)
-        if rc != 0 {
-            Unmanaged<Start>.fromOpaque(box).release()
-            return HTTPError(.resource, "cannot start a handler thread (pthread_create: \(rc))")
+        let t: pthread_t
+        switch spawnThread(name: name + "-" + String(worker.number % 10000), detached: false, { [self] in work(worker) }) {
+        case .success(let thread): t = thread
+        case .failure(let e): return e
         }
         nextNumber &+= 1
         threads[worker.number] = t
@@ -229,7 +213,6 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     private func work(_ me: Worker) {
-        _ = cp_set_thread_name(name + "-" + String(me.number % 10000))
         lock()
         starting -= 1
         while true {

@@ -393,27 +393,3 @@ public func currentEnvironment() -> [String: String] {
     }
     return out
 }
-
-private final class ThreadBody {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// A detached thread named `name` (15 bytes at most show).
-func startThread(name: String, _ body: @escaping () -> Void) {
-    let box = Unmanaged.passRetained(ThreadBody({
-        _ = cp_set_thread_name(name)
-        body()
-    })).toOpaque()
-    var t = pthread_t()
-    let rc = pthread_create(&t, nil, { arg in
-        guard let arg else { return nil }
-        Unmanaged<ThreadBody>.fromOpaque(arg).takeRetainedValue().body()
-        return nil
-    }, box)
-    if rc != 0 {
-        Unmanaged<ThreadBody>.fromOpaque(box).release()
-        return
-    }
-    pthread_detach(t)
-}
