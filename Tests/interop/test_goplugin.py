@@ -5,6 +5,8 @@
   and kills it (GRPCController.Shutdown: the plugin must be gone before go-plugin's 2 s SIGKILL);
 * an independent grpcio host speaks go-plugin's handshake by hand: the environment, the stdout line,
   grpc.health.v1 over the printed Unix socket, GRPCController.Shutdown;
+* the same grpcio host acting as a go-plugin HEAD host: PLUGIN_MULTIPLEX_GRPC (field 7 answered
+  "false"), StreamStdio and the broker stream held open, both ended cleanly by Shutdown;
 * the plugin run by a person (no cookie) says so and exits 2; SIGTERM stops it gracefully; a plugin
   whose host vanished (SIGKILLed) exits by itself.
 """
@@ -14,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +106,44 @@ def test_grpcio_host_speaks_the_handshake(lang, tmp_path):
             assert shutdown(b"", timeout=20) == b""
         assert p.wait(timeout=10) == 0
         assert not sock.exists(), "the socket file stays after shutdown"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize("lang", PLUGIN_LANGS)
+def test_grpcio_host_speaks_the_head_handshake(lang, tmp_path):
+    """What a go-plugin HEAD host does beyond 1.0.1: it sets PLUGIN_MULTIPLEX_GRPC (the plugin must
+    answer field 7, "false": no multiplexed broker yet), opens plugin.GRPCStdio/StreamStdio at once and
+    keeps it open (a HEAD plugin blocks otherwise), and opens plugin.GRPCBroker/StartStream. Both
+    streams must be accepted and end when the plugin shuts down."""
+    p, fields = start_plugin(lang, tmp_path, PLUGIN_MULTIPLEX_GRPC="true")
+    try:
+        assert len(fields) == 7 and fields[:3] == ["1", "1", "unix"] and fields[4:] == ["grpc", "", "false"], fields
+        with grpc.insecure_channel(f"unix:{fields[3]}") as ch:
+            stdio = ch.unary_stream("/plugin.GRPCStdio/StreamStdio")(b"", timeout=30)
+            hold = threading.Event()
+
+            def knocks():  # a HEAD host keeps its side of the broker stream open
+                hold.wait(30)
+                yield from ()
+
+            broker = ch.stream_stream("/plugin.GRPCBroker/StartStream")(knocks(), timeout=30)
+            health = health_pb2_grpc.HealthStub(ch)
+            assert health.Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=20).status == \
+                health_pb2.HealthCheckResponse.SERVING
+            # Both streams are open: neither failed at once (e.g. unimplemented).
+            assert not stdio.done() and not broker.done()
+            assert ch.unary_unary("/plugin.GRPCController/Shutdown")(b"", timeout=20) == b""
+            hold.set()
+            for name, call in (("StreamStdio", stdio), ("StartStream", broker)):
+                try:
+                    list(call)
+                except grpc.RpcError as e:
+                    pytest.fail(f"{name} ended with {e.code()}: {e.details()}", pytrace=False)
+                assert call.code() == grpc.StatusCode.OK
+        assert p.wait(timeout=10) == 0
     finally:
         if p.poll() is None:
             p.kill()
