@@ -17,7 +17,8 @@ library code (the Swift standard library and runtime, glibc internals hand their
 callers in proportion to the calls: see alloc_sources), so each line names the project code that
 asked for the memory (Swift names demangled with swift-demangle when it is on PATH).
 
-Environment: BENCH_INSTR_N (200 timed calls), BENCH_INSTR_WARMUP (50). Slow under valgrind (tens of
+Environment: BENCH_INSTR_N (200 timed calls), BENCH_INSTR_WARMUP (50), BENCH_INSTR_KEEP=DIR (copy the
+two callgrind dumps there, for callgrind_annotate). Slow under valgrind (tens of
 seconds); skipped with a message when valgrind is missing.
 """
 import os
@@ -188,6 +189,12 @@ def main():
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 server.kill()
+        keep = os.environ.get("BENCH_INSTR_KEEP")
+        if keep:  # the callgrind dumps, for callgrind_annotate
+            os.makedirs(keep, exist_ok=True)
+            for name in ("client.out.1", "server.out.1"):
+                if os.path.exists(os.path.join(tmp, name)):
+                    shutil.copy(os.path.join(tmp, name), os.path.join(keep, name))
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -60,10 +60,11 @@ public struct HTTPHeaders: Sequence, Equatable, Sendable {
 /// Lowercases ASCII letters only (header names are ASCII tokens; no locale, no Foundation).
 @inlinable
 public func asciiLowercased(_ s: String) -> String {
-    var needs = false
-    for b in s.utf8 where b >= 0x41 && b <= 0x5A { needs = true; break }
+    // Most names and tokens are lowercase already: one scan of the contiguous UTF-8 bytes, and they
+    // come back as they are, without a copy.
+    let upper: (UInt8) -> Bool = { $0 &- 0x41 < 26 }
+    let needs = s.utf8.withContiguousStorageIfAvailable { $0.contains(where: upper) } ?? s.utf8.contains(where: upper)
     if !needs { return s }
-    var bytes = Array(s.utf8)
-    for i in bytes.indices where bytes[i] >= 0x41 && bytes[i] <= 0x5A { bytes[i] = bytes[i] &+ 0x20 }
+    let bytes = s.utf8.map { upper($0) ? $0 | 0x20 : $0 }
     return String(decoding: bytes, as: UTF8.self)
 }

@@ -31,14 +31,20 @@ public struct HTTPRequest: Sendable {
 
     /// The path without the query.
     public var path: Substring {
-        if let q = target.firstIndex(of: "?") { return target[..<q] }
+        if let q = queryMark { return target[..<q] }
         return target[...]
     }
 
     /// The query without the "?", or nil.
     public var query: Substring? {
-        guard let q = target.firstIndex(of: "?") else { return nil }
+        guard let q = queryMark else { return nil }
         return target[target.index(after: q)...]
+    }
+
+    /// Where the "?" is: found among the UTF-8 bytes ("?" is ASCII, so the byte's index is a valid
+    /// String index), not Character by Character.
+    private var queryMark: String.Index? {
+        target.utf8.firstIndex(of: UInt8(ascii: "?"))
     }
 }
 

@@ -535,5 +535,22 @@ func protocolHex(_ s: String) -> [UInt8] {
         #expect(MessageEncoding.negotiateResponse(request: .identity, acceptHeader: "identity, gzip") == .identity)
         #expect(MessageEncoding.negotiateResponse(request: .identity, acceptHeader: "br;q=1, zstd") == .identity)
         #expect(MessageEncoding.negotiateResponse(request: .identity, acceptHeader: nil) == .identity)
+        #expect(MessageEncoding.negotiateResponse(request: .identity, acceptHeader: " , \tGZip ;q=0.5") == .gzip)
+        #expect(MessageEncoding.negotiateResponse(request: .identity, acceptHeader: "gzipx, xgzip, gzi") == .identity)
+    }
+
+    @Test func listItemsAreScannedWithoutSplitting() {
+        // The allocation-free scan gives the same items, in order, as the splitting one.
+        for header in ["gzip, br;q=0.5", " GZIP ", ",,identity,", "br;q=1, gzip;q=0.1", "", "a,\tb\t;x, c"] {
+            var items: [String] = []
+            let none: Int? = ConnectProtocol.firstListItem(header) { bytes -> Int? in
+                items.append(String(decoding: bytes, as: UTF8.self).lowercased())
+                return nil
+            }
+            #expect(none == nil)
+            #expect(items == ConnectProtocol.encodingList(header), "\(header)")
+        }
+        #expect(ConnectProtocol.firstListItem(nil) { _ in 1 } == nil)
+        #expect(ConnectProtocol.firstListItem(";q=1, ;gzip") { _ in 1 } == nil)  // no names, only parameters
     }
 }

@@ -24,8 +24,14 @@ public enum MessageEncoding: String, CaseIterable, Sendable {
 
     /// Every supported name in preference order, for accept headers and error messages
     /// ("gzip,identity"). Never lists an unsupported name (CMP-1).
-    public static var acceptHeaderValue: String {
+    public static let acceptHeaderValue: String =
         ConnectProtocol.supportedEncodings.filter { MessageEncoding(name: $0) != nil }.joined(separator: ",")
+
+    /// The encoding a list item names ("gzip", "identity", any case), or nil.
+    static func named(_ bytes: UnsafeBufferPointer<UInt8>) -> MessageEncoding? {
+        if ConnectProtocol.asciiEqualsIgnoringCase(bytes, "gzip") { return .gzip }
+        if ConnectProtocol.asciiEqualsIgnoringCase(bytes, "identity") { return .identity }
+        return nil
     }
 
     /// Server side: the request stream's encoding from `Connect-Content-Encoding` / `grpc-encoding`.
@@ -52,9 +58,6 @@ public enum MessageEncoding: String, CaseIterable, Sendable {
     /// the one it used itself.
     public static func negotiateResponse(request: MessageEncoding, acceptHeader: String?) -> MessageEncoding {
         if request != .identity { return request }
-        for name in ConnectProtocol.encodingList(acceptHeader) {
-            if let e = MessageEncoding(name: name) { return e }
-        }
-        return .identity
+        return ConnectProtocol.firstListItem(acceptHeader) { named($0) } ?? .identity
     }
 }

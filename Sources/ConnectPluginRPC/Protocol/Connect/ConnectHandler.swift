@@ -42,7 +42,9 @@ final class ConnectHandler: ProtocolHandler {
             p.responseEncoding = reqEnc
         } else {
             // Unary compresses large responses when the client accepts gzip.
-            p.responseEncoding = ConnectProtocol.encodingList(request.headers.first("accept-encoding")).contains("gzip") ? .gzip : .identity
+            p.responseEncoding = ConnectProtocol.firstListItem(request.headers.first("accept-encoding")) {
+                ConnectProtocol.asciiEqualsIgnoringCase($0, "gzip") ? true : nil
+            } ?? false ? .gzip : .identity
         }
         let version = isGET ? query["connect"] : request.headers.first("connect-protocol-version")
         if let v = version, v != (isGET ? "v1" : ConnectProtocol.protocolVersion) {

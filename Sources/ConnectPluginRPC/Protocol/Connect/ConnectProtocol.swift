@@ -40,6 +40,36 @@ public enum ConnectProtocol {
         return v
     }
 
+    /// The first item of an Accept-Encoding style list ("gzip, br;q=0.5") for which `body` gives a
+    /// value, in order: each item's name as UTF-8 bytes, spaces and parameters cut off, empty items
+    /// skipped, case kept. Allocates nothing (it runs for every unary call).
+    public static func firstListItem<T>(_ s: String?, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        guard var s else { return nil }
+        return s.withUTF8 { buf -> T? in
+            var i = 0
+            while i < buf.count {
+                let start = i
+                while i < buf.count && buf[i] != UInt8(ascii: ",") { i += 1 }
+                var lo = start
+                var hi = start
+                while hi < i && buf[hi] != UInt8(ascii: ";") { hi += 1 }
+                while lo < hi && (buf[lo] == 0x20 || buf[lo] == 0x09) { lo += 1 }
+                while hi > lo && (buf[hi - 1] == 0x20 || buf[hi - 1] == 0x09) { hi -= 1 }
+                if hi > lo, let v = body(UnsafeBufferPointer(rebasing: buf[lo..<hi])) { return v }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    /// `bytes` spell `lowercaseName` (an ASCII literal), ignoring ASCII case.
+    public static func asciiEqualsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercaseName: StaticString) -> Bool {
+        guard bytes.count == lowercaseName.utf8CodeUnitCount else { return false }
+        let name = UnsafeBufferPointer(start: lowercaseName.utf8Start, count: lowercaseName.utf8CodeUnitCount)
+        for (a, b) in zip(bytes, name) where (a &- 0x41 < 26 ? a | 0x20 : a) != b { return false }
+        return true
+    }
+
     /// Splits an Accept-Encoding style list ("gzip, br;q=0.5") into lowercased names in order.
     public static func encodingList(_ s: String?) -> [String] {
         guard let s else { return [] }
