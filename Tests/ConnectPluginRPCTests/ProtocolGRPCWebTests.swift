@@ -159,6 +159,21 @@ import Testing
         #expect(detectProtocol(contentType: "application/grpc", method: "post")?.protocol == .grpc)
     }
 
+    @Test func commonTypesTakeTheShortcutWithTheSameAnswer() {
+        // The exact-match shortcut must agree with the general parse, which the same type in upper
+        // case (or with a parameter) still goes through.
+        for ct in ["application/proto", "application/json", "application/grpc", "application/grpc+proto", "application/grpc+json",
+                   "application/connect+proto", "application/connect+json", "application/grpc-web", "application/grpc-web+proto",
+                   "application/grpc-web+json"] {
+            let fast = WireProtocol.parse(ct)
+            #expect(fast != nil, "\(ct)")
+            for general in [ct.uppercased(), ct + "; charset=utf-8"] {
+                let slow = WireProtocol.parse(general)
+                #expect(fast?.protocol == slow?.protocol && fast?.codec == slow?.codec, "\(general)")
+            }
+        }
+    }
+
     @Test func rejected() {
         for ct in ["", "image/jpeg", "application/", "application/grpc+", "application/grpc+foo", "application/grpc-web+xml",
                    "application/grpc-web-text", "application/grpc-web-text+proto", "application/grpcfoo",

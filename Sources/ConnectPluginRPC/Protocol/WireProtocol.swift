@@ -47,6 +47,18 @@ public enum WireProtocol: Sendable, Equatable, CaseIterable {
     /// list ("application/grpc+foo" → (.grpc, "foo")). Nil when it names none of the four
     /// protocols, when a `charset` parameter is not utf-8, or for an empty codec.
     public static func parse(_ contentType: String) -> (protocol: WireProtocol, codec: String)? {
+        // What clients send nearly always, exactly: answered without the general parse's copies.
+        switch contentType {
+        case "application/proto": return (.connectUnary, "proto")
+        case "application/json": return (.connectUnary, "json")
+        case "application/grpc", "application/grpc+proto": return (.grpc, "proto")
+        case "application/grpc+json": return (.grpc, "json")
+        case "application/connect+proto": return (.connectStream, "proto")
+        case "application/connect+json": return (.connectStream, "json")
+        case "application/grpc-web", "application/grpc-web+proto": return (.grpcWeb, "proto")
+        case "application/grpc-web+json": return (.grpcWeb, "json")
+        default: break
+        }
         let lower = Array(asciiLowercased(contentType).utf8)
         let parts = lower.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false)
         guard let first = parts.first else { return nil }
