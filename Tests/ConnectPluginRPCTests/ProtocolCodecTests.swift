@@ -554,3 +554,22 @@ func protocolHex(_ s: String) -> [UInt8] {
         #expect(ConnectProtocol.firstListItem(";q=1, ;gzip") { _ in 1 } == nil)  // no names, only parameters
     }
 }
+
+@Suite struct ProcedureNameTests {
+    @Test func shapeIsSlashServiceSlashMethod() {
+        for ok in ["/a.B/C", "/x/y", "/connectplugin.examples.kv.v1.KVService/Get"] {
+            #expect((try? RPCServer.validateProcedure(ok)) != nil, "\(ok)")
+        }
+        for bad in ["", "/", "//", "/a/", "a/b/c", "/a/b/c", "//b", "/a//", "x/a/b", "/a", "/a b/c", "/a/b?x", "/a/b#"] {
+            #expect(throws: ConnectError.self, "\(bad)") { try RPCServer.validateProcedure(bad) }
+        }
+    }
+
+    @Test func unaryResponseCodecShortcutAgreesWithTheParse() {
+        for ct in ["application/proto", "application/json"] {
+            #expect(ConnectProtocol.unaryCodec(contentType: ct) == ConnectProtocol.unaryCodec(contentType: ct.uppercased()))
+            #expect(ConnectProtocol.unaryCodec(contentType: ct) == ConnectProtocol.unaryCodec(contentType: ct + "; charset=utf-8"))
+        }
+        #expect(ConnectProtocol.unaryCodec(contentType: "application/proto") == "proto")
+    }
+}

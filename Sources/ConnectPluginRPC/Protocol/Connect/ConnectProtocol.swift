@@ -13,6 +13,11 @@ public enum ConnectProtocol {
     /// charset=utf-8"), or nil for anything else.
     public static func unaryCodec(contentType: String?) -> String? {
         guard let ct = contentType else { return nil }
+        switch ct {  // what servers nearly always send, exactly
+        case "application/proto": return "proto"
+        case "application/json": return "json"
+        default: break
+        }
         let lower = asciiLowercased(ct)
         let main = lower.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingASCIISpaces() } ?? ""
         guard main.hasPrefix("application/") else { return nil }
