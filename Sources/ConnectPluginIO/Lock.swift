@@ -30,6 +30,25 @@ public final class Lock: @unchecked Sendable {
     }
 }
 
+/// Initialises `cond` (allocated, uninitialised) to measure timed waits on the monotonic clock, the
+/// clock of `monotonicNowNs` deadlines.
+public func initMonotonicCondition(_ cond: UnsafeMutablePointer<pthread_cond_t>) {
+    cond.initialize(to: pthread_cond_t())
+    var attr = pthread_condattr_t()
+    pthread_condattr_init(&attr)
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+    pthread_cond_init(cond, &attr)
+    pthread_condattr_destroy(&attr)
+}
+
+/// Waits on a condition made by `initMonotonicCondition` (with `mutex` held) until the monotonic time
+/// `deadlineNs`. False on timeout.
+public func waitMonotonic(_ cond: UnsafeMutablePointer<pthread_cond_t>, _ mutex: UnsafeMutablePointer<pthread_mutex_t>,
+                          untilNs deadlineNs: UInt64) -> Bool {
+    var ts = timespec(tv_sec: Int(deadlineNs / 1_000_000_000), tv_nsec: Int(deadlineNs % 1_000_000_000))
+    return pthread_cond_timedwait(cond, mutex, &ts) == 0
+}
+
 /// A mutex with a condition variable, for blocking waits (a host thread waiting for a call).
 public final class ConditionLock: @unchecked Sendable {
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
@@ -40,12 +59,7 @@ public final class ConditionLock: @unchecked Sendable {
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
         cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-        cond.initialize(to: pthread_cond_t())
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(cond, &attr)
-        pthread_condattr_destroy(&attr)
+        initMonotonicCondition(cond)
     }
 
     deinit {
@@ -62,12 +76,7 @@ public final class ConditionLock: @unchecked Sendable {
     /// Waits (the lock must be held).
     public func wait() { pthread_cond_wait(cond, mutex) }
     /// Waits until the monotonic time `deadlineNs` (the lock must be held). Returns false on timeout.
-    public func wait(untilNs deadlineNs: UInt64) -> Bool {
-        var ts = timespec()
-        ts.tv_sec = Int(deadlineNs / 1_000_000_000)
-        ts.tv_nsec = Int(deadlineNs % 1_000_000_000)
-        return pthread_cond_timedwait(cond, mutex, &ts) == 0
-    }
+    public func wait(untilNs deadlineNs: UInt64) -> Bool { waitMonotonic(cond, mutex, untilNs: deadlineNs) }
 
     public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)

@@ -39,12 +39,7 @@ public final class ThreadPool: @unchecked Sendable {
         init(number: Int) {
             self.number = number
             cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-            cond.initialize(to: pthread_cond_t())
-            var attr = pthread_condattr_t()
-            pthread_condattr_init(&attr)
-            pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-            pthread_cond_init(cond, &attr)
-            pthread_condattr_destroy(&attr)
+            initMonotonicCondition(cond)
         }
 
         deinit {
@@ -54,7 +49,9 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    /// The pool's one mutex (its condition is unused: each worker parks on its own).
+    private let poolLock = ConditionLock()
+    private var mutex: UnsafeMutablePointer<pthread_mutex_t> { poolLock.mutex }
     /// Ring buffer: `count` tasks from `head`, capacity a power of two.
     private var ring: [(() -> Void)?] = Array(repeating: nil, count: 16)
     private var head = 0
@@ -84,9 +81,6 @@ public final class ThreadPool: @unchecked Sendable {
         self.maxThreads = max(1, count, maxThreads)
         self.idleTimeoutNs = max(1_000_000, idleTimeoutNs)
         self.name = name
-        mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
         lock()
         defer { unlock() }
         for _ in 0..<coreThreads {
@@ -97,12 +91,6 @@ public final class ThreadPool: @unchecked Sendable {
                 throw e
             }
         }
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deinitialize(count: 1)
-        mutex.deallocate()
     }
 
     private func lock() { pthread_mutex_lock(mutex) }
@@ -208,8 +196,7 @@ public final class ThreadPool: @unchecked Sendable {
             pthread_cond_wait(w.cond, mutex)
             return true
         }
-        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-        return pthread_cond_timedwait(w.cond, mutex, &ts) != ETIMEDOUT
+        return waitMonotonic(w.cond, mutex, untilNs: deadline)
     }
 
     private func work(_ me: Worker) {

@@ -1,6 +1,7 @@
 // A call's locks in one allocation (ClientStream): three pthread mutexes and a condition on the
 // third. A call that only the thread that made it ever touches (`RPCClient.unary`) has none: its
 // lock operations do nothing, which keeps the unary path's allocations down.
+import ConnectPluginIO
 import Glibc
 
 /// One mutex of a `CallLocks` block, or no lock at all (nil pointer).
@@ -56,12 +57,7 @@ struct CallLocks {
             pthread_mutex_init(m, nil)
         }
         let c = (p + CallLocks.condOffset).bindMemory(to: pthread_cond_t.self, capacity: 1)
-        c.initialize(to: pthread_cond_t())
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(c, &attr)
-        pthread_condattr_destroy(&attr)
+        initMonotonicCondition(c)
         base = p
     }
 
