@@ -106,6 +106,8 @@ from ._error import (
 from ._ffi import ABI_VERSION, library_path
 from ._interceptor import DIRECTION_REQUEST, DIRECTION_RESPONSE, Interceptor, InterceptorCall
 from ._metadata import Metadata, Peer
+from ._log import TRACE, PluginLogHandler, plugin_log
+from ._log import LogRecord as PluginLogRecord
 from ._plugin import PluginClient
 from ._server import CallContext, Server, ServerStream
 from ._tls import TLSOptions
@@ -130,15 +132,19 @@ __all__ = [
     "MethodKind",
     "Peer",
     "PluginClient",
+    "PluginLogHandler",
+    "PluginLogRecord",
     "RPCError",
     "Response",
     "Server",
     "ServerStream",
     "TLSOptions",
+    "TRACE",
     "Status",
     "abi_version",
     "code_name",
     "library_path",
+    "plugin_log",
     "status_string",
     "version",
     "version_num",
