@@ -17,11 +17,11 @@ baseline a raw 64-byte ping-pong over a Unix socket (RAW_SOCK; unary_bench). Med
 BENCH_REPEATS runs, one line each:
 
     bench: plugin_raw_baseline median_us=X p99_us=Y client_cpu_us=A server_cpu_us=B client_ctxsw=C server_ctxsw=D
-    bench: plugin_unary_LANG median_us=X p99_us=Y client_cpu_us=A server_cpu_us=B client_ctxsw=C server_ctxsw=D baseline_median_us=Z ratio=R plain_median_us=P plain_ratio=Q cpu_ratio=S
+    bench: plugin_unary_LANG median_us=X p99_us=Y client_cpu_us=A server_cpu_us=B client_ctxsw=C server_ctxsw=D baseline_median_us=Z ratio=R plain_median_us=P plain_ratio=Q plain_cpu_us=U plain_ctxsw=W cpu_ratio=S
     bench: plugin_launch_LANG median_us=X max_us=Y runs=N
 
 ratio = median / the raw baseline's; plain_ratio = median / the plain client's; cpu_ratio = (client +
-plugin CPU per call) / the plain pair's.
+plugin CPU per call) / the plain pair's (plain_cpu_us, client + server; plain_ctxsw likewise).
 """
 import os
 import statistics
@@ -110,7 +110,8 @@ def main():
         cpu, pcpu = m["client_cpu_us"] + m["server_cpu_us"], pm["client_cpu_us"] + pm["server_cpu_us"]
         print(f"bench: plugin_unary_{lang} {costs(m)} baseline_median_us={base['median_us']:.1f} "
               f"ratio={m['median_us'] / base['median_us']:.2f} plain_median_us={pm['median_us']:.1f} "
-              f"plain_ratio={m['median_us'] / pm['median_us']:.2f} cpu_ratio={cpu / pcpu if pcpu else 0:.2f}",
+              f"plain_ratio={m['median_us'] / pm['median_us']:.2f} plain_cpu_us={pcpu:.1f} "
+              f"plain_ctxsw={pm['client_ctxsw'] + pm['server_ctxsw']:.2f} cpu_ratio={cpu / pcpu if pcpu else 0:.2f}",
               flush=True)
         print(f"bench: plugin_launch_{lang} median_us={statistics.median(launches):.1f} max_us={max(launches):.1f} "
               f"runs={len(launches)}", flush=True)

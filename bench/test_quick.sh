@@ -55,7 +55,7 @@ for l in c go python; do
 done
 expect plugin_raw_baseline "median_us=$num p99_us=$num $cost\$"
 for l in c go python; do
-    expect "plugin_unary_$l" "median_us=$num p99_us=$num $cost baseline_median_us=$num ratio=$num plain_median_us=$num plain_ratio=$num cpu_ratio=$num\$"
+    expect "plugin_unary_$l" "median_us=$num p99_us=$num $cost baseline_median_us=$num ratio=$num plain_median_us=$num plain_ratio=$num plain_cpu_us=$num plain_ctxsw=$num cpu_ratio=$num\$"
     expect "plugin_launch_$l" "median_us=$num max_us=$num runs=$num\$"
 done
 nonzero plugin_unary_c server_cpu_us

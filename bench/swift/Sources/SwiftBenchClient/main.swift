@@ -89,5 +89,6 @@ print("result median_us=\(fmt(Double(samples[n / 2]) / 1000)) p99_us=\(fmt(Doubl
     + " client_cpu_us=\(fmt(Double(after.cpuNs - before.cpuNs) / 1000 / Double(n)))"
     + " client_ctxsw=\(fmt(Double(after.ctxsw - before.ctxsw) / Double(n)))")
 fflush(stdout)
-client.close()
-plugin?.kill()
+// A dispensed client is the plugin's one connection (PluginClient.dispense): kill closes it, after
+// Shutdown (closing it first would make Shutdown fail and kill wait for SIGTERM).
+if let plugin { plugin.kill() } else { client.close() }
