@@ -1342,8 +1342,9 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectpl
  *        base name). @p level is a CONNECTPLUGIN_LOG_* value; @p timestamp is hclog's `@timestamp`
  *        as written ("" when the line had none); keys[i] = values[i] for i < @p field_count (other
  *        JSON values as JSON text). Every string is valid only during the call (copy what you keep).
- *        Runs on a library thread, one record at a time per plugin; keep it short and make no
- *        blocking call on the same plugin from it.
+ *        Runs on library threads (stderr lines one at a time and in order, on one thread; the
+ *        host's own records, e.g. from kill, on others: it may run concurrently, so lock what you
+ *        share); keep it short and make no blocking call on the same plugin from it.
  */
 typedef void (*connectplugin_log_func)(const char *plugin, int32_t level, const char *message, const char *timestamp,
                                        const char *const *keys, const char *const *values, size_t field_count,

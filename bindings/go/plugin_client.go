@@ -36,8 +36,9 @@ type PluginClientConfig struct {
 	KillGrace    time.Duration
 	// Logger receives each line of the plugin's stderr parsed as hclog (level, message, timestamp,
 	// fields; plain lines by their [LEVEL] prefix, else at debug) and the host's own records about
-	// the plugin, with the plugin's name (its binary's base name), on a library thread, one at a
-	// time. nil: StdPluginLogger (the standard logger). With Go 1.21+, SlogPluginLogger(l) sends
+	// the plugin, with the plugin's name (its binary's base name), on library threads (stderr lines
+	// in order on one; others may run concurrently: lock what you share). nil: StdPluginLogger
+	// (the standard logger). With Go 1.21+, SlogPluginLogger(l) sends
 	// them to a *slog.Logger.
 	Logger func(plugin string, r LogRecord)
 }

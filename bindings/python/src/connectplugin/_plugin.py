@@ -28,7 +28,8 @@ class PluginClient(_ffi.Managed):
 
     The plugin's stderr, parsed as hclog, goes to ``logging.getLogger("connectplugin.plugin." + NAME)``
     (NAME: the binary's base name) at the matching level, or to ``logger(plugin, LogRecord)``
-    (called on a library thread, one record at a time)."""
+    (called on library threads: stderr lines in order on one, the host's own records, e.g. from
+    :meth:`kill`, on others)."""
 
     _kind = "plugin client"
 
