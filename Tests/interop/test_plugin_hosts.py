@@ -153,6 +153,13 @@ def test_python_host_logs_plugin_levels_into_logging(tmp_path, caplog):
         kv = p.dispense("kv")
         kv.call_unary(SERVICE + "Put", b"")
         kv.close()
+        # The lines are on the plugin's stderr before its answer; the host's reader delivers them soon after.
+        import time
+        deadline = time.monotonic() + 10
+        seen = (lambda: any(r.message == "direct" for _, r in got)) if logger else (
+            lambda: any(getattr(r, "plugin_message", None) == "direct" for r in caplog.records))
+        while not seen() and time.monotonic() < deadline:
+            time.sleep(0.01)
         p.kill()
     recs = [r for r in caplog.records if r.name == "connectplugin.plugin.levels-plugin" and r.plugin_message in "tdiwe"]
     assert [(r.levelno, r.plugin_message, r.plugin_fields.get("n")) for r in recs] == [
