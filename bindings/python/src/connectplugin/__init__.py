@@ -83,6 +83,14 @@ Per-call hooks around every call (unary and streaming, every protocol)::
 ``response_trailers``; ``add_response_header``/``add_response_trailer`` on servers). One start and
 one end callback per call; ``message(call, direction, data)`` only with ``observe_messages = True``.
 
+Plugin logs
+-----------
+A plugin's ``logging`` records become hclog JSON lines on its real stderr while ``serve_plugin``
+runs (:class:`PluginLogHandler` on the root logger; ``extra`` attributes are fields;
+:func:`plugin_log` writes one directly). A host's :class:`PluginClient` logs each parsed line of a
+plugin's stderr on ``logging.getLogger("connectplugin.plugin." + NAME)`` at its level (``TRACE`` = 5),
+or hands it to ``logger(plugin, PluginLogRecord)``.
+
 >>> import connectplugin
 >>> connectplugin.Code.INVALID_ARGUMENT.wire_name
 'invalid_argument'
