@@ -7,6 +7,10 @@
  *       a 64-byte request with a 64-byte response (any protocol: Connect, gRPC, gRPC-Web); with
  *       --inline the handler is registered with connectplugin_server_register_unary_inline (it runs
  *       on the I/O thread: no hand-off to a handler thread);
+ *   bench_server [plugin]
+ *       the same handler served as a go-plugin compatible plugin (connectplugin_plugin_serve: cookie
+ *       BENCH_PLUGIN=connectplugin-bench, app protocol version 1, plugin "bench"; Unix socket), for
+ *       the plugin part of bench/run.sh (bench/plugins.py);
  *   bench_server raw [--unix PATH] [--tcp HOST:PORT] [--stdin]
  *       the raw baseline: an echo of 64-byte messages, one thread per connection doing blocking
  *       read/write (what the ping-pong of platform-notes.md measures).
@@ -140,9 +144,32 @@ static void *stdin_watch(void *arg) {
     return NULL;
 }
 
+static int serve_plugin(void) {
+    g_response[0] = 0x0a;
+    g_response[1] = MSG_SIZE - 2;
+    memset(g_response + 2, 'r', MSG_SIZE - 2);
+    connectplugin_error *error = NULL;
+    connectplugin_server *server = NULL;
+    connectplugin_plugin_config *config = NULL;
+    connectplugin_status status = connectplugin_server_new(NULL, &server, &error);
+    if (status == CONNECTPLUGIN_OK)
+        status = connectplugin_server_register_unary(server, PROCEDURE, handle_unary, NULL, NULL, &error);
+    if (status == CONNECTPLUGIN_OK)
+        status = connectplugin_plugin_config_new("BENCH_PLUGIN", "connectplugin-bench", &config, &error);
+    if (status == CONNECTPLUGIN_OK)
+        status = connectplugin_plugin_config_add_plugin(config, 1, "bench", NULL, "/bench.v1.BenchService/", &error);
+    if (status != CONNECTPLUGIN_OK) die("plugin setup", status, error);
+    int rc = connectplugin_plugin_serve(server, config);
+    connectplugin_plugin_config_free(config);
+    connectplugin_server_free(server);
+    return rc;
+}
+
 int main(int argc, char **argv) {
+    /* No arguments: launched by a plugin host (bench/plugins.py); run by hand it says it is a plugin. */
+    if (argc == 1 || (argc == 2 && strcmp(argv[1], "plugin") == 0)) return serve_plugin();
     if (argc < 2 || (strcmp(argv[1], "cp") != 0 && strcmp(argv[1], "raw") != 0)) {
-        fprintf(stderr, "usage: bench_server cp|raw [--unix PATH] [--tcp HOST:PORT] [--threads N] [--inline] [--stdin]\n");
+        fprintf(stderr, "usage: bench_server plugin | cp|raw [--unix PATH] [--tcp HOST:PORT] [--threads N] [--inline] [--stdin]\n");
         return 2;
     }
     bool raw = strcmp(argv[1], "raw") == 0;

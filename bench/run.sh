@@ -11,13 +11,15 @@
 #   stream_bench.c   one-stream throughput, 64-byte and 64 KiB messages, vs raw TCP throughput;
 #   scale_bench.c    throughput and p99 at 1/8/64/256 callers and 1/100/1000 connections, RSS per connection;
 #   hosts.py         the same round trip from C, Go, Python and Swift clients, and C, Go, Python handlers;
+#   plugins.py       the unary round trip host -> plugin (Unix socket) from the C, Go, Python and Swift
+#                    plugin host APIs beside the raw ping-pong and the plain client, and launch-to-first-call;
 #   h2load_bench.sh  calls/s under h2load: the C KV server vs nghttpd, and gRPC unary against
 #                    connectplugin's C and Go handlers, grpc-go and grpcio, with server CPU per request.
 #   bench/run.sh [LIBDIR]      (default LIBDIR: <repo>/.build/release; build it with swift build -c release)
 # Prints "bench: NAME key=value ..." lines (ratio = ours / baseline cost; lower is better) and tables.
 # Sizes: BENCH_N, BENCH_WARMUP, BENCH_REPEATS, BENCH_ALLOC_N, BENCH_INSTR_N, BENCH_STREAM_BYTES(_SMALL),
 # BENCH_H2LOAD_N, BENCH_PEER_N, BENCH_PEERS, BENCH_SCALE_CALLERS, BENCH_SCALE_CONNS, BENCH_SCALE_CALLS.
-# Parts: BENCH_PARTS (default "unary allocs instr stream scale hosts h2load"). BENCH_SWIFT=0 skips the
+# Parts: BENCH_PARTS (default "unary allocs instr stream scale hosts plugin h2load"). BENCH_SWIFT=0 skips the
 # Swift client's build (a release build of the package bench/swift, a few minutes the first time).
 # BENCH_QUICK=1: tiny sizes and no Swift build, a smoke test of every part (bench/test_quick.sh, run
 # by make test-c). No figure is asserted: the machine is shared; read the CPU and ctxsw figures first.
@@ -36,7 +38,7 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
     : "${BENCH_INSTR_N:=50}" "${BENCH_SCALE_CALLERS:=1 8}" "${BENCH_SCALE_CONNS:=1 10}" "${BENCH_SCALE_CALLS:=200}" "${BENCH_SWIFT:=0}"
 fi
 : "${BENCH_N:=20000}" "${BENCH_WARMUP:=2000}" "${BENCH_REPEATS:=3}" "${BENCH_ALLOC_N:=2000}" "${BENCH_SWIFT:=1}"
-: "${BENCH_PARTS:=unary allocs instr stream scale hosts h2load}"
+: "${BENCH_PARTS:=unary allocs instr stream scale hosts plugin h2load}"
 export BENCH_N BENCH_WARMUP BENCH_REPEATS
 for v in BENCH_INSTR_N BENCH_STREAM_BYTES BENCH_STREAM_BYTES_SMALL BENCH_H2LOAD_N BENCH_PEER_N BENCH_SCALE_CALLERS BENCH_SCALE_CONNS BENCH_SCALE_CALLS; do
     eval "[ -n \"\${$v:-}\" ] && export $v" || true
@@ -64,14 +66,14 @@ done
 # shellcheck disable=SC2086
 "$CC" $cflags -o "$bin/procstat" "$here/procstat.c"
 "$CC" -O2 -Wall -Wextra -Werror -shared -fPIC -o "$bin/malloc_count.so" "$here/malloc_count.c"
-if has hosts || has h2load; then
+if has hosts || has h2load || has plugin; then
     (cd "$here/go" && CGO_ENABLED=1 CGO_LDFLAGS="-L$libdir -Wl,-rpath,$libdir" GOFLAGS=-mod=mod GOPROXY=off \
         GOTOOLCHAIN=local GOSUMDB=off go build -o "$bin/go-bench-client" ./client &&
         CGO_ENABLED=1 CGO_LDFLAGS="-L$libdir -Wl,-rpath,$libdir" GOFLAGS=-mod=mod GOPROXY=off \
         GOTOOLCHAIN=local GOSUMDB=off go build -o "$bin/go-bench-server" ./server)
     bash "$here/grpcgo/build.sh" "$bin" >/dev/null
 fi
-if has hosts && [ "$BENCH_SWIFT" != 0 ]; then
+if { has hosts || has plugin; } && [ "$BENCH_SWIFT" != 0 ]; then
     if swift build -c release --package-path "$here/swift" >"$tmp/swift-build.log" 2>&1; then
         cp "$here/swift/.build/release/SwiftBenchClient" "$bin/"
     else
@@ -151,6 +153,20 @@ if has scale; then "$bin/scale_bench" "http://$cptcp" "$cppid"; fi
 
 # ---- host languages
 if has hosts; then python3 "$here/hosts.py" "$bin" "$libdir"; fi
+
+# ---- plugins: host -> plugin round trip from each host language's plugin API, and launch time
+if has plugin; then
+    "$bin/bench_server" cp --unix "$tmp/pcp.sock" >"$tmp/pcp.out" 2>&1 &
+    pcppid=$!
+    pids="$pids $pcppid"
+    "$bin/bench_server" raw --unix "$tmp/praw.sock" >"$tmp/praw.out" 2>&1 &
+    prawpid=$!
+    pids="$pids $prawpid"
+    wait_ready "$tmp/pcp.out" "$pcppid"
+    wait_ready "$tmp/praw.out" "$prawpid"
+    python3 "$here/plugins.py" "$bin" "$libdir" "$tmp/pcp.sock" "$pcppid" "$tmp/praw.sock" "$prawpid"
+    kill "$pcppid" "$prawpid"
+fi
 
 # ---- h2load: the C KV server vs nghttpd, and the gRPC peers
 if has h2load; then sh "$here/h2load_bench.sh" "$libdir" "$bin"; fi

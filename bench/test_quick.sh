@@ -53,11 +53,17 @@ for l in c go python; do
     expect "host_client_$l" "median_us=$num p99_us=$num $cost ratio=$num cpu_ratio=$num\$"
     expect "host_handler_$l" "median_us=$num p99_us=$num $cost ratio=$num cpu_ratio=$num\$"
 done
+expect plugin_raw_baseline "median_us=$num p99_us=$num $cost\$"
+for l in c go python; do
+    expect "plugin_unary_$l" "median_us=$num p99_us=$num $cost baseline_median_us=$num ratio=$num plain_median_us=$num plain_ratio=$num plain_cpu_us=$num plain_ctxsw=$num cpu_ratio=$num\$"
+    expect "plugin_launch_$l" "median_us=$num max_us=$num runs=$num\$"
+done
+nonzero plugin_unary_c server_cpu_us
 expect h2load_kv_get_proto "req_per_s=$num baseline_req_per_s=$num ratio=$num server_cpu_us_per_req=$num baseline_server_cpu_us_per_req=$num response_bytes=$num\$"
 for p in connectplugin_c connectplugin_go grpcgo grpcio nghttpd; do
     expect "h2load_grpc_unary_$p" "req_per_s=$num server_cpu_us_per_req=$num server_ctxsw_per_req=$num rate_vs_connectplugin=$num\$"
 done
-for t in 'scale table' 'host-language table' 'peer table'; do
+for t in 'scale table' 'host-language table' 'plugin table' 'peer table'; do
     if grep -q "^$t" "$out"; then ok "$t printed"; else bad "$t printed"; fi
 done
 if [ "$failed" -ne 0 ]; then echo "--- bench output"; cat "$out"; fi

@@ -241,11 +241,38 @@ static result median_result(result *rs, int n) {
     return m;
 }
 
+/* --stdio plugin:PATH: the host side of the plugin bench (bench/plugins.py): launches PATH (bench_server
+   plugin) through connectplugin_plugin_client_start, dispenses "bench" and calls through that client;
+   *out_launch_us is the time from the launch to the first call's answer. */
+static connectplugin_plugin_client *g_plugin;
+
+static connectplugin_client *plugin_client(const char *path, double *out_launch_us) {
+    connectplugin_error *error = NULL;
+    connectplugin_plugin_client_config *config = NULL;
+    int64_t t0 = bench_now_ns();
+    connectplugin_status status =
+        connectplugin_plugin_client_config_new("BENCH_PLUGIN", "connectplugin-bench", path, &config, &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_config_add_plugin(config, 1, "bench", &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_start(config, &g_plugin, &error);
+    connectplugin_plugin_client_config_free(config);
+    connectplugin_client *client = NULL;
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_dispense(g_plugin, "bench", &client, &error);
+    if (status != CONNECTPLUGIN_OK) die("launch the plugin", status, error);
+    if (!call_unary(client)) exit(1);
+    *out_launch_us = (double)(bench_now_ns() - t0) / 1000.0;
+    return client;
+}
+
 static int stdio_client(const char *url, int64_t *samples) {
-    connectplugin_client *client = new_client(url);
+    double launch_us = 0;
+    bool plugin = strncmp(url, "plugin:", 7) == 0;
+    connectplugin_client *client = plugin ? plugin_client(url + 7, &launch_us) : new_client(url);
     for (int i = 0; i < g_warmup; i++)
         if (!call_unary(client)) return 1;
-    printf("warm\n");
+    if (plugin)
+        printf("warm pid=%d launch_us=%.1f\n", (int)connectplugin_plugin_client_pid(g_plugin), launch_us);
+    else
+        printf("warm\n");
     fflush(stdout);
     char line[64];
     if (!fgets(line, sizeof line, stdin)) return 1;
@@ -259,6 +286,7 @@ static int stdio_client(const char *url, int64_t *samples) {
            r.client_cpu_us, r.client_ctxsw);
     fflush(stdout);
     connectplugin_client_free(client);
+    connectplugin_plugin_client_free(g_plugin);
     return 0;
 }
 

@@ -1328,6 +1328,54 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectpl
                                                                        const char *reason,
                                                                        connectplugin_error **out_error);
 
+/* Plugin logs (hclog's levels; both sides). */
+#define CONNECTPLUGIN_LOG_TRACE 0
+#define CONNECTPLUGIN_LOG_DEBUG 1
+#define CONNECTPLUGIN_LOG_INFO 2
+#define CONNECTPLUGIN_LOG_WARN 3
+#define CONNECTPLUGIN_LOG_ERROR 4
+
+/**
+ * @brief Receives one log record: on the plugin side the runtime's own records
+ *        (connectplugin_plugin_config_set_logger; @p plugin is ""), on the host side each line of a
+ *        plugin's stderr (connectplugin_plugin_client_config_set_logger; @p plugin is the binary's
+ *        base name). @p level is a CONNECTPLUGIN_LOG_* value; @p timestamp is hclog's `@timestamp`
+ *        as written ("" when the line had none); keys[i] = values[i] for i < @p field_count (other
+ *        JSON values as JSON text). Every string is valid only during the call (copy what you keep).
+ *        Runs on library threads (stderr lines one at a time and in order, on one thread; the
+ *        host's own records, e.g. from kill, on others: it may run concurrently, so lock what you
+ *        share); keep it short and make no blocking call on the same plugin from it.
+ */
+typedef void (*connectplugin_log_func)(const char *plugin, int32_t level, const char *message, const char *timestamp,
+                                       const char *const *keys, const char *const *values, size_t field_count,
+                                       void *user_data);
+/**
+ * @brief The plugin's own log call: writes one hclog JSON line
+ *        `{"@level":"info","@message":"...","@timestamp":"...","key":"value",...}` on the process's
+ *        real stderr, the one the host parses (while connectplugin_plugin_serve runs, fd 2 is a pipe
+ *        forwarded through plugin.GRPCStdio; before and after, fd 2). keys[i] = values[i] for
+ *        i < @p field_count (strings; @p keys and @p values may be NULL when @p field_count is 0).
+ *        Lines from several threads never interleave. Any thread, at any time.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p level is not a CONNECTPLUGIN_LOG_* value,
+ *         @p message is NULL, or a key or value is NULL (or the arrays are while @p field_count > 0).
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_log(int32_t level, const char *message, const char *const *keys,
+                                                                const char *const *values, size_t field_count,
+                                                                connectplugin_error **out_error);
+/**
+ * @brief Routes the runtime's own log records (plugin started, stopping, socket fallbacks, ...) to
+ *        @p logger instead of hclog JSON lines on the real stderr (NULL restores that). The
+ *        configuration keeps @p user_data; @p user_data_free (may be NULL) runs once when the last
+ *        configuration or serve holding it is done with it, or at once if this call fails.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_logger(connectplugin_plugin_config *config,
+                                                                              connectplugin_log_func logger, void *user_data,
+                                                                              connectplugin_free_func user_data_free,
+                                                                              connectplugin_error **out_error);
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Plugins: hosting (launching plugin binaries)                                                     */
 /* ------------------------------------------------------------------------------------------------ */
@@ -1342,7 +1390,7 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectpl
  * found or not executable, wrong architecture, exited before the handshake (with its exit status
  * and the last lines of its stderr), no handshake within the start timeout, junk on stdout before
  * the line (up to 16 lines are skipped and logged), no common version (both sides listed).
- * Not yet: AutoMTLS, reattach, a log callback, restart policies.
+ * Not yet: AutoMTLS, reattach, restart policies.
  */
 
 typedef struct connectplugin_plugin_client_config connectplugin_plugin_client_config;
@@ -1420,6 +1468,22 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_st
 CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_kill_grace_ms(connectplugin_plugin_client_config *config,
                                                                                             int64_t grace_ms,
                                                                                             connectplugin_error **out_error);
+/**
+ * @brief Delivers the plugin's stderr, line by line parsed as hclog (JSON lines with their level,
+ *        message, timestamp and fields; other lines by a `[LEVEL]` prefix, else at debug, error after
+ *        a `panic: ` line), and the host's own records about the plugin (exit, junk on stdout), to
+ *        @p logger with the plugin's name (the binary's base name). NULL restores the default: one
+ *        `[LEVEL] NAME: message key=value ...` line each on this process's stderr. The
+ *        configuration and every plugin started from it keep @p user_data; @p user_data_free (may
+ *        be NULL) runs once when the last of them is freed, or at once if this call fails.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_logger(connectplugin_plugin_client_config *config,
+                                                                                     connectplugin_log_func logger,
+                                                                                     void *user_data,
+                                                                                     connectplugin_free_func user_data_free,
+                                                                                     connectplugin_error **out_error);
 /** @brief Frees the configuration. NULL is a no-op. */
 CONNECTPLUGIN_API void connectplugin_plugin_client_config_free(connectplugin_plugin_client_config *config);
 /**

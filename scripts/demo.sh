@@ -45,11 +45,12 @@ run_clients() { # url codec http
 echo "connectplugin $(grep -m1 CONNECTPLUGIN_VERSION include/connectplugin.h | awk '{print $3}' | tr -d '"') demo"
 echo
 echo "== The main job: a host launching the KV plugin written in each language, calling it, stopping it"
-echo "   (kv-host-python; each plugin speaks go-plugin's handshake; its logs come back on the host's stderr)"
+echo "   (kv-host-python; each plugin speaks go-plugin's handshake; its hclog lines come back to the host's"
+echo "   logging with the plugin's name: --logs prints them as 'log NAME LEVEL MESSAGE key=value')"
 for lang in "${LANGS[@]}"; do
   echo
-  echo " kv-host-python --plugin $BIN/kv-plugin-$lang"
-  if out=$("$BIN/kv-host-python" --plugin "$BIN/kv-plugin-$lang" 2>&1); then
+  echo " kv-host-python --logs --plugin $BIN/kv-plugin-$lang"
+  if out=$("$BIN/kv-host-python" --logs --plugin "$BIN/kv-plugin-$lang" 2>&1); then
     echo "$out" | sed 's/^/    /'
   else
     echo "    FAILED"; echo "$out" | sed 's/^/      /'; failures=$((failures+1))

@@ -1651,6 +1651,69 @@ static void test_graceful_stop(void) {
     fixture_stop(&f);
 }
 
+/* connectplugin_plugin_log outside serve writes one hclog JSON line on fd 2; argument checks; the
+   log setters keep user_data until the configuration is freed and finalize it at once on failure. */
+static int g_log_frees;
+static void count_log_free(void *p) {
+    (void)p;
+    g_log_frees++;
+}
+static void ignore_log(const char *plugin, int32_t level, const char *message, const char *timestamp,
+                       const char *const *keys, const char *const *values, size_t n, void *user_data) {
+    (void)plugin, (void)level, (void)message, (void)timestamp, (void)keys, (void)values, (void)n, (void)user_data;
+}
+
+static void test_plugin_log(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(stderr);
+    int saved = dup(2);
+    CHECK(saved >= 0 && dup2(fds[1], 2) == 2);
+    const char *keys[] = {"key", "quote"};
+    const char *values[] = {"greeting", "say \"hi\""};
+    connectplugin_status st = connectplugin_plugin_log(CONNECTPLUGIN_LOG_WARN, "disk low", keys, values, 2, NULL);
+    connectplugin_status st2 = connectplugin_plugin_log(CONNECTPLUGIN_LOG_TRACE, "no fields", NULL, NULL, 0, NULL);
+    dup2(saved, 2);
+    close(saved);
+    close(fds[1]);
+    CHECK(st == CONNECTPLUGIN_OK && st2 == CONNECTPLUGIN_OK);
+    char buf[1024] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)n;
+    close(fds[0]);
+    CHECK(strncmp(buf, "{\"@level\":\"warn\",\"@message\":\"disk low\",\"@timestamp\":\"", 52) == 0);
+    CHECK(strstr(buf, "\"key\":\"greeting\",\"quote\":\"say \\\"hi\\\"\"}\n{\"@level\":\"trace\",\"@message\":\"no fields\"") != NULL);
+    CHECK(got > 0 && buf[got - 1] == '\n');
+
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_plugin_log, 5, "x", NULL, NULL, 0);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_plugin_log, -1, "x", NULL, NULL, 0);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_plugin_log, CONNECTPLUGIN_LOG_INFO, NULL, NULL, NULL, 0);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_plugin_log, CONNECTPLUGIN_LOG_INFO, "x", NULL, NULL, 1);
+    const char *bad[] = {NULL};
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_plugin_log, CONNECTPLUGIN_LOG_INFO, "x", keys, bad, 1);
+
+    g_log_frees = 0;
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_plugin_config_set_logger, NULL, ignore_log, &g_log_frees,
+              count_log_free);
+    EXPECT_ST(CONNECTPLUGIN_ERR_INVALID_ARGUMENT, connectplugin_plugin_client_config_set_logger, NULL, ignore_log,
+              &g_log_frees, count_log_free);
+    CHECK(g_log_frees == 2);
+    connectplugin_plugin_config *pc = NULL;
+    connectplugin_plugin_client_config *hc = NULL;
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_plugin_config_new, "K", "v", &pc);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_plugin_client_config_new, "K", "v", "/bin/true", &hc);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_plugin_config_set_logger, pc, ignore_log, &g_log_frees, count_log_free);
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_plugin_client_config_set_logger, hc, ignore_log, &g_log_frees, count_log_free);
+    CHECK(g_log_frees == 2);
+    /* Replacing a logger releases the old one; NULL restores the default (its user_data is freed at once). */
+    EXPECT_ST(CONNECTPLUGIN_OK, connectplugin_plugin_config_set_logger, pc, NULL, &g_log_frees, count_log_free);
+    CHECK(g_log_frees == 4);
+    connectplugin_plugin_config_free(pc);
+    connectplugin_plugin_client_config_free(hc);
+    CHECK(g_log_frees == 5);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Runner                                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
@@ -1680,6 +1743,7 @@ static const test_case k_tests[] = {
     {"concurrency", test_concurrency},
     {"slow_handler_does_not_stall", test_slow_handler_does_not_stall},
     {"graceful_stop", test_graceful_stop},
+    {"plugin_log", test_plugin_log},
 };
 
 int main(void) { return run_tests(k_tests, sizeof k_tests / sizeof k_tests[0]); }

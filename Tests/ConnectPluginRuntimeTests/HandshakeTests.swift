@@ -3,6 +3,7 @@
 // hclog stderr lines.
 import Testing
 @testable import ConnectPluginRuntime
+import Glibc
 
 @Suite("Handshake line") struct HandshakeLineTests {
     @Test func formatsAsGoPluginPrints() {
@@ -139,5 +140,60 @@ import Testing
         for (i, c) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (26, "Z")] {
             #expect(t[i] == UInt8(ascii: Unicode.Scalar(c)!))
         }
+    }
+}
+
+@Suite("plugin's own logs") struct PluginLogTests {
+    /// PluginLog writes whole hclog lines (one write each) with a timestamp to the descriptor serve
+    /// keeps; lines from several threads never interleave. (Other suites may log meanwhile: only
+    /// this test's lines are counted.)
+    @Test func writesWholeHCLogLinesFromManyThreads() throws {
+        var fds: [Int32] = [-1, -1]
+        #expect(pipe(&fds) == 0)
+        PluginLog.setDescriptor(fds[1])
+        let big = String(repeating: "x", count: 1000)
+        let threads = 4, lines = 10
+        DispatchlessJoin.run(threads) { t in
+            for i in 0..<lines { PluginLog.log(.warn, "plugin-log-test", [("thread", String(t)), ("i", String(i)), ("big", big)]) }
+        }
+        PluginLog.setDescriptor(-1)
+        close(fds[1])
+        var data: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fds[0], &buf, buf.count)
+            if n <= 0 { break }
+            data += buf[0..<n]
+        }
+        close(fds[0])
+        var parser = HCLogParser()
+        let records = String(decoding: data, as: UTF8.self).split(separator: "\n").map { parser.parse(String($0)) }
+            .filter { $0.message == "plugin-log-test" }
+        #expect(records.count == threads * lines)
+        for r in records {
+            #expect(r.level == .warn)
+            #expect(r.timestamp.utf8.count == 27)
+            #expect(r.fields.count == 3 && r.fields[2].1 == big)
+        }
+    }
+}
+
+/// Runs body(0..<n) on n threads and waits for them (no Foundation, no Dispatch).
+enum DispatchlessJoin {
+    final class Box { let body: (Int) -> Void; let i: Int; init(_ b: @escaping (Int) -> Void, _ i: Int) { body = b; self.i = i } }
+    static func run(_ n: Int, _ body: @escaping (Int) -> Void) {
+        var ids: [pthread_t] = []
+        for i in 0..<n {
+            var t = pthread_t()
+            let box = Unmanaged.passRetained(Box(body, i)).toOpaque()
+            let rc = pthread_create(&t, nil, { p in
+                guard let p else { return nil }
+                let b = Unmanaged<Box>.fromOpaque(p).takeRetainedValue()
+                b.body(b.i)
+                return nil
+            }, box)
+            if rc == 0 { ids.append(t) }
+        }
+        for t in ids { pthread_join(t, nil) }
     }
 }

@@ -94,3 +94,80 @@ def test_kv_host_example(host, lang, goplugin_kv_plugin):
     assert lines[1:] == ["put greeting ok", "get greeting found=true value=hello", "delete greeting existed=true",
                          "get greeting found=false", "ping ok", "stopped: exited 0"], r.stdout
     assert lines[0].startswith(f"started {plugin} pid=") and lines[0].endswith("version=1"), r.stdout
+
+
+@pytest.mark.parametrize("host", HOST_LANGS)
+@pytest.mark.parametrize("lang", PLUGIN_LANGS)
+def test_kv_host_receives_plugin_logs(host, lang):
+    """A plugin's own log call (Put logs at debug with two fields, through C's connectplugin_plugin_log,
+    Go's PluginLogger, Python's logging and Swift's PluginServer.log) is an hclog JSON line on its
+    stderr; each host binding parses it and hands it to its logger with the plugin's name, level,
+    message and fields (kv-host-HOST --logs prints them), and the runtime's own records too."""
+    import subprocess
+
+    plugin = binary(f"kv-plugin-{lang}")
+    r = subprocess.run([str(binary(f"kv-host-{host}")), "--logs", "--plugin", str(plugin)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    logs = [line.split(" ") for line in r.stdout.splitlines() if line.startswith("log ")]
+    puts = [w for w in logs if w[1:4] == [f"kv-plugin-{lang}", "debug", "put"]]
+    assert len(puts) == 1, r.stdout
+    assert "key=greeting" in puts[0][4:] and "bytes=5" in puts[0][4:], r.stdout
+    assert any(w[1:5] == [f"kv-plugin-{lang}", "info", "plugin", "stopping"] for w in logs), r.stdout
+    assert any(w[1:5] == [f"kv-plugin-{lang}", "debug", "plugin", "started"] for w in logs), r.stdout
+
+
+LEVELS_PLUGIN = r'''
+import logging, sys
+sys.path.insert(0, %r)
+import connectplugin
+srv = connectplugin.Server()
+def put(request, ctx):
+    log = logging.getLogger("levels")
+    log.log(connectplugin.TRACE, "t", extra={"n": 0})
+    log.debug("d", extra={"n": 1})
+    log.info("i", extra={"n": 2})
+    log.warning("w", extra={"n": 3})
+    log.error("e", extra={"n": 4})
+    connectplugin.plugin_log(2, "direct", [("a", "b"), ("c", 7)])
+    return b""
+srv.register_unary("/connectplugin.examples.kv.v1.KVService/Put", put)
+sys.exit(srv.serve_plugin("KV_PLUGIN", "connectplugin-kv", {1: ["kv"]}))
+'''
+
+
+def test_python_host_logs_plugin_levels_into_logging(tmp_path, caplog):
+    """Every level of a plugin's Python logging arrives in the host's logging, on the logger
+    connectplugin.plugin.NAME, at the matching level, with its fields; a callback gets the same."""
+    import logging
+    import os
+
+    exe = tmp_path / "levels-plugin"
+    exe.write_text("#!" + sys.executable + "\n" + LEVELS_PLUGIN % str(REPO / "bindings" / "python" / "src"))
+    os.chmod(exe, 0o755)
+    got = []
+    caplog.set_level(connectplugin.TRACE, logger="connectplugin.plugin")
+    for logger in (None, lambda name, r: got.append((name, r))):
+        p = connectplugin.PluginClient([str(exe)], cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]},
+                                       start_timeout_ms=30_000, logger=logger)
+        kv = p.dispense("kv")
+        kv.call_unary(SERVICE + "Put", b"")
+        kv.close()
+        # The lines are on the plugin's stderr before its answer; the host's reader delivers them soon after.
+        import time
+        deadline = time.monotonic() + 10
+        seen = (lambda: any(r.message == "direct" for _, r in got)) if logger else (
+            lambda: any(getattr(r, "plugin_message", None) == "direct" for r in caplog.records))
+        while not seen() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        p.kill()
+    recs = [r for r in caplog.records if r.name == "connectplugin.plugin.levels-plugin" and r.plugin_message in "tdiwe"]
+    assert [(r.levelno, r.plugin_message, r.plugin_fields.get("n")) for r in recs] == [
+        (connectplugin.TRACE, "t", "0"), (logging.DEBUG, "d", "1"), (logging.INFO, "i", "2"),
+        (logging.WARNING, "w", "3"), (logging.ERROR, "e", "4")]
+    assert all(r.plugin == "levels-plugin" and r.plugin_fields.get("@module") == "levels" for r in recs)
+    assert all(len(r.plugin_timestamp) == len("2026-12-04T03:14:03.000000Z") for r in recs)
+    mine = [(n, r.level, r.message, r.fields) for n, r in got if r.message in ("t", "d", "i", "w", "e", "direct")]
+    assert mine == [("levels-plugin", lv, m, [("@module", "levels"), ("n", str(i))])
+                    for i, (lv, m) in enumerate(zip(("trace", "debug", "info", "warn", "error"), "tdiwe"))] + [
+        ("levels-plugin", "info", "direct", [("a", "b"), ("c", "7")])]

@@ -3,6 +3,7 @@ package connectplugin
 /*
 #include <stdlib.h>
 #include "connectplugin.h"
+#include "shims.h"
 */
 import "C"
 
@@ -33,6 +34,9 @@ type PluginConfig struct {
 	Network string
 	// Grace is how long calls in flight may take once the plugin stops (0: the default, 5 s).
 	Grace time.Duration
+	// Logger receives the runtime's own log records (started, stopping, ...) instead of hclog
+	// lines on the real stderr (nil). The plugin's own logs: PluginLog, PluginLogger.
+	Logger func(r LogRecord)
 }
 
 // HealthState is connect-plugin-go's three-state health.
@@ -94,6 +98,15 @@ func (s *Server) ServePlugin(cfg PluginConfig) int {
 	}
 	if cfg.Grace > 0 {
 		if err := check(C.connectplugin_plugin_config_set_grace_ms(config, C.int64_t(durationToMs(cfg.Grace)), &cerr), &cerr); err != nil {
+			return failPlugin(err)
+		}
+	}
+	if cfg.Logger != nil {
+		fn := cfg.Logger
+		_, ud := newUserData(&logEntry{fn: func(_ string, r LogRecord) { fn(r) }}) // deleted by goFreeHandle
+		status := C.connectplugin_plugin_config_set_logger(config, C.connectplugin_log_func(C.go_log_trampoline),
+			C.go_handle_to_user_data(ud), C.connectplugin_free_func(C.go_free_trampoline), &cerr)
+		if err := check(status, &cerr); err != nil {
 			return failPlugin(err)
 		}
 	}

@@ -34,6 +34,13 @@ type PluginClientConfig struct {
 	Command      PluginCommand
 	StartTimeout time.Duration
 	KillGrace    time.Duration
+	// Logger receives each line of the plugin's stderr parsed as hclog (level, message, timestamp,
+	// fields; plain lines by their [LEVEL] prefix, else at debug) and the host's own records about
+	// the plugin, with the plugin's name (its binary's base name), on library threads (stderr lines
+	// in order on one; others may run concurrently: lock what you share). nil: StdPluginLogger
+	// (the standard logger). With Go 1.21+, SlogPluginLogger(l) sends
+	// them to a *slog.Logger.
+	Logger func(plugin string, r LogRecord)
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -150,6 +157,9 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 		if err := check(C.connectplugin_plugin_client_config_set_kill_grace_ms(config, C.int64_t(durationToMs(cfg.KillGrace)), &cerr), &cerr); err != nil {
 			return nil, err
 		}
+	}
+	if err := setHostLogger(config, cfg.Logger); err != nil {
+		return nil, err
 	}
 	var p *C.connectplugin_plugin_client
 	if err := check(C.connectplugin_plugin_client_start(config, &p, &cerr), &cerr); err != nil {

@@ -33,6 +33,12 @@ void go_interceptor_message_trampoline(connectplugin_interceptor_call *call, int
     goInterceptorMessage(call, direction, (uint8_t *)data, len, (uintptr_t)user_data);
 }
 
+void go_log_trampoline(const char *plugin, int32_t level, const char *message, const char *timestamp,
+                       const char *const *keys, const char *const *values, size_t field_count, void *user_data) {
+    goLogRecord((char *)plugin, level, (char *)message, (char *)timestamp, (char **)keys, (char **)values, field_count,
+                (uintptr_t)user_data);
+}
+
 void *go_handle_to_user_data(uintptr_t handle) {
     return (void *)handle;
 }

@@ -3,7 +3,10 @@
  * in any language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the
  * scripted Put/Get/Delete sequence, prints the results and stops the plugin.
  *
- *   kv-host-c [--repeat N] --plugin PATH [ARGS...]
+ *   kv-host-c [--repeat N] [--logs] --plugin PATH [ARGS...]
+ *
+ * --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
+ * "log NAME LEVEL MESSAGE key=value ..." (without it they go to stderr, the library's default).
  *
  * KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
  * Exit 0 when every step gave the expected answer and the plugin exited with status 0; 2 for a
@@ -120,20 +123,41 @@ static bool script(kv_plugin *kv, bool print) {
     return ok && !found;
 }
 
+/* --logs: the plugin's log records, one line each on stdout (one fputs: lines never interleave). */
+static void print_log(const char *plugin, int32_t level, const char *message, const char *timestamp,
+                      const char *const *keys, const char *const *values, size_t field_count, void *user_data) {
+    (void)timestamp;
+    (void)user_data;
+    static const char *const names[] = {"trace", "debug", "info", "warn", "error"};
+    char line[1024];
+    int n = snprintf(line, sizeof line, "log %s %s %s", plugin, level >= 0 && level <= 4 ? names[level] : "?", message);
+    for (size_t i = 0; i < field_count && n >= 0 && (size_t)n < sizeof line; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, " %s=%s", keys[i], values[i]);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof line - 1) n = (int)sizeof line - 2;
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    fputs(line, stdout);
+    fflush(stdout);
+}
+
 static int usage(const char *msg) {
     if (msg) fprintf(stderr, "kv-host-c: %s\n", msg);
-    fprintf(stderr, "usage: kv-host-c [--repeat N] --plugin PATH [ARGS...]\n");
+    fprintf(stderr, "usage: kv-host-c [--repeat N] [--logs] --plugin PATH [ARGS...]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     int repeat = 1, plugin_at = -1;
+    bool logs = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             char *end = NULL;
             long n = strtol(argv[++i], &end, 10);
             if (!end || *end || n < 1 || n > 1000000) return usage("--repeat needs a positive number");
             repeat = (int)n;
+        } else if (strcmp(argv[i], "--logs") == 0) {
+            logs = true;
         } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
             plugin_at = i + 1;
             break;
@@ -150,6 +174,8 @@ int main(int argc, char **argv) {
     for (int i = plugin_at + 1; status == CONNECTPLUGIN_OK && i < argc; i++)
         status = connectplugin_plugin_client_config_add_arg(config, argv[i], &error);
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_config_add_plugin(config, 1, "kv", &error);
+    if (status == CONNECTPLUGIN_OK && logs)
+        status = connectplugin_plugin_client_config_set_logger(config, print_log, NULL, NULL, &error);
     connectplugin_plugin_client *plugin = NULL;
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_start(config, &plugin, &error);
     connectplugin_plugin_client_config_free(config);

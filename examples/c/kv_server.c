@@ -438,11 +438,26 @@ static void write_response(connectplugin_call *call, kv_type type, kv_codec code
     kv_buffer_free(&out);
 }
 
+/* Set in plugin mode: Put then logs a debug line (an hclog JSON line the host parses). */
+static bool log_puts;
+
+static void log_put(const kv_message *request) {
+    char key[128], bytes[24];
+    size_t n = request->key_len < sizeof key - 1 ? request->key_len : sizeof key - 1;
+    memcpy(key, request->key, n);
+    key[n] = '\0';
+    snprintf(bytes, sizeof bytes, "%zu", request->value_len);
+    const char *keys[] = {"key", "bytes"};
+    const char *values[] = {key, bytes};
+    connectplugin_plugin_log(CONNECTPLUGIN_LOG_DEBUG, "put", keys, values, 2, NULL);
+}
+
 static void handle_put(connectplugin_call *call, void *user_data) {
     kv_store *store = user_data;
     kv_codec codec;
     kv_message request;
     if (!read_request(call, KV_PUT_REQUEST, &codec, &request)) return;
+    if (log_puts) log_put(&request);
     if (store_put(store, request.key, request.key_len, request.value, request.value_len)) {
         kv_message response = {0};
         write_response(call, KV_PUT_RESPONSE, codec, &response);
@@ -908,6 +923,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (plugin_mode) {
+        log_puts = true;
         connectplugin_plugin_config *config = NULL;
         status = connectplugin_plugin_config_new("KV_PLUGIN", "connectplugin-kv", &config, &error);
         if (status == CONNECTPLUGIN_OK)

@@ -2,7 +2,10 @@
 language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the scripted
 Put/Get/Delete sequence through the plugin's KVService, prints the results, and stops the plugin.
 
-    kv-host-python --plugin PATH [ARGS...] [--repeat N]
+    kv-host-python [--repeat N] [--logs] --plugin PATH [ARGS...]
+
+--logs prints each log record of the plugin (its stderr, parsed as hclog, which the binding logs on
+the logger "connectplugin.plugin.NAME") on stdout: "log NAME LEVEL MESSAGE key=value ...".
 
 KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 Exit 0 when every step gave the expected answer.
@@ -10,6 +13,7 @@ Exit 0 when every step gave the expected answer.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import connectplugin
@@ -57,7 +61,22 @@ def main(argv=None) -> int:
     parser.add_argument("--plugin", nargs=argparse.REMAINDER, required=True, metavar="PATH [ARGS...]",
                         help="the plugin binary and its arguments (last on the command line)")
     parser.add_argument("--repeat", type=int, default=1, help="run the script N times")
+    parser.add_argument("--logs", action="store_true", help="print the plugin's log records on stdout")
     args = parser.parse_args(argv)
+    if args.logs:
+        # The binding's default: records on logging.getLogger("connectplugin.plugin." + NAME).
+        class Line(logging.Formatter):
+            def format(self, r: logging.LogRecord) -> str:
+                level = {connectplugin.TRACE: "trace", logging.DEBUG: "debug", logging.INFO: "info",
+                         logging.WARNING: "warn"}.get(r.levelno, "error")
+                return f"log {r.plugin} {level} {r.getMessage()}"
+
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(Line())
+        log = logging.getLogger("connectplugin.plugin")
+        log.addHandler(h)
+        log.setLevel(connectplugin.TRACE)
+        log.propagate = False
     if not args.plugin:
         parser.error("--plugin needs a path")
     try:

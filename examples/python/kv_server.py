@@ -10,6 +10,7 @@ Watch (bidi streaming), over Connect, gRPC and gRPC-Web, HTTP/1.1 and HTTP/2, pl
 
 import argparse
 import json
+import logging
 import queue
 import signal
 import sys
@@ -184,6 +185,8 @@ class KVService:
 
     def put(self, request, ctx):
         req = decode(kv_pb2.PutRequest, request, ctx.codec)
+        # As a plugin, serve_plugin's logging handler makes this an hclog line the host parses.
+        logging.getLogger("kv").debug("put", extra={"key": req.key, "bytes": len(req.value)})
         self.store.put(req.key, req.value)
         return encode(kv_pb2.PutResponse(), ctx.codec)
 

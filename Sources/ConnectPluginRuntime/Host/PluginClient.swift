@@ -9,8 +9,9 @@
 //            say what went wrong: not found, not executable, wrong architecture, exited before the
 //            handshake (with its status and the last lines of its stderr), timeout, bad line;
 //   connect  gRPC over h2c on the printed Unix socket or TCP address; plugin.GRPCStdio/StreamStdio
-//            drained from the start (a go-plugin HEAD plugin blocks otherwise), tolerated when
-//            missing (v1.0.1 plugins); stderr read line by line as hclog and passed to the logger
+//            drained from the start (a go-plugin HEAD plugin blocks otherwise) on a second
+//            connection (so that calls keep the client's fast path), tolerated when missing
+//            (v1.0.1 plugins); stderr read line by line as hclog and passed to the logger
 //            with the plugin's name;
 //   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL.
 // Not yet: AutoMTLS, reattach, restart policies, managed-mode cleanup at host exit.
@@ -73,6 +74,8 @@ public final class PluginClient: @unchecked Sendable {
     private var exit: ProcessExitStatus?
     private var exitHooks: [@Sendable (ProcessExitStatus) -> Void] = []
     private var client: RPCClient?
+    /// The connection StreamStdio is drained on (nil: `client`'s).
+    private var stdioClient: RPCClient?
     private var logParser = HCLogParser()
     private var killed = false
     /// The stderr pipe reached end of file (its last lines are in `lastStderr`).
@@ -182,8 +185,16 @@ public final class PluginClient: @unchecked Sendable {
             hardKill()
             throw error
         }
-        cond.withLock { client = c }
-        startThread(name: "cp-plugin-stdio") { [self] in drainStdio(c) }
+        // StreamStdio on a connection of its own: a stream open for the plugin's lifetime would keep
+        // the calls' connection busy, and a busy connection never takes the client's fast path (a
+        // unary call doing its I/O on the caller's thread; H2ClientConnection+CallerDriven.swift),
+        // which costs every call to the plugin two thread hand-offs (bench/plugins.py).
+        let s = (try? RPCClient(baseURL: url, options: o)) ?? c
+        cond.withLock {
+            client = c
+            stdioClient = s === c ? nil : s
+        }
+        startThread(name: "cp-plugin-stdio") { [self] in drainStdio(s) }
         return hs
     }
 
@@ -214,10 +225,10 @@ public final class PluginClient: @unchecked Sendable {
 
     /// Stops the plugin: Shutdown, grace, SIGTERM, grace, SIGKILL; waits until it ended. Idempotent.
     public func kill() {
-        let (c, p, first): (RPCClient?, ChildProcess?, Bool) = cond.withLock {
+        let (c, sc, p, first): (RPCClient?, RPCClient?, ChildProcess?, Bool) = cond.withLock {
             let f = !killed
             killed = true
-            return (client, process, f)
+            return (client, stdioClient, process, f)
         }
         guard first else {
             _ = waitExit(untilNs: UInt64.max)
@@ -237,6 +248,7 @@ public final class PluginClient: @unchecked Sendable {
             }
         }
         c?.close()
+        sc?.close()
     }
 
     private func hardKill() {

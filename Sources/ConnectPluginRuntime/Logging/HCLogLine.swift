@@ -7,6 +7,8 @@
 // `panic: ` or `fatal error: ` switches the untagged lines after it to error. The plugin side writes
 // the same JSON.
 
+import CConnectPluginPosix
+import ConnectPluginIO
 import ConnectPluginRPC
 import Glibc
 
@@ -119,5 +121,42 @@ public struct HCLogParser: Sendable {
         }
         if line.hasPrefix("panic: ") || line.hasPrefix("fatal error: ") { panicking = true }
         return LogRecord(level: panicking ? .error : .debug, message: line)
+    }
+}
+
+/// The plugin's own logs (plugin side): hclog JSON lines on the process's real stderr — the one
+/// the host parses, kept by `serve` while fd 2 is on the pipe forwarded through plugin.GRPCStdio
+/// (before and after serving, fd 2). One line is one write, under a lock, so that lines from
+/// several threads and the runtime's own never interleave. The bindings' loggers (C's
+/// connectplugin_plugin_log, Go's PluginLogger and slog handler, Python's logging handler) end here.
+public enum PluginLog {
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var fd: Int32 = -1
+    /// Records below this level are dropped (default trace: everything, as go-plugin's default).
+    nonisolated(unsafe) private static var minimum = LogLevel.trace
+
+    /// Set by `serve` (the kept real stderr) and reset to -1 (fd 2) when it stops.
+    static func setDescriptor(_ d: Int32) { lock.withLock { fd = d } }
+
+    /// The lowest level written (e.g. from a plugin's own flag or environment).
+    public static var level: LogLevel {
+        get { lock.withLock { minimum } }
+        set { lock.withLock { minimum = newValue } }
+    }
+
+    /// Writes `record` as one hclog JSON line (with now as its timestamp when it has none).
+    public static func write(_ record: LogRecord) {
+        var r = record
+        if r.timestamp.isEmpty { r.timestamp = hclogTimestamp() }
+        let line = Array((r.jsonLine() + "\n").utf8)
+        lock.withLock {
+            if r.level < minimum { return }
+            let d = fd >= 0 ? fd : 2
+            _ = line.withUnsafeBytes { cp_write_all(d, $0.baseAddress, UInt($0.count)) }
+        }
+    }
+
+    public static func log(_ level: LogLevel, _ message: String, _ fields: [(String, String)] = []) {
+        write(LogRecord(level: level, message: message, fields: fields))
     }
 }

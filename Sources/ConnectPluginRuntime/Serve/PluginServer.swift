@@ -45,7 +45,8 @@ public struct PluginServeConfig: Sendable {
     public var redirectStdio = true
     /// Where the handshake line goes (nil = the real stdout).
     public var handshakeFD: Int32? = nil
-    /// Log records from the runtime (nil = hclog JSON lines on the real stderr).
+    /// Log records from the runtime itself (nil = hclog JSON lines on the real stderr, as the
+    /// plugin's own PluginLog lines).
     public var logger: (@Sendable (LogRecord) -> Void)? = nil
     /// Stop when the parent process changes (the host is gone).
     public var watchParent = true
@@ -124,9 +125,13 @@ public final class PluginServer: @unchecked Sendable {
             l(r)
             return
         }
-        let fd = realStderr >= 0 ? realStderr : 2
-        let line = Array((r.jsonLine() + "\n").utf8)
-        _ = line.withUnsafeBytes { cp_write_all(fd, $0.baseAddress, UInt($0.count)) }
+        PluginLog.write(r)
+    }
+
+    /// The plugin's own logs: an hclog JSON line on the real stderr, which the host parses (see
+    /// PluginLog). Any thread, before, while and after serving.
+    public static func log(_ level: LogLevel, _ message: String, _ fields: [(String, String)] = []) {
+        PluginLog.log(level, message, fields)
     }
 
     /// Steps 1–6: checks, negotiates, listens, prints the handshake line. Returns the line printed.
@@ -273,6 +278,7 @@ public final class PluginServer: @unchecked Sendable {
         }
         savedStdout = realStdout
         savedStderr = realStderr
+        PluginLog.setDescriptor(realStderr)
     }
 
     /// SIGTERM and SIGINT become shutdown requests (before the handshake line goes out, so that a
@@ -345,7 +351,10 @@ public final class PluginServer: @unchecked Sendable {
             _ = cp_close(signalPipe.1)
         }
         if savedStdout >= 0 { _ = cp_dup2(savedStdout, 1) }
-        if savedStderr >= 0 { _ = cp_dup2(savedStderr, 2) }
+        if savedStderr >= 0 {
+            _ = cp_dup2(savedStderr, 2)
+            PluginLog.setDescriptor(-1)
+        }
     }
 
     /// The whole of `serve`: start, wait, stop. Returns the process exit status to use, after

@@ -3,6 +3,10 @@
 //
 //	client URL    BENCH_WARMUP calls, print "warm", wait for a line on stdin, BENCH_N timed calls,
 //	              print "result median_us=X p99_us=Y client_cpu_us=A client_ctxsw=C"
+//	client plugin:PATH   the same through a plugin host: StartPlugin(PATH) (bench_server plugin),
+//	              Dispense("bench"); "warm pid=P launch_us=L" (launch to the first call's answer)
+//
+// BENCH_PROTOCOL (connect, grpc) picks the plain client's protocol.
 package main
 
 import (
@@ -12,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,18 +42,45 @@ func main() {
 		os.Exit(2)
 	}
 	n, warmup := envInt("BENCH_N", 20000), envInt("BENCH_WARMUP", 2000)
-	client, err := connectplugin.NewClient(os.Args[1], connectplugin.WithHTTPVersion("2"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "go client:", err)
-		os.Exit(1)
-	}
-	defer client.Close()
 	req := make([]byte, 64)
 	req[0], req[1] = 0x0a, 62
 	for i := 2; i < len(req); i++ {
 		req[i] = 'q'
 	}
 	ctx := context.Background()
+	var client *connectplugin.Client
+	var err error
+	warm := "warm"
+	if path := strings.TrimPrefix(os.Args[1], "plugin:"); path != os.Args[1] {
+		t0 := time.Now()
+		p, err := connectplugin.StartPlugin(connectplugin.PluginClientConfig{
+			CookieKey: "BENCH_PLUGIN", CookieValue: "connectplugin-bench",
+			Plugins: map[int][]string{1: {"bench"}}, Command: connectplugin.PluginCommand{Path: path},
+		})
+		if err == nil {
+			defer p.Kill()
+			client, err = p.Dispense("bench")
+		}
+		if err == nil {
+			_, err = client.CallUnary(ctx, "/bench.v1.BenchService/Unary", req)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "go client: plugin:", err)
+			os.Exit(1)
+		}
+		warm = fmt.Sprintf("warm pid=%d launch_us=%.1f", p.Pid(), float64(time.Since(t0).Nanoseconds())/1000)
+	} else {
+		opts := []connectplugin.ClientOption{connectplugin.WithHTTPVersion("2")}
+		if proto := os.Getenv("BENCH_PROTOCOL"); proto != "" {
+			opts = append(opts, connectplugin.WithProtocol(proto))
+		}
+		client, err = connectplugin.NewClient(os.Args[1], opts...)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go client:", err)
+		os.Exit(1)
+	}
+	defer client.Close()
 	call := func() {
 		resp, err := client.CallUnary(ctx, "/bench.v1.BenchService/Unary", req)
 		if err != nil || len(resp.Message) != 64 {
@@ -59,7 +91,7 @@ func main() {
 	for i := 0; i < warmup; i++ {
 		call()
 	}
-	fmt.Println("warm")
+	fmt.Println(warm)
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		os.Exit(1)
 	}

@@ -2,7 +2,10 @@
 // language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv" as a Go interface,
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
-//	kv-host-go [--repeat N] --plugin PATH [ARGS...]
+//	kv-host-go [--repeat N] [--logs] --plugin PATH [ARGS...]
+//
+// --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
+// "log NAME LEVEL MESSAGE key=value ..." (without it they go to the standard logger).
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited cleanly.
@@ -13,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	connectplugin "github.com/connectplugin/connectplugin/bindings/go"
@@ -92,13 +96,14 @@ var expected = []string{"put greeting ok", "get greeting found=true value=hello"
 
 func usage(msg string) {
 	fmt.Fprintln(os.Stderr, "error:", msg)
-	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] --plugin PATH [ARGS...]")
+	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] [--logs] --plugin PATH [ARGS...]")
 	os.Exit(2)
 }
 
 func main() {
 	args := os.Args[1:]
 	repeat := 1
+	var logger func(string, connectplugin.LogRecord)
 	var plugin []string
 	for len(args) > 0 {
 		switch args[0] {
@@ -111,6 +116,18 @@ func main() {
 				usage("--repeat needs a positive number")
 			}
 			repeat, args = n, args[2:]
+		case "--logs":
+			var mu sync.Mutex
+			logger = func(name string, r connectplugin.LogRecord) {
+				line := "log " + name + " " + r.Level.String() + " " + r.Message
+				for _, f := range r.Fields {
+					line += " " + f.Key + "=" + f.Value
+				}
+				mu.Lock()
+				fmt.Println(line)
+				mu.Unlock()
+			}
+			args = args[1:]
 		case "--plugin":
 			plugin, args = args[1:], nil
 		default:
@@ -124,6 +141,7 @@ func main() {
 		CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
 		Plugins: map[int][]string{1: {"kv"}},
 		Command: connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]},
+		Logger:  logger,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)

@@ -27,6 +27,8 @@ const slowHold = time.Second
 
 type server struct {
 	store *kv.Store
+	// log is set in plugin mode: Put then logs a debug line (an hclog JSON line the host parses).
+	log *connectplugin.PluginLogger
 }
 
 func decode(codec string, data []byte, m kv.Message) error {
@@ -73,6 +75,9 @@ func (s *server) put(_ context.Context, req *connectplugin.Request) ([]byte, err
 	}
 	if err := checkKey(in.Key); err != nil {
 		return nil, err
+	}
+	if s.log != nil {
+		s.log.Debug("put", "key", in.Key, "bytes", len(in.Value))
 	}
 	s.store.Put(in.Key, in.Value)
 	return encode(req.Codec, &kv.PutResponse{})
@@ -306,6 +311,7 @@ func run(listen string, tls *connectplugin.TLSConfig) int {
 	}
 
 	if pluginMode {
+		s.log = &connectplugin.PluginLogger{}
 		// Blocks until the host calls Shutdown, SIGTERM/SIGINT, or the host is gone.
 		return srv.ServePlugin(connectplugin.PluginConfig{
 			CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",

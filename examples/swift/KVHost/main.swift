@@ -2,7 +2,10 @@
 // language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv" as the `KV` protocol,
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
-//   kv-host-swift [--repeat N] --plugin PATH [ARGS...]
+//   kv-host-swift [--repeat N] [--logs] --plugin PATH [ARGS...]
+//
+// --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
+// "log NAME LEVEL MESSAGE key=value ..." (PluginClientConfig.logger; without it they go to stderr).
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited with status 0.
@@ -61,11 +64,12 @@ struct KVClient: KV {
 }
 
 func usage(_ message: String) -> Never {
-    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] --plugin PATH [ARGS...]\n", stderr)
+    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] [--logs] --plugin PATH [ARGS...]\n", stderr)
     exit(2)
 }
 
 var repeatCount = 1
+var printLogs = false
 var plugin: [String] = []
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
@@ -73,6 +77,8 @@ while !args.isEmpty {
     if a == "--repeat", let n = args.first.flatMap({ Int($0) }), n > 0 {
         repeatCount = n
         args.removeFirst()
+    } else if a == "--logs" {
+        printLogs = true
     } else if a == "--plugin" {
         plugin = args
         args = []
@@ -97,9 +103,17 @@ func script(_ kv: KV) throws -> [String] {
 }
 
 let command = PluginCommand(path: path, arguments: Array(plugin.dropFirst()))
-let host = PluginClient(config: PluginClientConfig(
+var hostConfig = PluginClientConfig(
     handshake: HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv"),
-    versionedPlugins: [1: ["kv"]], command: command))
+    versionedPlugins: [1: ["kv"]], command: command)
+if printLogs {
+    hostConfig.logger = { name, r in
+        var line = "log \(name) \(r.level.name) \(r.message)"
+        for (k, v) in r.fields { line += " \(k)=\(v)" }
+        print(line)
+    }
+}
+let host = PluginClient(config: hostConfig)
 do {
     try host.start()
     print("started \(path) pid=\(host.pid ?? 0) version=\(host.negotiatedVersion ?? 0)")

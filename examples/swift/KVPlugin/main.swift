@@ -11,7 +11,7 @@ var config = PluginServeConfig(
     handshake: HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv"),
     versionedPlugins: [
         1: ["kv": PluginRegistration(version: connectPluginVersion, servicePath: kvServicePath) { server in
-            try registerKVService(on: server, store: store)
+            try registerKVService(on: server, store: store, logPuts: true)
         }],
     ])
 // Every streaming call holds a handler thread while it runs (a Watch until the host half-closes).

@@ -17,12 +17,14 @@ func encodeEvent(_ codec: String, _ e: WatchEvent) -> [UInt8] {
     encodeResponse(codec, [.string(1, "key", e.key), .bytes(2, "value", e.value), .bool(3, "deleted", e.deleted)])
 }
 
-/// Registers the six KV methods on `server`, backed by `store`.
-public func registerKVService(on server: Server, store: Store) throws {
+/// Registers the six KV methods on `server`, backed by `store`. `logPuts` (the plugin): Put logs a
+/// debug line, an hclog JSON line the host parses (PluginServer.log).
+public func registerKVService(on server: Server, store: Store, logPuts: Bool = false) throws {
     // ---- Unary.
     try server.handle(service + "Put") { call in
         let r = try decodeRequest(call.request, codec: call.codec)
         try checkKey(r.key)
+        if logPuts { PluginServer.log(.debug, "put", [("key", r.key), ("bytes", String(r.value.count))]) }
         store.put(r.key, r.value)
         return encodeResponse(call.codec, [])
     }

@@ -2,6 +2,9 @@
 // API, speaking the stdio protocol of bench/hosts.py (see unary_bench.c --stdio):
 //   SwiftBenchClient URL   BENCH_WARMUP calls, print "warm", wait for a line on stdin, BENCH_N
 //                          timed calls, print "result median_us=X p99_us=Y client_cpu_us=A client_ctxsw=C"
+//   SwiftBenchClient plugin:PATH   the same through a plugin host: PluginClient (PATH: bench_server
+//                          plugin), dispense("bench"); "warm pid=P launch_us=L" (launch to the first answer)
+// BENCH_PROTOCOL (connect, grpc) picks the plain client's protocol.
 import ConnectPlugin
 import Glibc
 
@@ -34,11 +37,28 @@ let n = envInt("BENCH_N", 20000)
 let warmup = envInt("BENCH_WARMUP", 2000)
 var options = Client.Options()
 options.httpVersion = .http2
-let client: Client
-do { client = try Client(baseURL: args[1], options: options) } catch { fail("\(error)") }
+if let p = getenv("BENCH_PROTOCOL"), let proto = RPCProtocol(rawValue: String(cString: p)) { options.rpcProtocol = proto }
 var request = [UInt8](repeating: UInt8(ascii: "q"), count: 64)
 request[0] = 0x0a
 request[1] = 62
+let client: Client
+var plugin: PluginClient? = nil
+var warmLine = "warm"
+if args[1].hasPrefix("plugin:") {
+    let t0 = nowNs()
+    let host = PluginClient(config: PluginClientConfig(
+        handshake: HandshakeConfig(cookieKey: "BENCH_PLUGIN", cookieValue: "connectplugin-bench"),
+        versionedPlugins: [1: ["bench"]], command: PluginCommand(path: String(args[1].dropFirst("plugin:".count)))))
+    do {
+        try host.start()
+        client = try host.dispense("bench")
+        _ = try client.unary("/bench.v1.BenchService/Unary", request: request)
+    } catch { fail("plugin: \(error)") }
+    plugin = host
+    warmLine = "warm pid=\(host.pid ?? 0) launch_us=\(Double(nowNs() - t0) / 1000)"
+} else {
+    do { client = try Client(baseURL: args[1], options: options) } catch { fail("\(error)") }
+}
 
 @inline(never) func call() {
     do {
@@ -48,7 +68,7 @@ request[1] = 62
 }
 
 for _ in 0..<warmup { call() }
-print("warm")
+print(warmLine)
 fflush(stdout)
 guard readLine() != nil else { exit(1) }
 var samples = [Int64](repeating: 0, count: n)
@@ -69,4 +89,6 @@ print("result median_us=\(fmt(Double(samples[n / 2]) / 1000)) p99_us=\(fmt(Doubl
     + " client_cpu_us=\(fmt(Double(after.cpuNs - before.cpuNs) / 1000 / Double(n)))"
     + " client_ctxsw=\(fmt(Double(after.ctxsw - before.ctxsw) / Double(n)))")
 fflush(stdout)
-client.close()
+// A dispensed client is the plugin's one connection (PluginClient.dispense): kill closes it, after
+// Shutdown (closing it first would make Shutdown fail and kill wait for SIGTERM).
+if let plugin { plugin.kill() } else { client.close() }

@@ -83,6 +83,14 @@ Per-call hooks around every call (unary and streaming, every protocol)::
 ``response_trailers``; ``add_response_header``/``add_response_trailer`` on servers). One start and
 one end callback per call; ``message(call, direction, data)`` only with ``observe_messages = True``.
 
+Plugin logs
+-----------
+A plugin's ``logging`` records become hclog JSON lines on its real stderr while ``serve_plugin``
+runs (:class:`PluginLogHandler` on the root logger; ``extra`` attributes are fields;
+:func:`plugin_log` writes one directly). A host's :class:`PluginClient` logs each parsed line of a
+plugin's stderr on ``logging.getLogger("connectplugin.plugin." + NAME)`` at its level (``TRACE`` = 5),
+or hands it to ``logger(plugin, PluginLogRecord)``.
+
 >>> import connectplugin
 >>> connectplugin.Code.INVALID_ARGUMENT.wire_name
 'invalid_argument'
@@ -106,6 +114,8 @@ from ._error import (
 from ._ffi import ABI_VERSION, library_path
 from ._interceptor import DIRECTION_REQUEST, DIRECTION_RESPONSE, Interceptor, InterceptorCall
 from ._metadata import Metadata, Peer
+from ._log import TRACE, PluginLogHandler, plugin_log
+from ._log import LogRecord as PluginLogRecord
 from ._plugin import PluginClient
 from ._server import CallContext, Server, ServerStream
 from ._tls import TLSOptions
@@ -130,15 +140,19 @@ __all__ = [
     "MethodKind",
     "Peer",
     "PluginClient",
+    "PluginLogHandler",
+    "PluginLogRecord",
     "RPCError",
     "Response",
     "Server",
     "ServerStream",
     "TLSOptions",
+    "TRACE",
     "Status",
     "abi_version",
     "code_name",
     "library_path",
+    "plugin_log",
     "status_string",
     "version",
     "version_num",

@@ -188,6 +188,10 @@ connectplugin_free_func = CFUNCTYPE(None, c_void_p)
 #: Declared for completeness; the binding does not register one: it would run Python (take the GIL)
 #: on a library I/O thread. Python handlers poll is_done / get errors from receive and send instead.
 connectplugin_done_func = CFUNCTYPE(None, c_void_p)
+#: typedef void (*connectplugin_log_func)(const char *plugin, int32_t level, const char *message,
+#:     const char *timestamp, const char *const *keys, const char *const *values, size_t field_count, void *user_data);
+connectplugin_log_func = CFUNCTYPE(None, c_char_p, c_int32, c_char_p, c_char_p, POINTER(c_char_p), POINTER(c_char_p),
+                                   c_size_t, c_void_p)
 #: typedef void (*connectplugin_stream_handler)(connectplugin_stream *stream, void *user_data);
 connectplugin_stream_handler = CFUNCTYPE(None, POINTER(connectplugin_stream), c_void_p)
 
@@ -621,6 +625,18 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "connectplugin_plugin_set_health": (
         connectplugin_status,
         [POINTER(connectplugin_server), c_int32, c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_log": (
+        connectplugin_status,
+        [c_int32, c_char_p, POINTER(c_char_p), POINTER(c_char_p), c_size_t, _errpp],
+    ),
+    "connectplugin_plugin_config_set_logger": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_config), connectplugin_log_func, c_void_p, connectplugin_free_func, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_logger": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), connectplugin_log_func, c_void_p, connectplugin_free_func, _errpp],
     ),
     # Hosting plugins
     "connectplugin_plugin_client_config_new": (

@@ -8,10 +8,10 @@ language, or a HashiCorp go-plugin gRPC plugin), handshakes, and dispenses clien
 """
 from __future__ import annotations
 
-from ctypes import POINTER, byref, c_int32
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from ctypes import POINTER, byref, c_int32, c_void_p
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from . import _ffi
+from . import _ffi, _log
 from ._client import Client
 from ._error import check
 
@@ -24,7 +24,12 @@ class PluginClient(_ffi.Managed):
     environment unless ``inherit_env`` is false, and ``env``, which wins over both. Starting blocks
     until the handshake (``start_timeout_ms``); the errors say what to change. :meth:`kill` (or
     ``close``, or leaving the ``with`` block) stops it: Shutdown, ``kill_grace_ms``, SIGTERM, the
-    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name."""
+    grace again, SIGKILL.
+
+    The plugin's stderr, parsed as hclog, goes to ``logging.getLogger("connectplugin.plugin." + NAME)``
+    (NAME: the binary's base name) at the matching level, or to ``logger(plugin, LogRecord)``
+    (called on library threads: stderr lines in order on one, the host's own records, e.g. from
+    :meth:`kill`, on others)."""
 
     _kind = "plugin client"
 
@@ -38,6 +43,7 @@ class PluginClient(_ffi.Managed):
         cwd: Optional[str] = None,
         start_timeout_ms: Optional[int] = None,
         kill_grace_ms: Optional[int] = None,
+        logger: Optional[Callable[[str, "_log.LogRecord"], None]] = None,
     ) -> None:
         if not command:
             raise ValueError("command must name the plugin binary")
@@ -68,6 +74,8 @@ class PluginClient(_ffi.Managed):
                 call(_ffi.connectplugin_plugin_client_config_set_start_timeout_ms, int(start_timeout_ms))
             if kill_grace_ms is not None:
                 call(_ffi.connectplugin_plugin_client_config_set_kill_grace_ms, int(kill_grace_ms))
+            key = _log.register(logger or _log.default_host_logger)  # dropped by the library's finalizer
+            call(_ffi.connectplugin_plugin_client_config_set_logger, _log.LOG_TRAMPOLINE, c_void_p(key), _log.FINALIZER)
             out = POINTER(_ffi.connectplugin_plugin_client)()
             err = _ffi.new_error_out()
             st = _ffi.connectplugin_plugin_client_start(config, byref(out), byref(err))

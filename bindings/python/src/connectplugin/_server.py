@@ -22,7 +22,7 @@ import weakref
 from ctypes import POINTER, byref, c_size_t, c_uint8, c_void_p
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
-from . import _ffi
+from . import _ffi, _log
 from ._error import Code, ConnectPluginError, MethodKind, RPCError, Status, _normalize_details, check
 from ._metadata import Peer, add_pairs, first, read_metadata
 from ._tls import PEM, PathLike, TLSOptions
@@ -797,6 +797,8 @@ class Server(_ffi.Managed):
         plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]],
         network: str = "unix",
         grace_ms: Optional[int] = None,
+        log_level: Optional[int] = 5,
+        logger: Optional[Callable[..., None]] = None,
     ) -> int:
         """Serves this server as a plugin that an unmodified HashiCorp go-plugin host (or a
         connectplugin host) launches, and blocks until it stopped: it checks the magic cookie,
@@ -809,7 +811,13 @@ class Server(_ffi.Managed):
         start. Call it once, from the main thread, and pass the result to ``sys.exit``: 0 after a
         clean stop, 2 when a person ran the script (the message is on stderr), 1 when serving could
         not start (the reason is on stderr). SIGTERM and SIGINT are handled by the library while it
-        serves (no KeyboardInterrupt)."""
+        serves (no KeyboardInterrupt).
+
+        Logging: while it serves, a :class:`PluginLogHandler` on the root logger turns every
+        ``logging`` record into an hclog JSON line on the real stderr, which the host parses (its
+        ``extra`` attributes become fields), and the root level is ``log_level`` (default 5, trace,
+        go-plugin's; None: leave the root logger alone, no handler). ``logger(LogRecord)`` receives
+        the runtime's own records instead of hclog lines."""
         err = _ffi.new_error_out()
         config = POINTER(_ffi.connectplugin_plugin_config)()
         st = _ffi.connectplugin_plugin_config_new(_ffi.as_cstr(cookie_key, "cookie_key"),
@@ -831,7 +839,25 @@ class Server(_ffi.Managed):
                 err = _ffi.new_error_out()
                 check(_ffi.connectplugin_plugin_config_set_grace_ms(config, int(grace_ms), byref(err)), err,
                       "serve_plugin")
-            return int(_ffi.connectplugin_plugin_serve(self._ptr(), config))
+            if logger is not None:
+                fn = logger
+                key = _log.register(lambda _plugin, r: fn(r))  # dropped by the library's finalizer
+                err = _ffi.new_error_out()
+                check(_ffi.connectplugin_plugin_config_set_logger(config, _log.LOG_TRAMPOLINE, c_void_p(key), _log.FINALIZER,
+                                                                  byref(err)), err, "serve_plugin")
+            root = logging.getLogger()
+            handler = None
+            saved_level = root.level
+            if log_level is not None:
+                handler = _log.PluginLogHandler()
+                root.addHandler(handler)
+                root.setLevel(log_level)
+            try:
+                return int(_ffi.connectplugin_plugin_serve(self._ptr(), config))
+            finally:
+                if handler is not None:
+                    root.removeHandler(handler)
+                    root.setLevel(saved_level)
         finally:
             _ffi.connectplugin_plugin_config_free(config)
 
