@@ -85,6 +85,18 @@ private func putRequest(_ key: String, _ value: [UInt8]) -> [UInt8] {
         #expect(log.lock.withLock { log.records.contains { $0.0 == "kv-plugin-swift" && $0.1.message == "plugin started" } })
     }
 
+    @Test func killStopsGracefullyAfterTheDispensedClientWasClosed() throws {
+        // Closing what dispense gave must not cost the plugin its graceful stop: Shutdown goes on
+        // the host's own control connection.
+        let p = PluginClient(config: config(kvPlugin))
+        try p.start()
+        try p.dispense("kv").close()
+        let t0 = monotonicNowNs()
+        p.kill()
+        #expect(p.exitStatus == .exited(0))
+        #expect(monotonicNowNs() - t0 < 1_900_000_000)  // on Shutdown, not after the 2 s grace and SIGTERM
+    }
+
     @Test func toleratesABoundedNumberOfJunkLines() throws {
         let log = LogSink()
         let p = PluginClient(config: config("/bin/sh", ["-c", "echo junk one; echo junk two; exec \"$0\"", kvPlugin], log))

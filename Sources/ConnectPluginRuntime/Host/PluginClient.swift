@@ -234,8 +234,10 @@ public final class PluginClient: @unchecked Sendable {
             _ = waitExit(untilNs: UInt64.max)
             return
         }
-        if let c, exitStatus == nil {
-            _ = try? c.unary("/plugin.GRPCController/Shutdown", request: [], timeoutMs: max(1, config.killGraceMs))
+        // Shutdown goes on the stdio connection when there is one: it is never handed out, so a
+        // caller that closed the dispensed client still gets a graceful stop.
+        if let control = sc ?? c, exitStatus == nil {
+            _ = try? control.unary("/plugin.GRPCController/Shutdown", request: [], timeoutMs: max(1, config.killGraceMs))
         }
         let grace = UInt64(max(0, config.killGraceMs)) &* 1_000_000
         if let p, !waitExit(untilNs: monotonicNowNs() &+ grace) {
