@@ -87,13 +87,14 @@ final class CallBox {
     let proto: CBytes
     let peer: MetadataBox?
     let doneHooks = DoneHooks()
-    init(_ c: UnaryCall) {
+    /// `procedure`: the registered procedure's bytes, made once at registration.
+    init(_ c: UnaryCall, procedure: CBytes) {
         call = c
-        procedure = CBytes(c.procedure)
-        codec = CBytes(c.codec)
+        self.procedure = procedure
+        codec = CBytes.interned(c.codec)
         request = CBytes(c.request)
         headers = MetadataBox(c.requestHeaders)
-        proto = CBytes(c.protocolName)
+        proto = CBytes.interned(c.protocolName)
         peer = peerMetadata(c.peer)
     }
 }
@@ -224,8 +225,9 @@ private func registerUnary(_ s: OpaquePointer?, _ procedure: UnsafePointer<CChar
         let b = try serverArg(s)
         guard let p = str(procedure) else { throw ConnectError.local(.invalidArgument, "procedure is NULL") }
         guard let handler else { throw ConnectError.local(.invalidArgument, "handler is NULL") }
+        let procedureBytes = CBytes(p)
         try b.server.register(p, inline: inline) { call in
-            let cb = CallBox(call)
+            let cb = CallBox(call, procedure: procedureBytes)
             let handle = box(cb)
             handler(handle, ud.pointer)
             cb.doneHooks.clearAll()

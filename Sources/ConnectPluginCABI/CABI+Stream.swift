@@ -30,11 +30,12 @@ final class StreamBox {
     let peer: MetadataBox?
     var last: CBytes?
     let doneHooks = DoneHooks()
-    init(_ c: StreamCall) {
+    /// `procedure`: the registered procedure's bytes, made once at registration.
+    init(_ c: StreamCall, procedure: CBytes) {
         call = c
-        procedure = CBytes(c.procedure)
-        codec = CBytes(c.codec)
-        proto = CBytes(c.protocolName)
+        self.procedure = procedure
+        codec = CBytes.interned(c.codec)
+        proto = CBytes.interned(c.protocolName)
         headers = MetadataBox(c.requestHeaders)
         peer = peerMetadata(c.peer)
     }
@@ -68,8 +69,9 @@ public func connectplugin_server_register_stream(_ s: OpaquePointer?, _ procedur
         guard let k = methodKind(kind), k != .unary else {
             throw ConnectError.local(.invalidArgument, "kind must be CONNECTPLUGIN_CLIENT_STREAM, CONNECTPLUGIN_SERVER_STREAM or CONNECTPLUGIN_BIDI_STREAM, got \(kind)")
         }
+        let procedureBytes = CBytes(p)
         try b.server.register(p, kind: k) { call in
-            let sb = StreamBox(call)
+            let sb = StreamBox(call, procedure: procedureBytes)
             let handle = box(sb)
             handler(handle, ud.pointer)
             sb.doneHooks.clearAll()

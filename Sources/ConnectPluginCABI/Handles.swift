@@ -12,15 +12,38 @@ final class CBytes {
     init<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         count = bytes.count
         pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: count + 1)
-        var i = 0
-        for b in bytes {
-            (pointer + i).initialize(to: b)
-            i += 1
+        let copied: Void? = bytes.withContiguousStorageIfAvailable { src in
+            if let base = src.baseAddress { pointer.initialize(from: base, count: src.count) }
+        }
+        if copied == nil {
+            var i = 0
+            for b in bytes {
+                (pointer + i).initialize(to: b)
+                i += 1
+            }
         }
         (pointer + count).initialize(to: 0)
     }
 
-    convenience init(_ s: String) { self.init(Array(s.utf8)) }
+    convenience init(_ s: String) { self.init(s.utf8) }
+
+    /// The same bytes for every call that names one of the few codec and protocol names: shared,
+    /// immutable, never freed (a call's codec and protocol cost no allocation).
+    static func interned(_ s: String) -> CBytes {
+        switch s {
+        case "proto": return internedProto
+        case "json": return internedJSON
+        case "connect": return internedConnect
+        case "grpc": return internedGRPC
+        case "grpcweb": return internedGRPCWeb
+        default: return CBytes(s)
+        }
+    }
+    private static let internedProto = CBytes("proto")
+    private static let internedJSON = CBytes("json")
+    private static let internedConnect = CBytes("connect")
+    private static let internedGRPC = CBytes("grpc")
+    private static let internedGRPCWeb = CBytes("grpcweb")
 
     deinit { pointer.deallocate() }
 
