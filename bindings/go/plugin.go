@@ -33,6 +33,9 @@ type PluginConfig struct {
 	Network string
 	// Grace is how long calls in flight may take once the plugin stops (0: the default, 5 s).
 	Grace time.Duration
+	// TLS is the plugin's own server TLS (go-plugin's TLSProvider; certificate and key required),
+	// used instead of AutoMTLS. Without it, a host asking for AutoMTLS gets it.
+	TLS *TLSConfig
 }
 
 // HealthState is connect-plugin-go's three-state health.
@@ -94,6 +97,17 @@ func (s *Server) ServePlugin(cfg PluginConfig) int {
 	}
 	if cfg.Grace > 0 {
 		if err := check(C.connectplugin_plugin_config_set_grace_ms(config, C.int64_t(durationToMs(cfg.Grace)), &cerr), &cerr); err != nil {
+			return failPlugin(err)
+		}
+	}
+	if cfg.TLS != nil {
+		topts, err := newTLSOptions(cfg.TLS)
+		if err != nil {
+			return failPlugin(err)
+		}
+		status := C.connectplugin_plugin_config_set_tls(config, topts, &cerr)
+		C.connectplugin_tls_options_free(topts)
+		if err := check(status, &cerr); err != nil {
 			return failPlugin(err)
 		}
 	}

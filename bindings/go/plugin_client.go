@@ -34,6 +34,12 @@ type PluginClientConfig struct {
 	Command      PluginCommand
 	StartTimeout time.Duration
 	KillGrace    time.Duration
+	// AutoMTLS is go-plugin's ClientConfig.AutoMTLS (default false): an ephemeral host certificate
+	// in PLUGIN_CLIENT_CERT, TLS to the plugin trusting only the certificate it prints.
+	AutoMTLS bool
+	// TLS is manual TLS (go-plugin's ClientConfig.TLSConfig) for a plugin serving TLS of its own;
+	// when set, AutoMTLS is not offered. Set ServerName (a Unix socket has no host name).
+	TLS *TLSConfig
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -148,6 +154,22 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 	}
 	if cfg.KillGrace > 0 {
 		if err := check(C.connectplugin_plugin_client_config_set_kill_grace_ms(config, C.int64_t(durationToMs(cfg.KillGrace)), &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AutoMTLS {
+		if err := check(C.connectplugin_plugin_client_config_set_auto_mtls(config, 1, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TLS != nil {
+		topts, err := newTLSOptions(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		status := C.connectplugin_plugin_client_config_set_tls(config, topts, &cerr)
+		C.connectplugin_tls_options_free(topts)
+		if err := check(status, &cerr); err != nil {
 			return nil, err
 		}
 	}

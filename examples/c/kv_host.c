@@ -3,7 +3,9 @@
  * in any language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the
  * scripted Put/Get/Delete sequence, prints the results and stops the plugin.
  *
- *   kv-host-c [--repeat N] --plugin PATH [ARGS...]
+ *   kv-host-c [--repeat N] [--automtls] --plugin PATH [ARGS...]
+ *
+ * --automtls: go-plugin's AutoMTLS (the plugin must serve TLS with the certificates exchanged).
  *
  * KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
  * Exit 0 when every step gave the expected answer and the plugin exited with status 0; 2 for a
@@ -122,18 +124,20 @@ static bool script(kv_plugin *kv, bool print) {
 
 static int usage(const char *msg) {
     if (msg) fprintf(stderr, "kv-host-c: %s\n", msg);
-    fprintf(stderr, "usage: kv-host-c [--repeat N] --plugin PATH [ARGS...]\n");
+    fprintf(stderr, "usage: kv-host-c [--repeat N] [--automtls] --plugin PATH [ARGS...]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
-    int repeat = 1, plugin_at = -1;
+    int repeat = 1, plugin_at = -1, automtls = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             char *end = NULL;
             long n = strtol(argv[++i], &end, 10);
             if (!end || *end || n < 1 || n > 1000000) return usage("--repeat needs a positive number");
             repeat = (int)n;
+        } else if (strcmp(argv[i], "--automtls") == 0) {
+            automtls = 1;
         } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
             plugin_at = i + 1;
             break;
@@ -150,6 +154,7 @@ int main(int argc, char **argv) {
     for (int i = plugin_at + 1; status == CONNECTPLUGIN_OK && i < argc; i++)
         status = connectplugin_plugin_client_config_add_arg(config, argv[i], &error);
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_config_add_plugin(config, 1, "kv", &error);
+    if (status == CONNECTPLUGIN_OK && automtls) status = connectplugin_plugin_client_config_set_auto_mtls(config, 1, &error);
     connectplugin_plugin_client *plugin = NULL;
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_start(config, &plugin, &error);
     connectplugin_plugin_client_config_free(config);

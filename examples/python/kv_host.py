@@ -57,11 +57,13 @@ def main(argv=None) -> int:
     parser.add_argument("--plugin", nargs=argparse.REMAINDER, required=True, metavar="PATH [ARGS...]",
                         help="the plugin binary and its arguments (last on the command line)")
     parser.add_argument("--repeat", type=int, default=1, help="run the script N times")
+    parser.add_argument("--automtls", action="store_true", help="go-plugin's AutoMTLS (TLS with exchanged certificates)")
     args = parser.parse_args(argv)
     if not args.plugin:
         parser.error("--plugin needs a path")
     try:
-        with connectplugin.PluginClient(args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]}) as plugin:
+        with connectplugin.PluginClient(args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]},
+                                        auto_mtls=args.automtls) as plugin:
             print(f"started {args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
             kv = KV(plugin.dispense("kv"))
             ok = True

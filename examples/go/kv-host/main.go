@@ -2,7 +2,7 @@
 // language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv" as a Go interface,
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
-//	kv-host-go [--repeat N] --plugin PATH [ARGS...]
+//	kv-host-go [--repeat N] [--automtls] --plugin PATH [ARGS...]
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited cleanly.
@@ -92,7 +92,7 @@ var expected = []string{"put greeting ok", "get greeting found=true value=hello"
 
 func usage(msg string) {
 	fmt.Fprintln(os.Stderr, "error:", msg)
-	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] --plugin PATH [ARGS...]")
+	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] [--automtls] --plugin PATH [ARGS...]")
 	os.Exit(2)
 }
 
@@ -100,6 +100,7 @@ func main() {
 	args := os.Args[1:]
 	repeat := 1
 	var plugin []string
+	autoMTLS := false
 	for len(args) > 0 {
 		switch args[0] {
 		case "--repeat":
@@ -111,6 +112,8 @@ func main() {
 				usage("--repeat needs a positive number")
 			}
 			repeat, args = n, args[2:]
+		case "--automtls":
+			autoMTLS, args = true, args[1:]
 		case "--plugin":
 			plugin, args = args[1:], nil
 		default:
@@ -122,8 +125,9 @@ func main() {
 	}
 	p, err := connectplugin.StartPlugin(connectplugin.PluginClientConfig{
 		CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
-		Plugins: map[int][]string{1: {"kv"}},
-		Command: connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]},
+		Plugins:  map[int][]string{1: {"kv"}},
+		Command:  connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]},
+		AutoMTLS: autoMTLS,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)

@@ -2,7 +2,7 @@
 // language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv" as the `KV` protocol,
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
-//   kv-host-swift [--repeat N] --plugin PATH [ARGS...]
+//   kv-host-swift [--repeat N] [--automtls] --plugin PATH [ARGS...]
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited with status 0.
@@ -61,18 +61,21 @@ struct KVClient: KV {
 }
 
 func usage(_ message: String) -> Never {
-    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] --plugin PATH [ARGS...]\n", stderr)
+    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] [--automtls] --plugin PATH [ARGS...]\n", stderr)
     exit(2)
 }
 
 var repeatCount = 1
 var plugin: [String] = []
+var autoMTLS = false
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
     if a == "--repeat", let n = args.first.flatMap({ Int($0) }), n > 0 {
         repeatCount = n
         args.removeFirst()
+    } else if a == "--automtls" {
+        autoMTLS = true
     } else if a == "--plugin" {
         plugin = args
         args = []
@@ -97,9 +100,11 @@ func script(_ kv: KV) throws -> [String] {
 }
 
 let command = PluginCommand(path: path, arguments: Array(plugin.dropFirst()))
-let host = PluginClient(config: PluginClientConfig(
+var hostConfig = PluginClientConfig(
     handshake: HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv"),
-    versionedPlugins: [1: ["kv"]], command: command))
+    versionedPlugins: [1: ["kv"]], command: command)
+hostConfig.autoMTLS = autoMTLS
+let host = PluginClient(config: hostConfig)
 do {
     try host.start()
     print("started \(path) pid=\(host.pid ?? 0) version=\(host.negotiatedVersion ?? 0)")

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 from . import _ffi
 from ._client import Client
 from ._error import check
+from ._tls import TLSOptions
 
 
 class PluginClient(_ffi.Managed):
@@ -24,7 +25,11 @@ class PluginClient(_ffi.Managed):
     environment unless ``inherit_env`` is false, and ``env``, which wins over both. Starting blocks
     until the handshake (``start_timeout_ms``); the errors say what to change. :meth:`kill` (or
     ``close``, or leaving the ``with`` block) stops it: Shutdown, ``kill_grace_ms``, SIGTERM, the
-    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name."""
+    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name.
+
+    ``auto_mtls`` is go-plugin's AutoMTLS (off by default, as there): an ephemeral host certificate in
+    ``PLUGIN_CLIENT_CERT``, TLS to the plugin trusting only the certificate it prints. ``tls`` (a
+    :class:`TLSOptions` with ``server_name``) is manual TLS for a plugin serving TLS of its own."""
 
     _kind = "plugin client"
 
@@ -38,6 +43,8 @@ class PluginClient(_ffi.Managed):
         cwd: Optional[str] = None,
         start_timeout_ms: Optional[int] = None,
         kill_grace_ms: Optional[int] = None,
+        auto_mtls: bool = False,
+        tls: Optional[TLSOptions] = None,
     ) -> None:
         if not command:
             raise ValueError("command must name the plugin binary")
@@ -68,6 +75,11 @@ class PluginClient(_ffi.Managed):
                 call(_ffi.connectplugin_plugin_client_config_set_start_timeout_ms, int(start_timeout_ms))
             if kill_grace_ms is not None:
                 call(_ffi.connectplugin_plugin_client_config_set_kill_grace_ms, int(kill_grace_ms))
+            if auto_mtls:
+                call(_ffi.connectplugin_plugin_client_config_set_auto_mtls, 1)
+            if tls is not None:
+                with tls._native() as h:
+                    call(_ffi.connectplugin_plugin_client_config_set_tls, h)
             out = POINTER(_ffi.connectplugin_plugin_client)()
             err = _ffi.new_error_out()
             st = _ffi.connectplugin_plugin_client_start(config, byref(out), byref(err))

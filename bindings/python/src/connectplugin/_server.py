@@ -797,6 +797,7 @@ class Server(_ffi.Managed):
         plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]],
         network: str = "unix",
         grace_ms: Optional[int] = None,
+        tls: Optional[Any] = None,
     ) -> int:
         """Serves this server as a plugin that an unmodified HashiCorp go-plugin host (or a
         connectplugin host) launches, and blocks until it stopped: it checks the magic cookie,
@@ -809,7 +810,8 @@ class Server(_ffi.Managed):
         start. Call it once, from the main thread, and pass the result to ``sys.exit``: 0 after a
         clean stop, 2 when a person ran the script (the message is on stderr), 1 when serving could
         not start (the reason is on stderr). SIGTERM and SIGINT are handled by the library while it
-        serves (no KeyboardInterrupt)."""
+        serves (no KeyboardInterrupt). ``tls`` (a :class:`TLSOptions` with a certificate and key) is
+        the plugin's own TLS, used instead of AutoMTLS (go-plugin's TLSProvider)."""
         err = _ffi.new_error_out()
         config = POINTER(_ffi.connectplugin_plugin_config)()
         st = _ffi.connectplugin_plugin_config_new(_ffi.as_cstr(cookie_key, "cookie_key"),
@@ -831,6 +833,10 @@ class Server(_ffi.Managed):
                 err = _ffi.new_error_out()
                 check(_ffi.connectplugin_plugin_config_set_grace_ms(config, int(grace_ms), byref(err)), err,
                       "serve_plugin")
+            if tls is not None:
+                with tls._native() as h:
+                    err = _ffi.new_error_out()
+                    check(_ffi.connectplugin_plugin_config_set_tls(config, h, byref(err)), err, "serve_plugin")
             return int(_ffi.connectplugin_plugin_serve(self._ptr(), config))
         finally:
             _ffi.connectplugin_plugin_config_free(config)
