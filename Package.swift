@@ -62,7 +62,7 @@ let package = Package(
         // The plugin runtime (go-plugin's host/plugin model): handshake, negotiation, launcher, logs.
         .target(
             name: "ConnectPluginRuntime",
-            dependencies: ["ConnectPluginRPC", "CConnectPluginPosix"],
+            dependencies: ["ConnectPluginRPC", "ConnectPluginHTTP", "CConnectPluginPosix", "CConnectPluginOpenSSL"],
             swiftSettings: swift5Checked
         ),
         .target(

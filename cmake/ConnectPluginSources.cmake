@@ -5,7 +5,7 @@
 #   ConnectPluginIO     <- CConnectPluginPosix
 #   ConnectPluginHTTP   <- ConnectPluginIO, CConnectPluginPosix, CConnectPluginNGHTTP2, CConnectPluginOpenSSL
 #   ConnectPluginRPC    <- ConnectPluginHTTP, CConnectPluginZlib, CConnectPluginABI (the version)
-#   ConnectPluginRuntime <- ConnectPluginRPC, CConnectPluginPosix (the plugin runtime)
+#   ConnectPluginRuntime <- ConnectPluginRPC, CConnectPluginPosix, CConnectPluginOpenSSL (the plugin runtime)
 #   ConnectPlugin       <- ConnectPluginRPC, ConnectPluginRuntime
 #   connectplugin (SHARED, Sources/ConnectPluginCABI) <- ConnectPlugin, CConnectPluginABI
 #
@@ -88,7 +88,7 @@ connectplugin_c_module(CConnectPluginABI)
 connectplugin_swift_module(ConnectPluginIO DEPENDS CConnectPluginPosix)
 connectplugin_swift_module(ConnectPluginHTTP DEPENDS ConnectPluginIO CConnectPluginPosix CConnectPluginNGHTTP2 CConnectPluginOpenSSL)
 connectplugin_swift_module(ConnectPluginRPC DEPENDS ConnectPluginHTTP CConnectPluginZlib CConnectPluginABI)
-connectplugin_swift_module(ConnectPluginRuntime DEPENDS ConnectPluginRPC CConnectPluginPosix)
+connectplugin_swift_module(ConnectPluginRuntime DEPENDS ConnectPluginRPC ConnectPluginHTTP CConnectPluginPosix CConnectPluginOpenSSL)
 connectplugin_swift_module(ConnectPlugin DEPENDS ConnectPluginRPC ConnectPluginRuntime)
 
 # ---- libconnectplugin.so: the @_cdecl exports of Sources/ConnectPluginCABI.

@@ -1303,6 +1303,18 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_grace_ms(
 CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_network(connectplugin_plugin_config *config,
                                                                                const char *network,
                                                                                connectplugin_error **out_error);
+/**
+ * @brief The plugin's own server TLS (manual TLS, go-plugin's TLSProvider): certificate and key
+ *        (required), CA and require-client-cert for mTLS. Copied; NULL clears it. When set it is used
+ *        instead of AutoMTLS and the handshake line carries no certificate, so the host needs a
+ *        matching TLS config. Without it, a host that sends PLUGIN_CLIENT_CERT gets AutoMTLS: a fresh
+ *        certificate in the handshake line, client certificates that chain to the host's required.
+ * @retval CONNECTPLUGIN_OK on success (files are read by connectplugin_plugin_serve).
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL, or @p tls has no certificate and key.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_tls(connectplugin_plugin_config *config,
+                                                                           const connectplugin_tls_options *tls,
+                                                                           connectplugin_error **out_error);
 /** @brief Frees the configuration. NULL is a no-op. */
 CONNECTPLUGIN_API void connectplugin_plugin_config_free(connectplugin_plugin_config *config);
 /**
@@ -1484,6 +1496,31 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_lo
                                                                                      void *user_data,
                                                                                      connectplugin_free_func user_data_free,
                                                                                      connectplugin_error **out_error);
+/**
+ * @brief go-plugin's AutoMTLS (default 0, as go-plugin): the host makes an ephemeral certificate
+ *        (ECDSA P-521, as go-plugin's), passes it to the plugin in PLUGIN_CLIENT_CERT and talks TLS to
+ *        it, trusting only the certificate the plugin prints in its handshake line (server name
+ *        "localhost"). A plugin that prints no certificate then fails connectplugin_plugin_client_start
+ *        (INVALID_ARGUMENT: turn AutoMTLS off for it). Ignored when a TLS config is set
+ *        (connectplugin_plugin_client_config_set_tls). Whatever this setting, a certificate the
+ *        plugin prints is trusted and TLS used, as go-plugin does.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_auto_mtls(connectplugin_plugin_client_config *config,
+                                                                                        int32_t enable,
+                                                                                        connectplugin_error **out_error);
+/**
+ * @brief Manual TLS (go-plugin's ClientConfig.TLSConfig) for a plugin that serves TLS of its own:
+ *        CA, client certificate, server name (set one: a Unix socket has no host name; default
+ *        "localhost" when the plugin prints a certificate, which then replaces the CA). Copied;
+ *        NULL clears it. Files are read by connectplugin_plugin_client_start.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_tls(connectplugin_plugin_client_config *config,
+                                                                                  const connectplugin_tls_options *tls,
+                                                                                  connectplugin_error **out_error);
 /** @brief Frees the configuration. NULL is a no-op. */
 CONNECTPLUGIN_API void connectplugin_plugin_client_config_free(connectplugin_plugin_client_config *config);
 /**

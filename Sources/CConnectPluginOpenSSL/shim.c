@@ -789,3 +789,142 @@ void cp_tls_free_buffer(void *p) { free(p); }
 
 const char *cp_tls_verify_error_string(long code) { return X509_verify_cert_error_string(code); }
 const char *cp_tls_alert_string(int alert) { return SSL_alert_desc_string_long(alert); }
+
+/* ---- AutoMTLS certificates (go-plugin's mtls.go). ------------------------------------------ */
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+/* A memory BIO's contents as a malloc'd buffer. */
+static int bio_take(BIO *b, unsigned char **out, size_t *out_len) {
+    char *p = NULL;
+    long n = BIO_get_mem_data(b, &p);
+    if (n < 0 || (n > 0 && p == NULL)) return 0;
+    unsigned char *m = malloc((size_t)n + 1);
+    if (m == NULL) return 0;
+    if (n > 0) memcpy(m, p, (size_t)n);
+    m[n] = 0;
+    *out = m;
+    *out_len = (size_t)n;
+    return 1;
+}
+
+static int add_ext(X509 *x, int nid, const char *value) {
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (ext == NULL) return 0;
+    int ok = X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+int cp_mtls_generate(unsigned char **cert_pem, size_t *cert_pem_len, unsigned char **key_pem, size_t *key_pem_len,
+                     unsigned char **cert_der, size_t *cert_der_len, char *err, size_t errlen) {
+    if (cert_pem == NULL || cert_pem_len == NULL || key_pem == NULL || key_pem_len == NULL || cert_der == NULL ||
+        cert_der_len == NULL) {
+        set_err(err, errlen, "missing output argument");
+        return 0;
+    }
+    *cert_pem = *key_pem = *cert_der = NULL;
+    *cert_pem_len = *key_pem_len = *cert_der_len = 0;
+    ERR_clear_error();
+    int ok = 0;
+    const char *step = "cannot generate the P-521 key";
+    EVP_PKEY *pkey = NULL;
+    X509 *x = NULL;
+    BIGNUM *bn = NULL;
+    BIO *cb = NULL, *kb = NULL;
+    unsigned char *der = NULL;
+
+    pkey = EVP_EC_gen("P-521");
+    if (pkey == NULL) goto done;
+    step = "cannot build the certificate";
+    x = X509_new();
+    if (x == NULL || X509_set_version(x, 2) != 1) goto done;
+    /* Random 128-bit serial, as rand.Int(rand.Reader, 1<<128). */
+    bn = BN_new();
+    if (bn == NULL || BN_rand(bn, 128, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1) goto done;
+    if (BN_is_zero(bn) && BN_set_word(bn, 1) != 1) goto done;
+    if (BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL) goto done;
+    /* NotBefore now-30s; NotAfter now+262980h (10957 days and 12 hours). */
+    if (X509_gmtime_adj(X509_getm_notBefore(x), -30) == NULL) goto done;
+    if (X509_time_adj_ex(X509_getm_notAfter(x), 10957, 12 * 3600, NULL) == NULL) goto done;
+    X509_NAME *name = X509_get_subject_name(x);
+    if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"HashiCorp", -1, -1, 0) != 1) goto done;
+    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0) != 1) goto done;
+    if (X509_set_issuer_name(x, name) != 1) goto done;
+    if (X509_set_pubkey(x, pkey) != 1) goto done;
+    if (!add_ext(x, NID_key_usage, "critical,digitalSignature,keyEncipherment,keyAgreement,keyCertSign")) goto done;
+    if (!add_ext(x, NID_ext_key_usage, "clientAuth,serverAuth")) goto done;
+    if (!add_ext(x, NID_basic_constraints, "critical,CA:TRUE")) goto done;
+    if (!add_ext(x, NID_subject_key_identifier, "hash")) goto done;
+    if (!add_ext(x, NID_subject_alt_name, "DNS:localhost")) goto done;
+    step = "cannot sign the certificate";
+    if (X509_sign(x, pkey, EVP_sha512()) <= 0) goto done;
+
+    step = "cannot encode the certificate";
+    cb = BIO_new(BIO_s_mem());
+    kb = BIO_new(BIO_s_mem());
+    if (cb == NULL || kb == NULL || PEM_write_bio_X509(cb, x) != 1) goto done;
+    /* "EC PRIVATE KEY" (SEC 1), as x509.MarshalECPrivateKey. */
+    if (PEM_write_bio_PrivateKey_traditional(kb, pkey, NULL, NULL, 0, NULL, NULL) != 1) goto done;
+    int dlen = i2d_X509(x, &der);
+    if (dlen <= 0 || der == NULL) goto done;
+    if (!bio_take(cb, cert_pem, cert_pem_len) || !bio_take(kb, key_pem, key_pem_len)) goto done;
+    *cert_der = malloc((size_t)dlen);
+    if (*cert_der == NULL) goto done;
+    memcpy(*cert_der, der, (size_t)dlen);
+    *cert_der_len = (size_t)dlen;
+    ok = 1;
+done:
+    if (!ok) {
+        char q[256];
+        drain_errors(q, sizeof q);
+        if (err && errlen) snprintf(err, errlen, "%s%s%s", step, q[0] ? ": " : "", q);
+        free(*cert_pem);
+        free(*key_pem);
+        free(*cert_der);
+        *cert_pem = *key_pem = *cert_der = NULL;
+        *cert_pem_len = *key_pem_len = *cert_der_len = 0;
+    }
+    OPENSSL_free(der);
+    BIO_free(cb);
+    BIO_free(kb);
+    BN_free(bn);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+    return ok;
+}
+
+int cp_x509_text(const void *der, size_t len, unsigned char **out, size_t *out_len, char *err, size_t errlen) {
+    if (out == NULL || out_len == NULL || der == NULL || len == 0 || len > LONG_MAX) {
+        set_err(err, errlen, "no certificate");
+        return 0;
+    }
+    *out = NULL;
+    *out_len = 0;
+    ERR_clear_error();
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    if (x == NULL) {
+        char q[256];
+        drain_errors(q, sizeof q);
+        if (err && errlen) snprintf(err, errlen, "not a DER certificate: %s", q);
+        return 0;
+    }
+    BIO *b = BIO_new(BIO_s_mem());
+    int ok = b != NULL && X509_print_ex(b, x, XN_FLAG_ONELINE, 0) == 1;
+    /* Whether the certificate's signature verifies with its own key (self-signed). */
+    EVP_PKEY *k = X509_get0_pubkey(x);
+    if (ok) BIO_printf(b, "SelfSignatureValid: %s\n", k != NULL && X509_verify(x, k) == 1 ? "yes" : "no");
+    if (ok) ok = bio_take(b, out, out_len);
+    if (!ok) set_err(err, errlen, "cannot print the certificate");
+    BIO_free(b);
+    X509_free(x);
+    ERR_clear_error();
+    return ok;
+}

@@ -65,6 +65,20 @@ public func connectplugin_plugin_config_set_network(_ c: OpaquePointer?, _ netwo
     }
 }
 
+@_cdecl("connectplugin_plugin_config_set_tls")
+public func connectplugin_plugin_config_set_tls(_ c: OpaquePointer?, _ tls: OpaquePointer?,
+                                                _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let b = unbox(c, as: PluginConfigBox.self) else { throw ConnectError.local(.invalidArgument, "config is NULL") }
+        var t = unbox(tls, as: TLSOptionsBox.self)?.config
+        if let cfg = t, cfg.certificateChain == nil || cfg.privateKey == nil {
+            throw ConnectError.local(.invalidArgument, "a plugin's TLS needs a certificate and a key (connectplugin_tls_options_set_cert_files)")
+        }
+        t?.alpnProtocols = ["h2"]
+        b.lock.withLock { b.config.tls = t }
+    }
+}
+
 @_cdecl("connectplugin_plugin_config_free")
 public func connectplugin_plugin_config_free(_ c: OpaquePointer?) {
     release(c, as: PluginConfigBox.self)

@@ -118,6 +118,25 @@ public func connectplugin_plugin_client_config_set_kill_grace_ms(_ c: OpaquePoin
     }
 }
 
+@_cdecl("connectplugin_plugin_client_config_set_auto_mtls")
+public func connectplugin_plugin_client_config_set_auto_mtls(_ c: OpaquePointer?, _ enable: Int32,
+                                                             _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        b.lock.withLock { b.config.autoMTLS = enable != 0 }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_tls")
+public func connectplugin_plugin_client_config_set_tls(_ c: OpaquePointer?, _ tls: OpaquePointer?,
+                                                       _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        let t = unbox(tls, as: TLSOptionsBox.self)?.config
+        b.lock.withLock { b.config.tls = t }
+    }
+}
+
 @_cdecl("connectplugin_plugin_client_config_free")
 public func connectplugin_plugin_client_config_free(_ c: OpaquePointer?) {
     release(c, as: PluginClientConfigBox.self)

@@ -37,6 +37,9 @@ type PluginConfig struct {
 	// Logger receives the runtime's own log records (started, stopping, ...) instead of hclog
 	// lines on the real stderr (nil). The plugin's own logs: PluginLog, PluginLogger.
 	Logger func(r LogRecord)
+	// TLS is the plugin's own server TLS (go-plugin's TLSProvider; certificate and key required),
+	// used instead of AutoMTLS. Without it, a host asking for AutoMTLS gets it.
+	TLS *TLSConfig
 }
 
 // HealthState is connect-plugin-go's three-state health.
@@ -106,6 +109,17 @@ func (s *Server) ServePlugin(cfg PluginConfig) int {
 		_, ud := newUserData(&logEntry{fn: func(_ string, r LogRecord) { fn(r) }}) // deleted by goFreeHandle
 		status := C.connectplugin_plugin_config_set_logger(config, C.connectplugin_log_func(C.go_log_trampoline),
 			C.go_handle_to_user_data(ud), C.connectplugin_free_func(C.go_free_trampoline), &cerr)
+		if err := check(status, &cerr); err != nil {
+			return failPlugin(err)
+		}
+	}
+	if cfg.TLS != nil {
+		topts, err := newTLSOptions(cfg.TLS)
+		if err != nil {
+			return failPlugin(err)
+		}
+		status := C.connectplugin_plugin_config_set_tls(config, topts, &cerr)
+		C.connectplugin_tls_options_free(topts)
 		if err := check(status, &cerr); err != nil {
 			return failPlugin(err)
 		}

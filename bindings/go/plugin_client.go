@@ -41,6 +41,12 @@ type PluginClientConfig struct {
 	// (the standard logger). With Go 1.21+, SlogPluginLogger(l) sends
 	// them to a *slog.Logger.
 	Logger func(plugin string, r LogRecord)
+	// AutoMTLS is go-plugin's ClientConfig.AutoMTLS (default false): an ephemeral host certificate
+	// in PLUGIN_CLIENT_CERT, TLS to the plugin trusting only the certificate it prints.
+	AutoMTLS bool
+	// TLS is manual TLS (go-plugin's ClientConfig.TLSConfig) for a plugin serving TLS of its own;
+	// when set, AutoMTLS is not offered. Set ServerName (a Unix socket has no host name).
+	TLS *TLSConfig
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -160,6 +166,22 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 	}
 	if err := setHostLogger(config, cfg.Logger); err != nil {
 		return nil, err
+	}
+	if cfg.AutoMTLS {
+		if err := check(C.connectplugin_plugin_client_config_set_auto_mtls(config, 1, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TLS != nil {
+		topts, err := newTLSOptions(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		status := C.connectplugin_plugin_client_config_set_tls(config, topts, &cerr)
+		C.connectplugin_tls_options_free(topts)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
 	}
 	var p *C.connectplugin_plugin_client
 	if err := check(C.connectplugin_plugin_client_start(config, &p, &cerr), &cerr); err != nil {

@@ -85,3 +85,28 @@ func TestPluginClientErrorsSayWhatToDo(t *testing.T) {
 		t.Fatalf("cookie mismatch: %v", err)
 	}
 }
+
+// AutoMTLS: the host's certificate goes to the plugin, which serves TLS; calls go over it.
+func TestPluginClientAutoMTLS(t *testing.T) {
+	cfg := kvConfig(kvPluginPath(t))
+	cfg.AutoMTLS = true
+	p, err := StartPlugin(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	kv, err := p.Dispense("kv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	put := append([]byte{0x0A, 0x01, 'k', 0x12, 0x01}, 9)
+	if _, err := kv.CallUnary(ctx, "/connectplugin.examples.kv.v1.KVService/Put", put); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Ping(0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,10 +3,12 @@
  * in any language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the
  * scripted Put/Get/Delete sequence, prints the results and stops the plugin.
  *
- *   kv-host-c [--repeat N] [--logs] --plugin PATH [ARGS...]
+ *   kv-host-c [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]
  *
  * --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
  * "log NAME LEVEL MESSAGE key=value ..." (without it they go to stderr, the library's default).
+ *
+ * --automtls: go-plugin's AutoMTLS (the plugin must serve TLS with the certificates exchanged).
  *
  * KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
  * Exit 0 when every step gave the expected answer and the plugin exited with status 0; 2 for a
@@ -143,12 +145,12 @@ static void print_log(const char *plugin, int32_t level, const char *message, co
 
 static int usage(const char *msg) {
     if (msg) fprintf(stderr, "kv-host-c: %s\n", msg);
-    fprintf(stderr, "usage: kv-host-c [--repeat N] [--logs] --plugin PATH [ARGS...]\n");
+    fprintf(stderr, "usage: kv-host-c [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
-    int repeat = 1, plugin_at = -1;
+    int repeat = 1, plugin_at = -1, automtls = 0;
     bool logs = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
@@ -158,6 +160,8 @@ int main(int argc, char **argv) {
             repeat = (int)n;
         } else if (strcmp(argv[i], "--logs") == 0) {
             logs = true;
+        } else if (strcmp(argv[i], "--automtls") == 0) {
+            automtls = 1;
         } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
             plugin_at = i + 1;
             break;
@@ -176,6 +180,7 @@ int main(int argc, char **argv) {
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_config_add_plugin(config, 1, "kv", &error);
     if (status == CONNECTPLUGIN_OK && logs)
         status = connectplugin_plugin_client_config_set_logger(config, print_log, NULL, NULL, &error);
+    if (status == CONNECTPLUGIN_OK && automtls) status = connectplugin_plugin_client_config_set_auto_mtls(config, 1, &error);
     connectplugin_plugin_client *plugin = NULL;
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_start(config, &plugin, &error);
     connectplugin_plugin_client_config_free(config);

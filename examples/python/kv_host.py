@@ -62,6 +62,7 @@ def main(argv=None) -> int:
                         help="the plugin binary and its arguments (last on the command line)")
     parser.add_argument("--repeat", type=int, default=1, help="run the script N times")
     parser.add_argument("--logs", action="store_true", help="print the plugin's log records on stdout")
+    parser.add_argument("--automtls", action="store_true", help="go-plugin's AutoMTLS (TLS with exchanged certificates)")
     args = parser.parse_args(argv)
     if args.logs:
         # The binding's default: records on logging.getLogger("connectplugin.plugin." + NAME).
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
     if not args.plugin:
         parser.error("--plugin needs a path")
     try:
-        with connectplugin.PluginClient(args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]}) as plugin:
+        with connectplugin.PluginClient(args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]},
+                                        auto_mtls=args.automtls) as plugin:
             print(f"started {args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
             kv = KV(plugin.dispense("kv"))
             ok = True

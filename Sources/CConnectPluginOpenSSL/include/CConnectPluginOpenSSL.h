@@ -115,6 +115,20 @@ void cp_tls_free_buffer(void *p);
 const char *cp_tls_verify_error_string(long code);
 const char *cp_tls_alert_string(int alert);
 
+/* ---- AutoMTLS certificates. ------------------------------------------------------------------ */
+
+/* A certificate as go-plugin's mtls.go makes one: ECDSA P-521 key, self-signed (SHA-512), CA,
+   CN=localhost, O=HashiCorp, DNS localhost, EKU client and server auth, key usage digital signature,
+   key encipherment, key agreement and cert sign, random 128-bit serial, valid from 30 s ago for
+   262980 hours. Outputs (malloc'd, free each with cp_tls_free_buffer; the PEMs NUL-terminated, the
+   length without the NUL): the certificate as PEM, the key as PEM "EC PRIVATE KEY", the certificate
+   as DER. Returns 1; 0 with a reason in `err` (and every output NULL). */
+int cp_mtls_generate(unsigned char **cert_pem, size_t *cert_pem_len, unsigned char **key_pem, size_t *key_pem_len,
+                     unsigned char **cert_der, size_t *cert_der_len, char *err, size_t errlen);
+/* OpenSSL's text form of a DER certificate (X509_print_ex) plus a line "SelfSignatureValid: yes|no".
+   Returns 1 with a malloc'd NUL-terminated text (cp_tls_free_buffer); 0 with a reason in `err`. */
+int cp_x509_text(const void *der, size_t len, unsigned char **out, size_t *out_len, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

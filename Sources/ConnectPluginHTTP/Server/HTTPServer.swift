@@ -100,10 +100,11 @@ public final class HTTPServer: @unchecked Sendable {
         return try addListener(fd: fd, address: bound, unixPath: nil, tls: ctx)
     }
 
-    /// Binds a Unix socket listener at `path`.
-    public func listenUnix(path: String) throws -> String {
+    /// Binds a Unix socket listener at `path`; with `tls`, connections speak TLS (as on TCP).
+    public func listenUnix(path: String, tls: TLSConfig? = nil) throws -> String {
+        let ctx = try tls.map { try TLSContext(config: $0, isServer: true) }
         let fd = try Socket.listenUnix(path: path)
-        return try addListener(fd: fd, address: "unix:" + path, unixPath: path, tls: nil)
+        return try addListener(fd: fd, address: "unix:" + path, unixPath: path, tls: ctx)
     }
 
     /// Listens under `name` in this process: clients of `HTTPEndpoint.inProcess(name:)` (URL

@@ -30,7 +30,8 @@ public final class RPCClient: @unchecked Sendable {
         public var rpcProtocol: RPCProtocol = .connect
         /// Connect: send unary calls of side-effect-free methods as GET requests.
         public var useHTTPGet = false
-        /// TLS for https:// URLs (nil = system trust store, ALPN by `httpVersion`).
+        /// TLS for https:// URLs (nil = system trust store, ALPN by `httpVersion`), and for unix://
+        /// URLs when set (give `serverName`: a Unix socket has no host name to verify).
         public var tls: TLSConfig? = nil
         /// Interceptors around every call (unary and streaming): start hooks in this order before
         /// the request is sent, end hooks in reverse once the result is known.
@@ -62,6 +63,8 @@ public final class RPCClient: @unchecked Sendable {
         // Compressed bodies are checked again after inflating.
         cfg.maxResponseBodyBytes = options.maxMessageBytes == 0 ? 0 : options.maxMessageBytes &+ 1024
         if secure { cfg.tls = options.tls ?? TLSConfig() }
+        // A Unix socket speaks TLS when the options give a TLS config (a plugin with AutoMTLS).
+        if case .unix = endpoint, let t = options.tls { cfg.tls = t }
         do {
             transport = try HTTPClient(endpoint: endpoint, config: cfg, group: try options.eventLoopGroup ?? EventLoopGroup.shared())
         } catch let e as HTTPError {

@@ -171,10 +171,11 @@ public final class RPCServer: HTTPServerHandler, @unchecked Sendable {
         do { return try httpServer.listenTCP(host: host, port: port, tls: tls) } catch let e as HTTPError { throw RPCServer.map(e) }
     }
 
-    public func listenUnix(_ path: String) throws -> String {
+    /// Listens on a Unix socket at `path`; with `tls`, as `listenTCP`.
+    public func listenUnix(_ path: String, tls: TLSConfig? = nil) throws -> String {
         if path.isEmpty { throw ConnectError.local(.invalidArgument, "unix socket path must not be empty") }
         if path.utf8.count >= 108 { throw ConnectError.local(.invalidArgument, "unix socket path is longer than 107 bytes") }
-        do { return try httpServer.listenUnix(path: path) } catch let e as HTTPError { throw RPCServer.map(e) }
+        do { return try httpServer.listenUnix(path: path, tls: tls) } catch let e as HTTPError { throw RPCServer.map(e) }
     }
 
     /// Listens under `name` in this process: clients with the URL "inproc://NAME" reach this server

@@ -8,15 +8,21 @@
 //            other lines before it are logged and skipped (go-plugin fails on the first); errors
 //            say what went wrong: not found, not executable, wrong architecture, exited before the
 //            handshake (with its status and the last lines of its stderr), timeout, bad line;
-//   connect  gRPC over h2c on the printed Unix socket or TCP address; plugin.GRPCStdio/StreamStdio
-//            drained from the start (a go-plugin HEAD plugin blocks otherwise) on a second
-//            connection (so that calls keep the client's fast path), tolerated when missing
-//            (v1.0.1 plugins); stderr read line by line as hclog and passed to the logger
+//   tls      with `autoMTLS`, a fresh host certificate goes to the plugin in PLUGIN_CLIENT_CERT; a
+//            certificate in handshake field 6 (with or without `autoMTLS`, as go-plugin) is the only
+//            root trusted for the plugin, server name "localhost", the host certificate as client
+//            certificate; `tls` (manual TLS) replaces all of that except field 6's root;
+//   connect  gRPC over h2c (or TLS, above) on the printed Unix socket or TCP address;
+//            plugin.GRPCStdio/StreamStdio drained from the start (a go-plugin HEAD plugin blocks
+//            otherwise) on a second connection (so that calls keep the client's fast path),
+//            tolerated when missing (v1.0.1 plugins); stderr read line by line as hclog and passed
+//            to the logger
 //            with the plugin's name;
 //   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL.
-// Not yet: AutoMTLS, reattach, restart policies, managed-mode cleanup at host exit.
+// Not yet: reattach, restart policies, managed-mode cleanup at host exit.
 
 import CConnectPluginPosix
+import ConnectPluginHTTP
 import ConnectPluginIO
 import ConnectPluginRPC
 import Glibc
@@ -51,6 +57,12 @@ public struct PluginClientConfig: Sendable {
     public var logger: (@Sendable (_ plugin: String, LogRecord) -> Void)? = nil
     /// What the plugin's code wrote to its stdout and stderr after the handshake (StreamStdio).
     public var stdio: (@Sendable (StdioData.Channel, [UInt8]) -> Void)? = nil
+    /// go-plugin's AutoMTLS (off by default, as there): the host makes a certificate, sends it in
+    /// PLUGIN_CLIENT_CERT and talks TLS to the plugin, trusting only the certificate it prints.
+    public var autoMTLS = false
+    /// Manual TLS (go-plugin's ClientConfig.TLSConfig): the client TLS config for a plugin that serves
+    /// TLS of its own; when set, AutoMTLS is not offered (as go-plugin). Give `serverName`.
+    public var tls: TLSConfig? = nil
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String]], command: PluginCommand) {
         self.handshake = handshake
@@ -121,6 +133,12 @@ public final class PluginClient: @unchecked Sendable {
         var env = PluginEnvironment(handshake: config.handshake, versions: Array(config.versionedPlugins.keys))
         env.minPort = 10000
         env.maxPort = 25000
+        var hostCert: AutoMTLSCertificate? = nil
+        if config.autoMTLS && config.tls == nil {
+            let c = try AutoMTLSCertificate.generate()
+            env.clientCertPEM = String(decoding: c.certificatePEM, as: UTF8.self)
+            hostCert = c
+        }
         let entries = env.build(host: cmd.inheritEnvironment ? currentEnvironment().map { ($0.key, $0.value) } : nil,
                                 overrides: cmd.environment)
         let child: ChildProcess
@@ -172,14 +190,30 @@ public final class PluginClient: @unchecked Sendable {
             let e = HandshakeError.incompatibleVersion(plugin: hs.appVersion, host: Array(config.versionedPlugins.keys))
             throw ConnectError.local(.invalidArgument, "plugin \(name): \(e.description)")
         }
+        var tls = config.tls
         if !hs.serverCert.isEmpty {
+            guard let der = Base64.decode(hs.serverCert), (try? AutoMTLS.describe(der: der)) != nil else {
+                hardKill()
+                throw ConnectError.local(.invalidArgument, "plugin \(name) printed a handshake line whose certificate (field 6) is not "
+                    + "base64 of a DER certificate")
+            }
+            if var t = tls {
+                t.trustedCAs = .pem(PEM.encode(der: der, label: "CERTIFICATE"))
+                if t.serverName == nil { t.serverName = "localhost" }
+                tls = t
+            } else {
+                tls = AutoMTLS.clientConfig(host: hostCert, pluginCertDER: der)
+            }
+        } else if hostCert != nil {
             hardKill()
-            throw ConnectError.local(.invalidArgument, "plugin \(name) serves TLS (AutoMTLS); this host does not support it yet")
+            throw ConnectError.local(.invalidArgument, "plugin \(name) ignored AutoMTLS: its handshake line has no certificate "
+                + "(field 6); it does not support AutoMTLS, so turn autoMTLS off for it")
         }
         var o = RPCClient.Options()
         o.rpcProtocol = .grpc
         o.maxMessageBytes = 0
-        let url = hs.network == .unix ? "unix://" + hs.address : "http://" + hs.address
+        o.tls = tls
+        let url = hs.network == .unix ? "unix://" + hs.address : (tls != nil ? "https://" : "http://") + hs.address
         let c: RPCClient
         do { c = try RPCClient(baseURL: url, options: o) } catch {
             hardKill()

@@ -3,16 +3,20 @@
 //   2. negotiate the app version from PLUGIN_PROTOCOL_VERSIONS against the versioned plugin sets;
 //   3. listen: a Unix socket (default; owner-only, PLUGIN_UNIX_SOCKET_DIR, PLUGIN_UNIX_SOCKET_GROUP,
 //      a path too long for the kernel avoided or reported) or 127.0.0.1 TCP in
-//      PLUGIN_MIN_PORT..PLUGIN_MAX_PORT; gRPC, Connect and gRPC-Web on the one listener;
+//      PLUGIN_MIN_PORT..PLUGIN_MAX_PORT; gRPC, Connect and gRPC-Web on the one listener; over TLS
+//      with the plugin's own TLS config (go-plugin's TLSProvider) or, when the host sent its
+//      certificate in PLUGIN_CLIENT_CERT, AutoMTLS (a fresh certificate, client certificates that
+//      chain to the host's required, TLS 1.2+, ALPN h2);
 //   4. register the control services and the chosen set's plugins;
 //   5. move fd 1 and fd 2 onto pipes forwarded through plugin.GRPCStdio (so the plugin's own writes
 //      cannot corrupt the handshake channel), keeping the real ones for the handshake line and logs;
-//   6. print the handshake line, nothing before it;
+//   6. print the handshake line, nothing before it (field 6: the AutoMTLS certificate);
 //   7. serve until Shutdown, SIGTERM, SIGINT, or the host that launched it is gone; then stop
 //      gracefully within the grace period.
-// Not yet: AutoMTLS (PLUGIN_CLIENT_CERT) and remote mode; a host asking for AutoMTLS gets an error.
+// Not yet: remote mode.
 
 import CConnectPluginPosix
+import ConnectPluginHTTP
 import ConnectPluginIO
 import ConnectPluginRPC
 import Glibc
@@ -54,6 +58,9 @@ public struct PluginServeConfig: Sendable {
     public var handleSignals = true
     /// The plugin's server (handler threads, limits, interceptors added by the registrations).
     public var serverOptions = RPCServer.Options()
+    /// The plugin's own server TLS (manual TLS, go-plugin's TLSProvider): used instead of AutoMTLS
+    /// when set; the handshake line then carries no certificate and the host needs its own TLS config.
+    public var tls: TLSConfig? = nil
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String: PluginRegistration]]) {
         self.handshake = handshake
@@ -142,9 +149,22 @@ public final class PluginServer: @unchecked Sendable {
         case .misconfigured: throw PluginServeError.misconfigured(config.handshake.explain(.misconfigured) ?? "")
         case .mismatch: throw PluginServeError.cookieMismatch(config.handshake.explain(.mismatch(found: "")) ?? "")
         }
-        if env[PluginEnvironment.clientCertKey].map({ !$0.isEmpty }) == true {
-            throw PluginServeError.misconfigured("the host asked for AutoMTLS (PLUGIN_CLIENT_CERT), which this plugin runtime "
-                + "does not support yet; turn AutoMTLS off on the host")
+        var tls = config.tls
+        var certField = ""
+        if tls == nil, let hostPEM = env[PluginEnvironment.clientCertKey], !hostPEM.isEmpty {
+            let cert: AutoMTLSCertificate
+            do { cert = try AutoMTLSCertificate.generate() } catch let e as ConnectError {
+                throw PluginServeError.listen(e.message)
+            }
+            tls = AutoMTLS.serverConfig(plugin: cert, hostCertPEM: Array(hostPEM.utf8))
+            certField = cert.handshakeField
+        }
+        if let t = tls {
+            // Checked once here, so that a bad certificate is not taken for a busy port below.
+            do { _ = try TLSContext(config: t, isServer: true) } catch let e as HTTPError {
+                throw PluginServeError.misconfigured(certField.isEmpty ? "the plugin's TLS config is unusable: \(e.message)"
+                    : "the host's AutoMTLS certificate (PLUGIN_CLIENT_CERT) is unusable: \(e.message)")
+            }
         }
         let (hostVersions, invalid) = VersionNegotiation.parseHostVersions(env[VersionNegotiation.environmentKey])
         for bad in invalid { log(.warn, "the host sent an invalid plugin version", [("version", bad)]) }
@@ -164,11 +184,11 @@ public final class PluginServer: @unchecked Sendable {
             throw PluginServeError.misconfigured("cannot register the plugin's services: \(e.message)")
         }
         self.health = health
-        let (network, address) = try listen()
+        let (network, address) = try listen(tls: tls)
         do { try server.start() } catch let e as ConnectError { throw PluginServeError.listen(e.message) }
         if config.redirectStdio { try redirectStdio() }
         if config.handleSignals { installSignals() }
-        let line = HandshakeLine(appVersion: version, network: network, address: address,
+        let line = HandshakeLine(appVersion: version, network: network, address: address, serverCert: certField,
                                  multiplexSupported: env[PluginEnvironment.multiplexKey] != nil ? false : nil)
         let out = config.handshakeFD ?? (realStdout >= 0 ? realStdout : 1)
         let bytes = Array((line.formatted + "\n").utf8)
@@ -182,11 +202,11 @@ public final class PluginServer: @unchecked Sendable {
     /// Sets the plugin's health; watchers see it at once.
     public func setHealth(_ state: HealthState, reason: String = "") { health.set(state, reason: reason) }
 
-    private func listen() throws -> (PluginNetwork, String) {
+    private func listen(tls: TLSConfig?) throws -> (PluginNetwork, String) {
         switch config.network {
         case .unix:
             let path = try socketPathChoice()
-            do { _ = try server.listenUnix(path) } catch let e as ConnectError {
+            do { _ = try server.listenUnix(path, tls: tls) } catch let e as ConnectError {
                 throw PluginServeError.listen("cannot listen on the Unix socket \(path): \(e.message); set PLUGIN_UNIX_SOCKET_DIR to a writable directory")
             }
             socketPath = path
@@ -206,7 +226,7 @@ public final class PluginServer: @unchecked Sendable {
             let lo = env[PluginEnvironment.minPortKey].flatMap { Int($0) }
             let hi = env[PluginEnvironment.maxPortKey].flatMap { Int($0) }
             if lo == nil && hi == nil {
-                do { return (.tcp, try server.listenTCP("127.0.0.1:0")) } catch let e as ConnectError {
+                do { return (.tcp, try server.listenTCP("127.0.0.1:0", tls: tls)) } catch let e as ConnectError {
                     throw PluginServeError.listen("cannot listen on 127.0.0.1: \(e.message)")
                 }
             }
@@ -215,7 +235,7 @@ public final class PluginServer: @unchecked Sendable {
                 throw PluginServeError.misconfigured("PLUGIN_MIN_PORT (\(from)) is above PLUGIN_MAX_PORT (\(to))")
             }
             for p in from...to {
-                if let a = try? server.listenTCP("127.0.0.1:\(p)") { return (.tcp, a) }
+                if let a = try? server.listenTCP("127.0.0.1:\(p)", tls: tls) { return (.tcp, a) }
             }
             throw PluginServeError.listen("no free port on 127.0.0.1 between PLUGIN_MIN_PORT=\(from) and PLUGIN_MAX_PORT=\(to); widen the range")
         }

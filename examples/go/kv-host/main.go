@@ -2,10 +2,12 @@
 // language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv" as a Go interface,
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
-//	kv-host-go [--repeat N] [--logs] --plugin PATH [ARGS...]
+//	kv-host-go [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]
 //
 // --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
 // "log NAME LEVEL MESSAGE key=value ..." (without it they go to the standard logger).
+//
+// --automtls: go-plugin's AutoMTLS (the plugin must serve TLS with the certificates exchanged).
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited cleanly.
@@ -96,7 +98,7 @@ var expected = []string{"put greeting ok", "get greeting found=true value=hello"
 
 func usage(msg string) {
 	fmt.Fprintln(os.Stderr, "error:", msg)
-	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] [--logs] --plugin PATH [ARGS...]")
+	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]")
 	os.Exit(2)
 }
 
@@ -105,6 +107,7 @@ func main() {
 	repeat := 1
 	var logger func(string, connectplugin.LogRecord)
 	var plugin []string
+	autoMTLS := false
 	for len(args) > 0 {
 		switch args[0] {
 		case "--repeat":
@@ -128,6 +131,8 @@ func main() {
 				mu.Unlock()
 			}
 			args = args[1:]
+		case "--automtls":
+			autoMTLS, args = true, args[1:]
 		case "--plugin":
 			plugin, args = args[1:], nil
 		default:
@@ -139,9 +144,10 @@ func main() {
 	}
 	p, err := connectplugin.StartPlugin(connectplugin.PluginClientConfig{
 		CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
-		Plugins: map[int][]string{1: {"kv"}},
-		Command: connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]},
-		Logger:  logger,
+		Plugins:  map[int][]string{1: {"kv"}},
+		Command:  connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]},
+		Logger:   logger,
+		AutoMTLS: autoMTLS,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)

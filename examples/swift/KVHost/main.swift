@@ -2,10 +2,12 @@
 // language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv" as the `KV` protocol,
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
-//   kv-host-swift [--repeat N] [--logs] --plugin PATH [ARGS...]
+//   kv-host-swift [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]
 //
 // --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
 // "log NAME LEVEL MESSAGE key=value ..." (PluginClientConfig.logger; without it they go to stderr).
+//
+// --automtls: go-plugin's AutoMTLS (the plugin must serve TLS with the certificates exchanged).
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited with status 0.
@@ -64,13 +66,14 @@ struct KVClient: KV {
 }
 
 func usage(_ message: String) -> Never {
-    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] [--logs] --plugin PATH [ARGS...]\n", stderr)
+    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]\n", stderr)
     exit(2)
 }
 
 var repeatCount = 1
 var printLogs = false
 var plugin: [String] = []
+var autoMTLS = false
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
@@ -79,6 +82,8 @@ while !args.isEmpty {
         args.removeFirst()
     } else if a == "--logs" {
         printLogs = true
+    } else if a == "--automtls" {
+        autoMTLS = true
     } else if a == "--plugin" {
         plugin = args
         args = []
@@ -113,6 +118,7 @@ if printLogs {
         print(line)
     }
 }
+hostConfig.autoMTLS = autoMTLS
 let host = PluginClient(config: hostConfig)
 do {
     try host.start()

@@ -6,6 +6,9 @@
 //
 //	goplugin-host PLUGIN [ARGS...]
 //
+// With GOPLUGIN_HOST_AUTOMTLS=1 in its environment it sets ClientConfig.AutoMTLS (go-plugin's
+// own certificate exchange; the plugin must serve TLS).
+//
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Each step prints one line; exit 0 when all matched, 1 otherwise. Messages are hand-encoded
 // protobuf (protowire) carried by a raw codec forced per call, so go-plugin's own health and
@@ -145,6 +148,7 @@ func main() {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
 		StartTimeout:     30 * time.Second,
+		AutoMTLS:         os.Getenv("GOPLUGIN_HOST_AUTOMTLS") == "1",
 	})
 	defer client.Kill()
 	ok := true

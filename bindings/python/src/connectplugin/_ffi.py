@@ -620,6 +620,10 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_plugin_config), c_char_p, _errpp],
     ),
+    "connectplugin_plugin_config_set_tls": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_config), POINTER(connectplugin_tls_options), _errpp],
+    ),
     "connectplugin_plugin_config_free": (None, [POINTER(connectplugin_plugin_config)]),
     "connectplugin_plugin_serve": (c_int32, [POINTER(connectplugin_server), POINTER(connectplugin_plugin_config)]),
     "connectplugin_plugin_set_health": (
@@ -670,6 +674,14 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "connectplugin_plugin_client_config_set_kill_grace_ms": (
         connectplugin_status,
         [POINTER(connectplugin_plugin_client_config), c_int64, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_auto_mtls": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_int32, _errpp],
+    ),
+    "connectplugin_plugin_client_config_set_tls": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), POINTER(connectplugin_tls_options), _errpp],
     ),
     "connectplugin_plugin_client_config_free": (None, [POINTER(connectplugin_plugin_client_config)]),
     "connectplugin_plugin_client_start": (

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, T
 from . import _ffi, _log
 from ._client import Client
 from ._error import check
+from ._tls import TLSOptions
 
 
 class PluginClient(_ffi.Managed):
@@ -29,7 +30,11 @@ class PluginClient(_ffi.Managed):
     The plugin's stderr, parsed as hclog, goes to ``logging.getLogger("connectplugin.plugin." + NAME)``
     (NAME: the binary's base name) at the matching level, or to ``logger(plugin, LogRecord)``
     (called on library threads: stderr lines in order on one, the host's own records, e.g. from
-    :meth:`kill`, on others)."""
+    :meth:`kill`, on others).
+
+    ``auto_mtls`` is go-plugin's AutoMTLS (off by default, as there): an ephemeral host certificate in
+    ``PLUGIN_CLIENT_CERT``, TLS to the plugin trusting only the certificate it prints. ``tls`` (a
+    :class:`TLSOptions` with ``server_name``) is manual TLS for a plugin serving TLS of its own."""
 
     _kind = "plugin client"
 
@@ -44,6 +49,8 @@ class PluginClient(_ffi.Managed):
         start_timeout_ms: Optional[int] = None,
         kill_grace_ms: Optional[int] = None,
         logger: Optional[Callable[[str, "_log.LogRecord"], None]] = None,
+        auto_mtls: bool = False,
+        tls: Optional[TLSOptions] = None,
     ) -> None:
         if not command:
             raise ValueError("command must name the plugin binary")
@@ -76,6 +83,11 @@ class PluginClient(_ffi.Managed):
                 call(_ffi.connectplugin_plugin_client_config_set_kill_grace_ms, int(kill_grace_ms))
             key = _log.register(logger or _log.default_host_logger)  # dropped by the library's finalizer
             call(_ffi.connectplugin_plugin_client_config_set_logger, _log.LOG_TRAMPOLINE, c_void_p(key), _log.FINALIZER)
+            if auto_mtls:
+                call(_ffi.connectplugin_plugin_client_config_set_auto_mtls, 1)
+            if tls is not None:
+                with tls._native() as h:
+                    call(_ffi.connectplugin_plugin_client_config_set_tls, h)
             out = POINTER(_ffi.connectplugin_plugin_client)()
             err = _ffi.new_error_out()
             st = _ffi.connectplugin_plugin_client_start(config, byref(out), byref(err))

@@ -799,6 +799,7 @@ class Server(_ffi.Managed):
         grace_ms: Optional[int] = None,
         log_level: Optional[int] = 5,
         logger: Optional[Callable[..., None]] = None,
+        tls: Optional[Any] = None,
     ) -> int:
         """Serves this server as a plugin that an unmodified HashiCorp go-plugin host (or a
         connectplugin host) launches, and blocks until it stopped: it checks the magic cookie,
@@ -817,7 +818,9 @@ class Server(_ffi.Managed):
         ``logging`` record into an hclog JSON line on the real stderr, which the host parses (its
         ``extra`` attributes become fields), and the root level is ``log_level`` (default 5, trace,
         go-plugin's; None: leave the root logger alone, no handler). ``logger(LogRecord)`` receives
-        the runtime's own records instead of hclog lines."""
+        the runtime's own records instead of hclog lines. ``tls`` (a :class:`TLSOptions`
+        with a certificate and key) is the plugin's own TLS, used instead of AutoMTLS (go-plugin's
+        TLSProvider)."""
         err = _ffi.new_error_out()
         config = POINTER(_ffi.connectplugin_plugin_config)()
         st = _ffi.connectplugin_plugin_config_new(_ffi.as_cstr(cookie_key, "cookie_key"),
@@ -839,6 +842,10 @@ class Server(_ffi.Managed):
                 err = _ffi.new_error_out()
                 check(_ffi.connectplugin_plugin_config_set_grace_ms(config, int(grace_ms), byref(err)), err,
                       "serve_plugin")
+            if tls is not None:
+                with tls._native() as h:
+                    err = _ffi.new_error_out()
+                    check(_ffi.connectplugin_plugin_config_set_tls(config, h, byref(err)), err, "serve_plugin")
             if logger is not None:
                 fn = logger
                 key = _log.register(lambda _plugin, r: fn(r))  # dropped by the library's finalizer
