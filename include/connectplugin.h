@@ -1327,6 +1327,39 @@ CONNECTPLUGIN_API int32_t connectplugin_plugin_serve(connectplugin_server *serve
 CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectplugin_server *server, int32_t state,
                                                                        const char *reason,
                                                                        connectplugin_error **out_error);
+/**
+ * @brief Remote mode: connectplugin_plugin_serve then serves the plugin as a standalone network
+ *        service on @p address ("host:port", port 0 picks one, or "unix:PATH") instead of as a
+ *        launched plugin. No cookie is needed in the environment (hosts send it in
+ *        connectplugin.v1.HandshakeService/Handshake, which checks it); the version set is the one
+ *        PLUGIN_PROTOCOL_VERSIONS picks if set, else the highest; "listening on ADDR" (the bound
+ *        address, "unix:PATH" for a socket) is printed on stdout instead of the handshake line; the
+ *        same control services are served until Shutdown, SIGTERM or SIGINT. NULL or "" turns it
+ *        off; without this call the CONNECTPLUGIN_LISTEN environment variable, if set, gives the
+ *        address. Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_listen_address(connectplugin_plugin_config *config,
+                                                                                      const char *address,
+                                                                                      connectplugin_error **out_error);
+/**
+ * @brief In-process plugin: serves @p server (handlers registered, neither started nor listening)
+ *        as the plugin @p config describes, in this process under the in-process name @p name
+ *        (1-255 letters, digits and -._~), with the control services, and returns at once. A host
+ *        in the same process reaches it with connectplugin_plugin_client_config_new_url and
+ *        "inproc://NAME": the same calls as for a launched plugin, no socket. The version set is the
+ *        highest. No signals are handled and nothing is printed. Stop it with
+ *        connectplugin_server_stop or connectplugin_server_free. @p config is copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL or @p name is empty or invalid,
+ *         or the config declares no plugins.
+ * @retval CONNECTPLUGIN_ERR_STATE if @p server listens already.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_serve_in_process(connectplugin_server *server,
+                                                                             const connectplugin_plugin_config *config,
+                                                                             const char *name,
+                                                                             connectplugin_error **out_error);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Plugins: hosting (launching plugin binaries)                                                     */
@@ -1483,6 +1516,27 @@ CONNECTPLUGIN_API int32_t connectplugin_plugin_client_exit_status(const connectp
                                                                   int32_t *out_value);
 /** @brief Kills the plugin if it runs (as connectplugin_plugin_client_kill) and frees it. NULL is a no-op. */
 CONNECTPLUGIN_API void connectplugin_plugin_client_free(connectplugin_plugin_client *plugin);
+/**
+ * @brief A host configuration for a plugin already serving at @p url (remote mode): "http://host:port",
+ *        "https://host:port" (TLS with the system's roots), "unix:///path" or "inproc://NAME" (an
+ *        in-process plugin, connectplugin_plugin_serve_in_process). connectplugin_plugin_client_start
+ *        connects and handshakes through connectplugin.v1.HandshakeService/Handshake: the host's
+ *        versions (connectplugin_plugin_client_config_add_plugin) are tried from the highest down;
+ *        a wrong cookie, a missing plugin name or no common version (both sides' versions listed)
+ *        fail with ERR_INVALID_ARGUMENT, an unreachable URL with ERR_RPC (unavailable). The other
+ *        calls work as for a launched plugin, except: there is no process (pid 0, no exit status),
+ *        the command setters have no effect, and kill only disconnects (as connect-plugin-go's
+ *        client: the service keeps serving its other hosts). All strings are copied. Not thread-safe;
+ *        free with connectplugin_plugin_client_config_free.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p out_config is NULL, a string is NULL or empty, or
+ *         @p url has none of the schemes above.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_new_url(const char *cookie_key,
+                                                                                  const char *cookie_value,
+                                                                                  const char *url,
+                                                                                  connectplugin_plugin_client_config **out_config,
+                                                                                  connectplugin_error **out_error);
 
 #ifdef __cplusplus
 }

@@ -196,3 +196,22 @@ public func connectplugin_plugin_client_free(_ p: OpaquePointer?) {
     b.plugin.kill()
     release(p, as: PluginClientBox.self)
 }
+
+@_cdecl("connectplugin_plugin_client_config_new_url")
+public func connectplugin_plugin_client_config_new_url(_ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
+                                                       _ url: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                                       _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_config is NULL") }
+        guard let k = str(key), !k.isEmpty, let v = str(value), !v.isEmpty else {
+            throw ConnectError.local(.invalidArgument, "the magic cookie key and value must be non-empty strings")
+        }
+        guard let u = str(url), !u.isEmpty else { throw ConnectError.local(.invalidArgument, "the plugin URL must be a non-empty string") }
+        guard ["http://", "https://", "unix:", "inproc://"].contains(where: { u.hasPrefix($0) }) else {
+            throw ConnectError.local(.invalidArgument, "plugin URL \"\(u)\" must start with http://, https://, unix:// or inproc://")
+        }
+        out.pointee = box(PluginClientConfigBox(PluginClientConfig(
+            handshake: HandshakeConfig(cookieKey: k, cookieValue: v), versionedPlugins: [:], url: u)))
+    }
+}

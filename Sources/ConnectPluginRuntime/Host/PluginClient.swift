@@ -13,6 +13,14 @@
 //            missing (v1.0.1 plugins); stderr read line by line as hclog and passed to the logger
 //            with the plugin's name;
 //   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL.
+//   url      remote mode (`PluginClientConfig.url`, instead of the command): a plugin already
+//            serving at http://host:port, https://host:port, unix:///path or inproc://NAME (an
+//            in-process plugin, `PluginServer.serveInProcess`) is reached over gRPC and
+//            handshaken through connectplugin.v1.HandshakeService/Handshake: the host's versions
+//            are tried from the highest down, the cookie and the requested plugin names are
+//            checked by the plugin, errors list both sides' versions. There is no process:
+//            `kill` only disconnects (as connect-plugin-go's Client.Close; the service keeps
+//            serving other hosts; call `shutdownRemote` to stop it).
 // Not yet: AutoMTLS, reattach, restart policies, managed-mode cleanup at host exit.
 
 import CConnectPluginPosix
@@ -40,6 +48,8 @@ public struct PluginClientConfig: Sendable {
     /// App protocol version → the plugin names the host can dispense at it.
     public var versionedPlugins: [Int: [String]]
     public var command: PluginCommand
+    /// Remote mode: the plugin's endpoint URL; when set, `command` is not used.
+    public var url: String? = nil
     public var startTimeoutMs: Int64 = 60_000
     /// Non-handshake lines tolerated on stdout before the handshake line.
     public var maxJunkLines = 16
@@ -55,6 +65,14 @@ public struct PluginClientConfig: Sendable {
         self.handshake = handshake
         self.versionedPlugins = versionedPlugins
         self.command = command
+    }
+
+    /// A host configuration for a plugin already serving at `url` (remote mode).
+    public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String]], url: String) {
+        self.handshake = handshake
+        self.versionedPlugins = versionedPlugins
+        self.command = PluginCommand(path: url)
+        self.url = url
     }
 }
 
@@ -80,7 +98,11 @@ public final class PluginClient: @unchecked Sendable {
 
     public init(config: PluginClientConfig) {
         self.config = config
-        name = config.command.path.split(separator: "/").last.map(String.init) ?? config.command.path
+        if let u = config.url {
+            name = u
+        } else {
+            name = config.command.path.split(separator: "/").last.map(String.init) ?? config.command.path
+        }
     }
 
     public var negotiatedVersion: Int? { cond.withLock { line?.appVersion } }
@@ -113,6 +135,7 @@ public final class PluginClient: @unchecked Sendable {
     /// message says what to change.
     @discardableResult
     public func start() throws -> HandshakeLine {
+        if let u = config.url { return try startRemote(u) }
         let cmd = config.command
         try checkExecutable(cmd.path)
         var env = PluginEnvironment(handshake: config.handshake, versions: Array(config.versionedPlugins.keys))
@@ -187,6 +210,76 @@ public final class PluginClient: @unchecked Sendable {
         return hs
     }
 
+    /// Remote mode's start: connect to `url` and handshake through
+    /// connectplugin.v1.HandshakeService/Handshake, the host's versions from the highest down.
+    private func startRemote(_ url: String) throws -> HandshakeLine {
+        var o = RPCClient.Options()
+        o.rpcProtocol = .grpc
+        o.maxMessageBytes = 0
+        let c = try RPCClient(baseURL: url, options: o)
+        let hostVersions = config.versionedPlugins.keys.sorted(by: >)
+        var pluginVersion: String?
+        for v in hostVersions {
+            var req = HandshakeRequest()
+            req.coreProtocolVersion = Int32(HandshakeLine.coreProtocolVersion)
+            req.appProtocolVersion = Int32(truncatingIfNeeded: v)
+            req.magicCookieKey = config.handshake.cookieKey
+            req.magicCookieValue = config.handshake.cookieValue
+            req.requestedPlugins = (config.versionedPlugins[v] ?? []).sorted()
+            let resp: HandshakeResponse
+            do {
+                let r = try c.unary("/connectplugin.v1.HandshakeService/Handshake", request: req.serialized(),
+                                    timeoutMs: max(1, config.startTimeoutMs))
+                resp = try HandshakeResponse(serialized: r.message)
+            } catch let e as ConnectError {
+                if e.code == .failedPrecondition {
+                    // "version mismatch: client=N, server=M"
+                    if let last = e.message.split(separator: "=").last, e.message.contains("server=") { pluginVersion = String(last) }
+                    continue
+                }
+                c.close()
+                switch e.code {
+                case .unavailable, .deadlineExceeded:
+                    throw ConnectError(e.code, "cannot reach plugin at \(url): \(e.message); is it serving there (e.g. kv-plugin --listen ADDR)?")
+                case .unimplemented, .notFound:
+                    throw ConnectError(.unimplemented, "the server at \(url) has no connectplugin.v1.HandshakeService; is it a plugin in remote mode "
+                        + "(not a plain server)? (\(e.message))")
+                case .invalidArgument:
+                    throw ConnectError.local(.invalidArgument, "plugin at \(url) refused the handshake: \(e.message)")
+                default:
+                    throw ConnectError(e.code, "plugin at \(url): handshake failed: \(e.message)")
+                }
+            } catch {
+                c.close()
+                throw ConnectError(.internal, "plugin at \(url): cannot decode its handshake response: \(error)")
+            }
+            let served = Set(resp.plugins.map(\.name))
+            let missing = (config.versionedPlugins[v] ?? []).filter { !served.contains($0) }
+            if !missing.isEmpty {
+                c.close()
+                throw ConnectError.local(.invalidArgument, "plugin at \(url) does not serve \(missing.sorted()) at version \(v) "
+                    + "(it serves \(served.sorted()))")
+            }
+            let hs = HandshakeLine(appVersion: v, network: url.hasPrefix("unix:") ? .unix : .tcp, address: url)
+            cond.withLock {
+                line = hs
+                client = c
+            }
+            return hs
+        }
+        c.close()
+        let pv = pluginVersion ?? "unknown"
+        throw ConnectError.local(.invalidArgument, "plugin at \(url): no common app protocol version: the plugin serves version "
+            + "\(pv), this host supports \(hostVersions.sorted()); give the plugin a plugin set for one of the host's versions "
+            + "(or start it with PLUGIN_PROTOCOL_VERSIONS naming one), or the host one for \(pv)")
+    }
+
+    /// Remote mode: asks the plugin service to stop (connectplugin.v1.PluginControl/Shutdown).
+    public func shutdownRemote(reason: String = "the host asked", timeoutMs: Int64 = 5000) throws {
+        guard let c = cond.withLock({ client }) else { throw ConnectError.local(.state, "plugin \(name) is not started") }
+        _ = try c.unary("/connectplugin.v1.PluginControl/Shutdown", request: { var r = ShutdownRequest(); r.reason = reason; return r }().serialized(), timeoutMs: timeoutMs)
+    }
+
     /// The connection to the plugin's services (shared by everything dispensed from it).
     public func dispense(_ plugin: String) throws -> RPCClient {
         try cond.withLock {
@@ -214,6 +307,15 @@ public final class PluginClient: @unchecked Sendable {
 
     /// Stops the plugin: Shutdown, grace, SIGTERM, grace, SIGKILL; waits until it ended. Idempotent.
     public func kill() {
+        if config.url != nil {
+            let c: RPCClient? = cond.withLock {
+                killed = true
+                defer { client = nil }
+                return client
+            }
+            c?.close()
+            return
+        }
         let (c, p, first): (RPCClient?, ChildProcess?, Bool) = cond.withLock {
             let f = !killed
             killed = true
