@@ -34,6 +34,11 @@ type PluginClientConfig struct {
 	Command      PluginCommand
 	StartTimeout time.Duration
 	KillGrace    time.Duration
+	// URL, when set, is remote mode: the plugin already serves there ("http://host:port",
+	// "https://host:port", "unix:///path", or "inproc://NAME" for Server.ServePluginInProcess) and
+	// Command is not used. StartPlugin handshakes through connectplugin.v1.HandshakeService;
+	// Kill only disconnects (the service keeps serving its other hosts) and Pid is 0.
+	URL string
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -74,14 +79,24 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	path, err := cs("plugin path", cfg.Command.Path)
-	if err != nil {
-		return nil, err
-	}
 	var config *C.connectplugin_plugin_client_config
 	var cerr *C.connectplugin_error
-	if err := check(C.connectplugin_plugin_client_config_new(key, value, path, &config, &cerr), &cerr); err != nil {
-		return nil, err
+	if cfg.URL != "" {
+		u, err := cs("plugin URL", cfg.URL)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_new_url(key, value, u, &config, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	} else {
+		path, err := cs("plugin path", cfg.Command.Path)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_new(key, value, path, &config, &cerr), &cerr); err != nil {
+			return nil, err
+		}
 	}
 	defer C.connectplugin_plugin_client_config_free(config)
 	for _, a := range cfg.Command.Args {

@@ -4,6 +4,8 @@
  * scripted Put/Get/Delete sequence, prints the results and stops the plugin.
  *
  *   kv-host-c [--repeat N] --plugin PATH [ARGS...]
+ *   kv-host-c [--repeat N] --url URL      a plugin in remote mode (kv-plugin --listen); kill only
+ *                                         disconnects, and it prints "stopped: disconnected"
  *
  * KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
  * Exit 0 when every step gave the expected answer and the plugin exited with status 0; 2 for a
@@ -122,18 +124,21 @@ static bool script(kv_plugin *kv, bool print) {
 
 static int usage(const char *msg) {
     if (msg) fprintf(stderr, "kv-host-c: %s\n", msg);
-    fprintf(stderr, "usage: kv-host-c [--repeat N] --plugin PATH [ARGS...]\n");
+    fprintf(stderr, "usage: kv-host-c [--repeat N] (--plugin PATH [ARGS...] | --url URL)\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     int repeat = 1, plugin_at = -1;
+    const char *url = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             char *end = NULL;
             long n = strtol(argv[++i], &end, 10);
             if (!end || *end || n < 1 || n > 1000000) return usage("--repeat needs a positive number");
             repeat = (int)n;
+        } else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
+            url = argv[++i];
         } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
             plugin_at = i + 1;
             break;
@@ -141,13 +146,15 @@ int main(int argc, char **argv) {
             return usage(NULL);
         }
     }
-    if (plugin_at < 0) return usage("--plugin PATH is required");
+    if (plugin_at < 0 && !url) return usage("--plugin PATH or --url URL is required");
+    const char *target = url ? url : argv[plugin_at];
 
     connectplugin_plugin_client_config *config = NULL;
     connectplugin_error *error = NULL;
     connectplugin_status status =
-        connectplugin_plugin_client_config_new("KV_PLUGIN", "connectplugin-kv", argv[plugin_at], &config, &error);
-    for (int i = plugin_at + 1; status == CONNECTPLUGIN_OK && i < argc; i++)
+        url ? connectplugin_plugin_client_config_new_url("KV_PLUGIN", "connectplugin-kv", url, &config, &error)
+            : connectplugin_plugin_client_config_new("KV_PLUGIN", "connectplugin-kv", argv[plugin_at], &config, &error);
+    for (int i = plugin_at + 1; !url && status == CONNECTPLUGIN_OK && i < argc; i++)
         status = connectplugin_plugin_client_config_add_arg(config, argv[i], &error);
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_config_add_plugin(config, 1, "kv", &error);
     connectplugin_plugin_client *plugin = NULL;
@@ -157,7 +164,7 @@ int main(int argc, char **argv) {
         report("start the plugin", status, error);
         return 1;
     }
-    printf("started %s pid=%d version=%d\n", argv[plugin_at], (int)connectplugin_plugin_client_pid(plugin),
+    printf("started %s pid=%d version=%d\n", target, (int)connectplugin_plugin_client_pid(plugin),
            (int)connectplugin_plugin_client_negotiated_version(plugin));
 
     int exit_code = 1;
@@ -179,6 +186,11 @@ int main(int argc, char **argv) {
     }
     status = connectplugin_plugin_client_kill(plugin, &error);
     if (status != CONNECTPLUGIN_OK) report("kill", status, error);
+    if (url) {
+        printf("stopped: disconnected\n");
+        exit_code = ok ? 0 : 1;
+        goto done;
+    }
     int32_t value = 0;
     int32_t how = connectplugin_plugin_client_exit_status(plugin, &value);
     printf("stopped: %s %d\n", how == 1 ? "exited" : how == 2 ? "signaled" : "unknown", (int)value);

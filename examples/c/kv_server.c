@@ -14,7 +14,9 @@
  *
  * Built with -DKV_PLUGIN (examples/c/build.sh) it is kv-plugin-c: without --listen it serves the same
  * handlers as a go-plugin compatible plugin (connectplugin_plugin_serve: cookie KV_PLUGIN=
- * connectplugin-kv, app protocol version 1, plugin "kv"); run by hand it says so and exits 2.
+ * connectplugin-kv, app protocol version 1, plugin "kv"); run by hand it says so and exits 2. With
+ * --listen ADDR it serves them in the runtime's remote mode (control services included; hosts use
+ * --url).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -794,8 +796,11 @@ int main(int argc, char **argv) {
         return usage(NULL);
     }
 #ifdef KV_PLUGIN
-    /* kv-plugin-c: no --listen means launched by a plugin host. */
-    bool plugin_mode = listen == NULL;
+    /* kv-plugin-c: no --listen means launched by a plugin host; --listen ADDR is the runtime's
+       remote mode (connectplugin_plugin_config_set_listen_address: "listening on ADDR", hosts
+       connect by URL and handshake through connectplugin.v1.HandshakeService). */
+    bool plugin_mode = true;
+    if (listen && (tls_cert || tls_key || tls_client_ca)) return usage("kv-plugin-c's remote mode has no TLS yet");
 #else
     bool plugin_mode = false;
 #endif
@@ -913,6 +918,8 @@ int main(int argc, char **argv) {
         if (status == CONNECTPLUGIN_OK)
             status = connectplugin_plugin_config_add_plugin(config, 1, "kv", CONNECTPLUGIN_VERSION,
                                                             "/connectplugin.examples.kv.v1.KVService/", &error);
+        if (status == CONNECTPLUGIN_OK && listen)
+            status = connectplugin_plugin_config_set_listen_address(config, listen, &error);
         if (status != CONNECTPLUGIN_OK) {
             report("connectplugin_plugin_config", status, error);
             connectplugin_plugin_config_free(config);

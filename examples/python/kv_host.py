@@ -3,6 +3,10 @@ language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", run
 Put/Get/Delete sequence through the plugin's KVService, prints the results, and stops the plugin.
 
     kv-host-python --plugin PATH [ARGS...] [--repeat N]
+    kv-host-python --url URL [--repeat N]       a plugin in remote mode (kv-plugin --listen); kill
+                                                only disconnects ("stopped: disconnected")
+    kv-host-python --in-process [--repeat N]    kv_server.py's KVService served as a plugin inside
+                                                this process (inproc://), no sockets
 
 KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 Exit 0 when every step gave the expected answer.
@@ -10,6 +14,7 @@ Exit 0 when every step gave the expected answer.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import connectplugin
@@ -54,15 +59,26 @@ EXPECTED = ["put greeting ok", "get greeting found=true value=hello", "delete gr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="connectplugin KV plugin host (Python)")
-    parser.add_argument("--plugin", nargs=argparse.REMAINDER, required=True, metavar="PATH [ARGS...]",
+    parser.add_argument("--url", help="a plugin serving in remote mode")
+    parser.add_argument("--in-process", action="store_true", help="serve this host's own KV service as the plugin")
+    parser.add_argument("--plugin", nargs=argparse.REMAINDER, metavar="PATH [ARGS...]",
                         help="the plugin binary and its arguments (last on the command line)")
     parser.add_argument("--repeat", type=int, default=1, help="run the script N times")
     args = parser.parse_args(argv)
-    if not args.plugin:
-        parser.error("--plugin needs a path")
+    url = args.url
+    in_process = None
+    if args.in_process:
+        import kv_server  # this host's own KV service (examples/python/kv_server.py)
+        in_process = connectplugin.Server()
+        kv_server.register_kv(in_process, kv_server.KVService())
+        url = in_process.serve_plugin_in_process("KV_PLUGIN", "connectplugin-kv",
+                                                 {1: [("kv", connectplugin.version(), SERVICE)]}, f"kv-host-python-{os.getpid()}")
+    if not args.plugin and not url:
+        parser.error("--plugin PATH, --url URL or --in-process is required")
     try:
-        with connectplugin.PluginClient(args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]}) as plugin:
-            print(f"started {args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
+        with connectplugin.PluginClient(None if url else args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"),
+                                        plugins={1: ["kv"]}, url=url) as plugin:
+            print(f"started {url or args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
             kv = KV(plugin.dispense("kv"))
             ok = True
             for _ in range(max(1, args.repeat)):
@@ -72,6 +88,11 @@ def main(argv=None) -> int:
                 print(line)
             plugin.ping()
             print("ping ok")
+        if url:
+            if in_process is not None:
+                in_process.close()
+            print("stopped: disconnected")
+            return 0 if ok else 1
         print(f"stopped: {plugin.exit_status[0]} {plugin.exit_status[1]}")
         return 0 if ok and plugin.exit_status == ("exited", 0) else 1
     except connectplugin.ConnectPluginError as e:

@@ -3,6 +3,8 @@
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
 //	kv-host-go [--repeat N] --plugin PATH [ARGS...]
+//	kv-host-go [--repeat N] --url URL    a plugin in remote mode (kv-plugin --listen); Kill only
+//	                                     disconnects and it prints "stopped: disconnected"
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited cleanly.
@@ -92,7 +94,7 @@ var expected = []string{"put greeting ok", "get greeting found=true value=hello"
 
 func usage(msg string) {
 	fmt.Fprintln(os.Stderr, "error:", msg)
-	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] --plugin PATH [ARGS...]")
+	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] (--plugin PATH [ARGS...] | --url URL)")
 	os.Exit(2)
 }
 
@@ -100,6 +102,7 @@ func main() {
 	args := os.Args[1:]
 	repeat := 1
 	var plugin []string
+	url := ""
 	for len(args) > 0 {
 		switch args[0] {
 		case "--repeat":
@@ -111,26 +114,37 @@ func main() {
 				usage("--repeat needs a positive number")
 			}
 			repeat, args = n, args[2:]
+		case "--url":
+			if len(args) < 2 {
+				usage("--url needs a URL")
+			}
+			url, args = args[1], args[2:]
 		case "--plugin":
 			plugin, args = args[1:], nil
 		default:
 			usage("unknown argument " + args[0])
 		}
 	}
-	if len(plugin) == 0 {
-		usage("--plugin PATH is required")
+	if len(plugin) == 0 && url == "" {
+		usage("--plugin PATH or --url URL is required")
 	}
-	p, err := connectplugin.StartPlugin(connectplugin.PluginClientConfig{
+	cfg := connectplugin.PluginClientConfig{
 		CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
 		Plugins: map[int][]string{1: {"kv"}},
-		Command: connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]},
-	})
+		URL:     url,
+	}
+	target := url
+	if url == "" {
+		cfg.Command = connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]}
+		target = plugin[0]
+	}
+	p, err := connectplugin.StartPlugin(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 	defer p.Kill()
-	fmt.Printf("started %s pid=%d version=%d\n", plugin[0], p.Pid(), p.NegotiatedVersion())
+	fmt.Printf("started %s pid=%d version=%d\n", target, p.Pid(), p.NegotiatedVersion())
 	k, err := Dispense(p)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -159,6 +173,13 @@ func main() {
 		fmt.Println("ping ok")
 	}
 	p.Kill()
+	if url != "" {
+		fmt.Println("stopped: disconnected")
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
 	st, sig, ended := p.Exited()
 	if sig {
 		fmt.Printf("stopped: signaled %d\n", st)

@@ -263,7 +263,12 @@ func run(listen string, tls *connectplugin.TLSConfig) int {
 		fmt.Fprintf(os.Stderr, "error: %s: %v\n", what, err)
 		return 1
 	}
-	pluginMode := pluginBuild && listen == ""
+	// kv-plugin-go: always the plugin runtime; with --listen, in its remote mode ("listening on ADDR",
+	// hosts connect with --url and handshake through connectplugin.v1.HandshakeService).
+	pluginMode := pluginBuild
+	if pluginMode && tls != nil {
+		return fail("serve", fmt.Errorf("kv-plugin-go's remote mode has no TLS yet"))
+	}
 	// Subscribe before announcing the address, so an early signal is never missed. (A plugin's
 	// serve turns SIGTERM and SIGINT into a graceful stop itself.)
 	sigs := make(chan os.Signal, 1)
@@ -312,6 +317,7 @@ func run(listen string, tls *connectplugin.TLSConfig) int {
 			Plugins: map[int][]connectplugin.PluginInfo{
 				1: {{Name: "kv", Version: connectplugin.Version(), ServicePath: "/connectplugin.examples.kv.v1.KVService/"}},
 			},
+			Listen: listen,
 		})
 	}
 	var bound string

@@ -24,13 +24,19 @@ class PluginClient(_ffi.Managed):
     environment unless ``inherit_env`` is false, and ``env``, which wins over both. Starting blocks
     until the handshake (``start_timeout_ms``); the errors say what to change. :meth:`kill` (or
     ``close``, or leaving the ``with`` block) stops it: Shutdown, ``kill_grace_ms``, SIGTERM, the
-    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name."""
+    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name.
+
+    With ``url`` instead of ``command`` (pass ``command=None``) the plugin already serves there, in
+    remote mode ("http://host:port", "https://host:port", "unix:///path", or "inproc://NAME" for
+    :meth:`Server.serve_plugin_in_process`): it is handshaken through
+    connectplugin.v1.HandshakeService, :attr:`pid` is 0 and :meth:`kill` only disconnects (the
+    service keeps serving its other hosts)."""
 
     _kind = "plugin client"
 
     def __init__(
         self,
-        command: Sequence[str],
+        command: Optional[Sequence[str]],
         cookie: Tuple[str, str],
         plugins: Mapping[int, Iterable[str]],
         env: Optional[Mapping[str, str]] = None,
@@ -38,14 +44,23 @@ class PluginClient(_ffi.Managed):
         cwd: Optional[str] = None,
         start_timeout_ms: Optional[int] = None,
         kill_grace_ms: Optional[int] = None,
+        url: Optional[str] = None,
     ) -> None:
-        if not command:
-            raise ValueError("command must name the plugin binary")
+        if not command and not url:
+            raise ValueError("command must name the plugin binary (or url its endpoint)")
+        if command and url:
+            raise ValueError("give command or url, not both")
         key, value = cookie
         config = POINTER(_ffi.connectplugin_plugin_client_config)()
         err = _ffi.new_error_out()
-        st = _ffi.connectplugin_plugin_client_config_new(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
-                                                         _ffi.as_cstr(command[0], "command"), byref(config), byref(err))
+        if url:
+            st = _ffi.connectplugin_plugin_client_config_new_url(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
+                                                                 _ffi.as_cstr(url, "url"), byref(config), byref(err))
+            command = [url]
+        else:
+            assert command
+            st = _ffi.connectplugin_plugin_client_config_new(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
+                                                             _ffi.as_cstr(command[0], "command"), byref(config), byref(err))
         check(st, err, "PluginClient")
         try:
             def call(fn: Any, *args: Any) -> None:

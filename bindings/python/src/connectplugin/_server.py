@@ -797,6 +797,7 @@ class Server(_ffi.Managed):
         plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]],
         network: str = "unix",
         grace_ms: Optional[int] = None,
+        listen: Optional[str] = None,
     ) -> int:
         """Serves this server as a plugin that an unmodified HashiCorp go-plugin host (or a
         connectplugin host) launches, and blocks until it stopped: it checks the magic cookie,
@@ -809,7 +810,26 @@ class Server(_ffi.Managed):
         start. Call it once, from the main thread, and pass the result to ``sys.exit``: 0 after a
         clean stop, 2 when a person ran the script (the message is on stderr), 1 when serving could
         not start (the reason is on stderr). SIGTERM and SIGINT are handled by the library while it
-        serves (no KeyboardInterrupt)."""
+        serves (no KeyboardInterrupt).
+
+        ``listen`` ("host:port", port 0 picks one, or "unix:PATH") is remote mode: a standalone
+        network service that hosts reach by URL (``PluginClient(url=...)``); it prints "listening on
+        ADDR" instead of the handshake line and needs no cookie in its environment (the Handshake RPC
+        checks it). Without it, the CONNECTPLUGIN_LISTEN environment variable, if set, gives the
+        address."""
+        return self._serve_plugin(cookie_key, cookie_value, plugins, network, grace_ms, listen, None)  # type: ignore[return-value]
+
+    def serve_plugin_in_process(self, cookie_key: str, cookie_value: str,
+                                plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]], name: str) -> str:
+        """Serves this server as an in-process plugin under ``name`` (letters, digits and -._~) and
+        returns at once with its URL, ``"inproc://NAME"``: a host in this process reaches it with
+        ``PluginClient(url=..., ...)`` and calls it like a launched plugin, with no socket. Register
+        the handlers first; do not listen or start. Stop it with :meth:`stop` or :meth:`close`."""
+        self._serve_plugin(cookie_key, cookie_value, plugins, "unix", None, None, name)
+        return "inproc://" + name
+
+    def _serve_plugin(self, cookie_key: str, cookie_value: str, plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]],
+                      network: str, grace_ms: Optional[int], listen: Optional[str], in_process: Optional[str]) -> Optional[int]:
         err = _ffi.new_error_out()
         config = POINTER(_ffi.connectplugin_plugin_config)()
         st = _ffi.connectplugin_plugin_config_new(_ffi.as_cstr(cookie_key, "cookie_key"),
@@ -831,6 +851,15 @@ class Server(_ffi.Managed):
                 err = _ffi.new_error_out()
                 check(_ffi.connectplugin_plugin_config_set_grace_ms(config, int(grace_ms), byref(err)), err,
                       "serve_plugin")
+            if listen:
+                err = _ffi.new_error_out()
+                check(_ffi.connectplugin_plugin_config_set_listen_address(config, _ffi.as_cstr(listen, "listen"), byref(err)),
+                      err, "serve_plugin")
+            if in_process is not None:
+                err = _ffi.new_error_out()
+                check(_ffi.connectplugin_plugin_serve_in_process(self._ptr(), config, _ffi.as_cstr(in_process, "name"),
+                                                                 byref(err)), err, "serve_plugin_in_process")
+                return None
             return int(_ffi.connectplugin_plugin_serve(self._ptr(), config))
         finally:
             _ffi.connectplugin_plugin_config_free(config)
