@@ -1537,6 +1537,33 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_new_ur
                                                                                   const char *url,
                                                                                   connectplugin_plugin_client_config **out_config,
                                                                                   connectplugin_error **out_error);
+/**
+ * @brief A host configuration that reattaches to a plugin another host started (go-plugin's
+ *        ReattachConfig): @p reattach is the text connectplugin_plugin_client_reattach_info gave
+ *        that host, go-plugin's ReattachConfig as JSON, e.g.
+ *        {"Protocol":"grpc","ProtocolVersion":1,"Addr":{"Network":"unix","String":"/tmp/plugin1"},"Pid":42}.
+ *        connectplugin_plugin_client_start checks that the pid is alive and the version is one the
+ *        host declared, connects and pings. Then dispense, ping and the rest work as for a launched
+ *        plugin; kill calls Shutdown, then sends SIGTERM and SIGKILL to the pid after the grace
+ *        periods, until the process is gone (its exit status goes to the host that started it:
+ *        connectplugin_plugin_client_exit_status answers 3, unknown). Strings are copied. Not
+ *        thread-safe; free with connectplugin_plugin_client_config_free.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p out_config is NULL, a string is NULL or empty, or
+ *         @p reattach is not valid reattach information (the message says why).
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_new_reattach(const char *cookie_key,
+                                                                                       const char *cookie_value,
+                                                                                       const char *reattach,
+                                                                                       connectplugin_plugin_client_config **out_config,
+                                                                                       connectplugin_error **out_error);
+/**
+ * @brief The reattach information of a started plugin (see
+ *        connectplugin_plugin_client_config_new_reattach): a JSON string owned by @p plugin, valid
+ *        until connectplugin_plugin_client_free. NULL for a NULL @p plugin and for a plugin reached by
+ *        URL. Any thread.
+ */
+CONNECTPLUGIN_API const char *connectplugin_plugin_client_reattach_info(const connectplugin_plugin_client *plugin);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,11 @@ type PluginClientConfig struct {
 	// Command is not used. StartPlugin handshakes through connectplugin.v1.HandshakeService;
 	// Kill only disconnects (the service keeps serving its other hosts) and Pid is 0.
 	URL string
+	// Reattach, when set, is the ReattachInfo of a plugin another host started (go-plugin's
+	// ReattachConfig as JSON): StartPlugin connects to that running plugin; Command is not used.
+	// Kill calls Shutdown, then signals the pid (SIGTERM, SIGKILL) until it is gone; Exited then
+	// reports ok with status -1 (the status goes to the host that started it).
+	Reattach string
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -81,7 +86,15 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 	}
 	var config *C.connectplugin_plugin_client_config
 	var cerr *C.connectplugin_error
-	if cfg.URL != "" {
+	if cfg.Reattach != "" {
+		r, err := cs("reattach information", cfg.Reattach)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_new_reattach(key, value, r, &config, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	} else if cfg.URL != "" {
 		u, err := cs("plugin URL", cfg.URL)
 		if err != nil {
 			return nil, err
@@ -187,6 +200,21 @@ func (p *PluginClient) Pid() int {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return int(C.connectplugin_plugin_client_pid(p._ptr))
+}
+
+// ReattachInfo is what another host process puts in PluginClientConfig.Reattach to connect to this
+// running plugin (go-plugin's ReattachConfig as JSON); "" for a plugin reached by URL.
+func (p *PluginClient) ReattachInfo() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p._ptr == nil {
+		return ""
+	}
+	r := C.connectplugin_plugin_client_reattach_info(p._ptr)
+	if r == nil {
+		return ""
+	}
+	return C.GoString(r)
 }
 
 // Dispense gives a client for plugin name's services over the plugin's connection (gRPC). Wrap it

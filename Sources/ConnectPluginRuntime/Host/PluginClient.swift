@@ -21,7 +21,11 @@
 //            checked by the plugin, errors list both sides' versions. There is no process:
 //            `kill` only disconnects (as connect-plugin-go's Client.Close; the service keeps
 //            serving other hosts; call `shutdownRemote` to stop it).
-// Not yet: AutoMTLS, reattach, restart policies, managed-mode cleanup at host exit.
+//   reattach `PluginClientConfig.reattach` (PluginReattach, go-plugin's ReattachConfig, exported by
+//            an earlier host as `reattachInfo`): connect to the running plugin's address (the pid
+//            must be alive), check its version is the host's, ping it; `kill` is Shutdown, then
+//            SIGTERM and SIGKILL by pid, watching the pid (it is not this process's child).
+// Not yet: AutoMTLS, restart policies, managed-mode cleanup at host exit.
 
 import CConnectPluginPosix
 import ConnectPluginIO
@@ -50,6 +54,8 @@ public struct PluginClientConfig: Sendable {
     public var command: PluginCommand
     /// Remote mode: the plugin's endpoint URL; when set, `command` is not used.
     public var url: String? = nil
+    /// Reattach to a plugin another host started; when set, `command` is not used.
+    public var reattach: PluginReattach? = nil
     public var startTimeoutMs: Int64 = 60_000
     /// Non-handshake lines tolerated on stdout before the handshake line.
     public var maxJunkLines = 16
@@ -100,6 +106,8 @@ public final class PluginClient: @unchecked Sendable {
         self.config = config
         if let u = config.url {
             name = u
+        } else if let r = config.reattach {
+            name = "pid \(r.pid) at \(r.address)"
         } else {
             name = config.command.path.split(separator: "/").last.map(String.init) ?? config.command.path
         }
@@ -107,7 +115,16 @@ public final class PluginClient: @unchecked Sendable {
 
     public var negotiatedVersion: Int? { cond.withLock { line?.appVersion } }
     public var handshakeLine: HandshakeLine? { cond.withLock { line } }
-    public var pid: Int32? { cond.withLock { process?.pid } }
+    public var pid: Int32? { cond.withLock { process?.pid ?? (config.reattach.map { $0.pid }) } }
+
+    /// What another host passes to reattach to this plugin (nil before start, and for URL mode).
+    public var reattachInfo: PluginReattach? {
+        cond.withLock {
+            guard config.url == nil, let l = line else { return nil }
+            if let r = config.reattach { return r }
+            return PluginReattach(appVersion: l.appVersion, network: l.network, address: l.address, pid: process?.pid ?? 0)
+        }
+    }
     /// How the plugin process ended; nil while it runs.
     public var exitStatus: ProcessExitStatus? { cond.withLock { exit } }
 
@@ -136,6 +153,7 @@ public final class PluginClient: @unchecked Sendable {
     @discardableResult
     public func start() throws -> HandshakeLine {
         if let u = config.url { return try startRemote(u) }
+        if let r = config.reattach { return try startReattach(r) }
         let cmd = config.command
         try checkExecutable(cmd.path)
         var env = PluginEnvironment(handshake: config.handshake, versions: Array(config.versionedPlugins.keys))
@@ -274,6 +292,88 @@ public final class PluginClient: @unchecked Sendable {
             + "(or start it with PLUGIN_PROTOCOL_VERSIONS naming one), or the host one for \(pv)")
     }
 
+    private func startReattach(_ r: PluginReattach) throws -> HandshakeLine {
+        if r.pid > 0 && !PluginClient.processAlive(r.pid) {
+            throw ConnectError(.unavailable, "plugin \(name): process \(r.pid) is gone; start the plugin again (reattach information is only good while it runs)")
+        }
+        guard config.versionedPlugins[r.appVersion] != nil else {
+            let e = HandshakeError.incompatibleVersion(plugin: r.appVersion, host: Array(config.versionedPlugins.keys))
+            throw ConnectError.local(.invalidArgument, "plugin \(name): \(e.description)")
+        }
+        var o = RPCClient.Options()
+        o.rpcProtocol = .grpc
+        o.maxMessageBytes = 0
+        let c = try RPCClient(baseURL: r.network == .unix ? "unix://" + r.address : "http://" + r.address, options: o)
+        do {
+            let resp = try c.unary("/grpc.health.v1.Health/Check", request: HealthCheckRequest(service: "plugin").serialized(),
+                                   timeoutMs: max(1, min(config.startTimeoutMs, 10_000)))
+            _ = resp
+        } catch let e as ConnectError {
+            c.close()
+            throw ConnectError(e.code == .unavailable ? .unavailable : e.code, "plugin \(name): cannot reattach: \(e.message)")
+        }
+        let hs = HandshakeLine(appVersion: r.appVersion, network: r.network, address: r.address)
+        cond.withLock {
+            line = hs
+            client = c
+        }
+        return hs
+    }
+
+    /// The process exists and is not a zombie (Linux /proc; kill(pid, 0) elsewhere).
+    static func processAlive(_ pid: Int32) -> Bool {
+        if Glibc.kill(pid, 0) != 0 { return cp_errno() == EPERM }
+        let fd = open("/proc/\(pid)/stat", O_RDONLY)
+        if fd < 0 { return true }
+        defer { _ = close(fd) }
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let close = buf[0..<n].lastIndex(of: UInt8(ascii: ")")), close + 2 < n else { return true }
+        let state = buf[close + 2]
+        return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
+    }
+
+    /// Reattach mode's kill: Shutdown, then SIGTERM and SIGKILL by pid, each after the grace
+    /// period, watching the pid.
+    private func killReattached(_ r: PluginReattach) {
+        let c: RPCClient? = cond.withLock {
+            killed = true
+            defer { client = nil }
+            return client
+        }
+        _ = try? c?.unary("/plugin.GRPCController/Shutdown", request: [], timeoutMs: max(1, config.killGraceMs))
+        c?.close()
+        guard r.pid > 0 else { return }
+        let grace = UInt64(max(0, config.killGraceMs)) &* 1_000_000
+        func gone(within ns: UInt64) -> Bool {
+            let until = monotonicNowNs() &+ ns
+            while PluginClient.processAlive(r.pid) {
+                if monotonicNowNs() >= until { return false }
+                usleep(20_000)
+            }
+            return true
+        }
+        var ok = gone(within: grace)
+        if !ok {
+            log(LogRecord(level: .warn, message: "plugin did not exit after Shutdown; sending SIGTERM"))
+            _ = Glibc.kill(r.pid, SIGTERM)
+            ok = gone(within: grace)
+        }
+        if !ok {
+            log(LogRecord(level: .warn, message: "plugin failed to exit gracefully; sending SIGKILL"))
+            _ = Glibc.kill(r.pid, SIGKILL)
+            ok = gone(within: 10_000_000_000)
+        }
+        let hooks: [@Sendable (ProcessExitStatus) -> Void] = cond.withLock {
+            exit = .unknown(ok ? "the plugin was started by another host; its exit status went to that host"
+                               : "the plugin did not die after SIGKILL")
+            cond.broadcast()
+            defer { exitHooks = [] }
+            return exitHooks
+        }
+        if let e = exitStatus { for h in hooks { h(e) } }
+    }
+
     /// Remote mode: asks the plugin service to stop (connectplugin.v1.PluginControl/Shutdown).
     public func shutdownRemote(reason: String = "the host asked", timeoutMs: Int64 = 5000) throws {
         guard let c = cond.withLock({ client }) else { throw ConnectError.local(.state, "plugin \(name) is not started") }
@@ -307,6 +407,11 @@ public final class PluginClient: @unchecked Sendable {
 
     /// Stops the plugin: Shutdown, grace, SIGTERM, grace, SIGKILL; waits until it ended. Idempotent.
     public func kill() {
+        if let r = config.reattach {
+            if cond.withLock({ killed }) { return }
+            killReattached(r)
+            return
+        }
         if config.url != nil {
             let c: RPCClient? = cond.withLock {
                 killed = true

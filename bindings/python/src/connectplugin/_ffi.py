@@ -688,6 +688,11 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [c_char_p, c_char_p, c_char_p, POINTER(POINTER(connectplugin_plugin_client_config)), _errpp],
     ),
+    "connectplugin_plugin_client_config_new_reattach": (
+        connectplugin_status,
+        [c_char_p, c_char_p, c_char_p, POINTER(POINTER(connectplugin_plugin_client_config)), _errpp],
+    ),
+    "connectplugin_plugin_client_reattach_info": (c_char_p, [POINTER(connectplugin_plugin_client)]),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

@@ -30,7 +30,12 @@ class PluginClient(_ffi.Managed):
     remote mode ("http://host:port", "https://host:port", "unix:///path", or "inproc://NAME" for
     :meth:`Server.serve_plugin_in_process`): it is handshaken through
     connectplugin.v1.HandshakeService, :attr:`pid` is 0 and :meth:`kill` only disconnects (the
-    service keeps serving its other hosts)."""
+    service keeps serving its other hosts).
+
+    With ``reattach`` (the :attr:`reattach_info` text of a host that started the plugin; go-plugin's
+    ReattachConfig as JSON) instead of ``command``, this host connects to that running plugin;
+    :meth:`kill` calls Shutdown, then SIGTERM and SIGKILL to its pid until it is gone, and
+    :attr:`exit_status` is then ``("unknown", -1)`` (the status goes to the host that started it)."""
 
     _kind = "plugin client"
 
@@ -45,15 +50,19 @@ class PluginClient(_ffi.Managed):
         start_timeout_ms: Optional[int] = None,
         kill_grace_ms: Optional[int] = None,
         url: Optional[str] = None,
+        reattach: Optional[str] = None,
     ) -> None:
-        if not command and not url:
-            raise ValueError("command must name the plugin binary (or url its endpoint)")
-        if command and url:
-            raise ValueError("give command or url, not both")
+        if sum(1 for x in (command, url, reattach) if x) != 1:
+            raise ValueError("give exactly one of command (the plugin binary), url (its endpoint) or reattach")
         key, value = cookie
         config = POINTER(_ffi.connectplugin_plugin_client_config)()
         err = _ffi.new_error_out()
-        if url:
+        if reattach:
+            st = _ffi.connectplugin_plugin_client_config_new_reattach(
+                _ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"), _ffi.as_cstr(reattach, "reattach"),
+                byref(config), byref(err))
+            command = ["reattached"]
+        elif url:
             st = _ffi.connectplugin_plugin_client_config_new_url(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
                                                                  _ffi.as_cstr(url, "url"), byref(config), byref(err))
             command = [url]
@@ -108,6 +117,13 @@ class PluginClient(_ffi.Managed):
     @property
     def negotiated_version(self) -> int:
         return int(_ffi.connectplugin_plugin_client_negotiated_version(self._ptr()))
+
+    @property
+    def reattach_info(self) -> Optional[str]:
+        """What another host passes as ``reattach`` to connect to this running plugin (go-plugin's
+        ReattachConfig as JSON); None for a plugin reached by URL."""
+        r = _ffi.connectplugin_plugin_client_reattach_info(self._ptr())
+        return None if r is None else r.decode()
 
     @property
     def pid(self) -> int:
