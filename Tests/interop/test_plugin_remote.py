@@ -202,3 +202,77 @@ def test_python_binding_in_process_plugin():
     with pytest.raises(connectplugin.ConnectPluginError) as e:
         connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, url=url)
     assert "no server listens under that name" in e.value.message or "was stopped" in e.value.message, e.value.message
+
+
+FIRST_HOST = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import connectplugin
+p = connectplugin.PluginClient([sys.argv[2]], cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]})
+print(p.reattach_info, flush=True)
+sys.stdin.readline()      # the test reattached, called and killed the plugin from its own process
+status = p.exit_status
+p.kill()
+print(status, flush=True)
+"""
+
+
+def proc_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.parametrize("lang", PLUGIN_LANGS)
+def test_reattach_from_a_second_process(lang):
+    """A first host process (the Python binding) starts kv-plugin-LANG and prints its reattach
+    information; this process reattaches with it, dispenses, calls and kills it (Shutdown; the pid
+    is gone); the first host then sees the plugin's exit 0."""
+    import json
+
+    first = subprocess.Popen([sys.executable, "-c", FIRST_HOST, str(REPO / "bindings" / "python" / "src"),
+                              str(binary(f"kv-plugin-{lang}"))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        info = first.stdout.readline().strip()
+        assert info.startswith("{"), info + first.stderr.read() if first.poll() is not None else info
+        cfg = json.loads(info)
+        assert cfg["Protocol"] == "grpc" and cfg["ProtocolVersion"] == 1 and cfg["Addr"]["Network"] == "unix", cfg
+        pid = cfg["Pid"]
+        assert pid > 0 and not proc_gone(pid)
+        plugin = connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, reattach=info)
+        assert plugin.pid == pid and plugin.negotiated_version == 1
+        assert plugin.reattach_info == info
+        kv = plugin.dispense("kv")
+        assert kv.call_unary(SERVICE + "Put", b"\x0a\x05hello\x12\x05world").message == b""
+        assert kv.call_unary(SERVICE + "Get", b"\x0a\x05hello").message == b"\x0a\x05world\x10\x01"
+        kv.close()
+        plugin.ping()
+        plugin.kill()
+        assert plugin.exit_status == ("unknown", -1)
+        assert proc_gone(pid), f"plugin {pid} still runs after the reattached host killed it"
+        with pytest.raises(connectplugin.ConnectPluginError) as e:
+            connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, reattach=info)
+        assert f"process {pid} is gone" in e.value.message, e.value.message
+        out, err = first.communicate("\n", timeout=30)
+        assert first.returncode == 0, err
+        assert out.strip() == "('exited', 0)", out + err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
+def test_reattach_errors_say_what_to_do():
+    for text, want in [("nonsense", "is not JSON"), ('{"Protocol":"netrpc"}', "grpc only"),
+                       ('{"Protocol":"grpc","ProtocolVersion":1}', "has no Addr"),
+                       ('{"ProtocolVersion":1,"Addr":{"Network":"udp","String":"x"}}', 'network "udp"')]:
+        with pytest.raises(connectplugin.ConnectPluginError) as e:
+            connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, reattach=text)
+        assert want in e.value.message, e.value.message
+    with pytest.raises(connectplugin.ConnectPluginError) as e:
+        connectplugin.PluginClient(None, cookie=COOKIE, plugins={2: ["kv"]},
+                                   reattach='{"ProtocolVersion":1,"Addr":{"Network":"unix","String":"/nonexistent"},"Pid":0}')
+    assert "the plugin chose version 1, this host supports [2]" in e.value.message, e.value.message
