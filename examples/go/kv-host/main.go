@@ -5,6 +5,8 @@
 //	kv-host-go [--repeat N] --plugin PATH [ARGS...]
 //	kv-host-go [--repeat N] --url URL    a plugin in remote mode (kv-plugin --listen); Kill only
 //	                                     disconnects and it prints "stopped: disconnected"
+//	kv-host-go [--repeat N] --in-process the host's own KV service (internal/kvservice) served as a
+//	                                     plugin in this process (inproc://), no sockets
 //
 // KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
 // Exit 0 when every step gave the expected answer and the plugin exited cleanly.
@@ -19,6 +21,7 @@ import (
 
 	connectplugin "github.com/connectplugin/connectplugin/bindings/go"
 	"github.com/connectplugin/connectplugin/examples/go/internal/kv"
+	"github.com/connectplugin/connectplugin/examples/go/internal/kvservice"
 )
 
 // KV is what dispense("kv") gives this host: go-plugin's pattern of a client-side factory that
@@ -94,7 +97,7 @@ var expected = []string{"put greeting ok", "get greeting found=true value=hello"
 
 func usage(msg string) {
 	fmt.Fprintln(os.Stderr, "error:", msg)
-	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] (--plugin PATH [ARGS...] | --url URL)")
+	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] (--plugin PATH [ARGS...] | --url URL | --in-process)")
 	os.Exit(2)
 }
 
@@ -119,6 +122,25 @@ func main() {
 				usage("--url needs a URL")
 			}
 			url, args = args[1], args[2:]
+		case "--in-process":
+			srv, err := connectplugin.NewServer()
+			if err == nil {
+				err = kvservice.Register(srv)
+			}
+			if err == nil {
+				url, err = srv.ServePluginInProcess(connectplugin.PluginConfig{
+					CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
+					Plugins: map[int][]connectplugin.PluginInfo{
+						1: {{Name: "kv", Version: connectplugin.Version(), ServicePath: "/connectplugin.examples.kv.v1.KVService/"}},
+					},
+				}, fmt.Sprintf("kv-host-go-%d", os.Getpid()))
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "error: serve the KV plugin in process:", err)
+				os.Exit(1)
+			}
+			defer srv.Close()
+			args = args[1:]
 		case "--plugin":
 			plugin, args = args[1:], nil
 		default:
