@@ -166,7 +166,7 @@ def test_url_handshake_errors_say_what_to_do(remote_plugins, tmp_path):
     assert remote_plugins["c"].proc.poll() is None
 
 
-IN_PROCESS_LANGS = ("python", "swift")
+IN_PROCESS_LANGS = HOST_LANGS
 
 
 @pytest.mark.parametrize("host", IN_PROCESS_LANGS)

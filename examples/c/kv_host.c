@@ -6,6 +6,8 @@
  *   kv-host-c [--repeat N] --plugin PATH [ARGS...]
  *   kv-host-c [--repeat N] --url URL      a plugin in remote mode (kv-plugin --listen); kill only
  *                                         disconnects, and it prints "stopped: disconnected"
+ *   kv-host-c [--repeat N] --in-process   kv_server.c's KV handlers (linked in, -DKV_NO_MAIN) served
+ *                                         as a plugin in this process (inproc://), no sockets
  *
  * KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
  * Exit 0 when every step gave the expected answer and the plugin exited with status 0; 2 for a
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kv_common.h"
 
@@ -122,21 +125,59 @@ static bool script(kv_plugin *kv, bool print) {
     return ok && !found;
 }
 
+/* This host's own KV service (kv_server.c, linked into kv-host-c with -DKV_NO_MAIN). */
+typedef struct kv_store kv_store;
+connectplugin_status kv_register_handlers(connectplugin_server *server, kv_store *store, connectplugin_error **error);
+kv_store *kv_store_new(void);
+
+/* --in-process: serves the KV handlers as a plugin under inproc://NAME in this process. */
+static connectplugin_server *serve_in_process(char *url, size_t url_size) {
+    connectplugin_error *error = NULL;
+    connectplugin_server *server = NULL;
+    connectplugin_plugin_config *config = NULL;
+    char name[64];
+    snprintf(name, sizeof name, "kv-host-c-%ld", (long)getpid());
+    snprintf(url, url_size, "inproc://%s", name);
+    kv_store *store = kv_store_new();
+    connectplugin_server_options *options = connectplugin_server_options_new();
+    connectplugin_status status = store && options ? CONNECTPLUGIN_OK : CONNECTPLUGIN_ERR_RESOURCE;
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_server_options_set_handler_threads(options, 32, &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_server_new(options, &server, &error);
+    connectplugin_server_options_free(options);
+    if (status == CONNECTPLUGIN_OK) status = kv_register_handlers(server, store, &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_config_new("KV_PLUGIN", "connectplugin-kv", &config, &error);
+    if (status == CONNECTPLUGIN_OK)
+        status = connectplugin_plugin_config_add_plugin(config, 1, "kv", CONNECTPLUGIN_VERSION,
+                                                        "/connectplugin.examples.kv.v1.KVService/", &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_serve_in_process(server, config, name, &error);
+    connectplugin_plugin_config_free(config);
+    if (status != CONNECTPLUGIN_OK) {
+        report("serve the KV plugin in process", status, error);
+        connectplugin_server_free(server);
+        return NULL;
+    }
+    return server; /* the store lives as long as the process */
+}
+
 static int usage(const char *msg) {
     if (msg) fprintf(stderr, "kv-host-c: %s\n", msg);
-    fprintf(stderr, "usage: kv-host-c [--repeat N] (--plugin PATH [ARGS...] | --url URL)\n");
+    fprintf(stderr, "usage: kv-host-c [--repeat N] (--plugin PATH [ARGS...] | --url URL | --in-process)\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     int repeat = 1, plugin_at = -1;
     const char *url = NULL;
+    bool in_process = false;
+    char in_process_url[128];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             char *end = NULL;
             long n = strtol(argv[++i], &end, 10);
             if (!end || *end || n < 1 || n > 1000000) return usage("--repeat needs a positive number");
             repeat = (int)n;
+        } else if (strcmp(argv[i], "--in-process") == 0) {
+            in_process = true;
         } else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
             url = argv[++i];
         } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
@@ -146,7 +187,13 @@ int main(int argc, char **argv) {
             return usage(NULL);
         }
     }
-    if (plugin_at < 0 && !url) return usage("--plugin PATH or --url URL is required");
+    connectplugin_server *in_process_server = NULL;
+    if (in_process) {
+        in_process_server = serve_in_process(in_process_url, sizeof in_process_url);
+        if (!in_process_server) return 1;
+        url = in_process_url;
+    }
+    if (plugin_at < 0 && !url) return usage("--plugin PATH, --url URL or --in-process is required");
     const char *target = url ? url : argv[plugin_at];
 
     connectplugin_plugin_client_config *config = NULL;
@@ -199,5 +246,6 @@ int main(int argc, char **argv) {
 done:
     kv_plugin_close(&kv);
     connectplugin_plugin_client_free(plugin);
+    connectplugin_server_free(in_process_server);
     return exit_code;
 }
