@@ -1375,7 +1375,9 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_serve_in_process(con
  * found or not executable, wrong architecture, exited before the handshake (with its exit status
  * and the last lines of its stderr), no handshake within the start timeout, junk on stdout before
  * the line (up to 16 lines are skipped and logged), no common version (both sides listed).
- * Not yet: AutoMTLS, reattach, a log callback, restart policies.
+ * Also: a plugin by endpoint URL (remote mode), by reattach information, or in process
+ * (connectplugin_plugin_client_config_new_url, _new_reattach, connectplugin_plugin_serve_in_process).
+ * Not yet: AutoMTLS, a log callback, restart policies.
  */
 
 typedef struct connectplugin_plugin_client_config connectplugin_plugin_client_config;

@@ -1,5 +1,6 @@
-// The host side of the runtime for a plugin it launches (plugin-wire.md §1.13 b): start the binary
-// with go-plugin's environment, read its handshake line, connect, drain its stdio, parse its logs,
+// The host side of the runtime (plugin-wire.md §1.13 b) for a plugin it launches, reaches by endpoint
+// URL, reattaches to, or runs in process: start the binary with go-plugin's environment, read its
+// handshake line, connect, drain its stdio, parse its logs,
 // dispense, ping and kill it.
 //
 //   launch   posix_spawn with the host's environment (unless turned off), go-plugin's variables, then

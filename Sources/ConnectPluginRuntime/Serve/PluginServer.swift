@@ -254,7 +254,7 @@ public final class PluginServer: @unchecked Sendable {
         remoteAddress = shown
         let line = HandshakeLine(appVersion: version, network: network, address: address, multiplexSupported: nil)
         handshakeLine = line
-        log(.info, "plugin serving in remote mode", [("address", shown), ("version", String(version))])
+        log(.info, listen.hasPrefix("inproc:") ? "plugin serving in process" : "plugin serving in remote mode", [("address", shown), ("version", String(version))])
         return line
     }
 
