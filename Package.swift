@@ -94,7 +94,7 @@ let package = Package(
             name: "KVPluginSwift", dependencies: ["ConnectPlugin", "KVServiceSwift"], path: "examples/swift/KVPlugin",
             swiftSettings: swift5),
         .executableTarget(
-            name: "KVHostSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVHost",
+            name: "KVHostSwift", dependencies: ["ConnectPlugin", "KVServiceSwift"], path: "examples/swift/KVHost",
             swiftSettings: swift5),
         .executableTarget(
             name: "KVClientSwift", dependencies: ["ConnectPlugin"], path: "examples/swift/KVClient",

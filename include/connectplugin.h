@@ -1339,6 +1339,39 @@ CONNECTPLUGIN_API int32_t connectplugin_plugin_serve(connectplugin_server *serve
 CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectplugin_server *server, int32_t state,
                                                                        const char *reason,
                                                                        connectplugin_error **out_error);
+/**
+ * @brief Remote mode: connectplugin_plugin_serve then serves the plugin as a standalone network
+ *        service on @p address ("host:port", port 0 picks one, or "unix:PATH") instead of as a
+ *        launched plugin. No cookie is needed in the environment (hosts send it in
+ *        connectplugin.v1.HandshakeService/Handshake, which checks it); the version set is the one
+ *        PLUGIN_PROTOCOL_VERSIONS picks if set, else the highest; "listening on ADDR" (the bound
+ *        address, "unix:PATH" for a socket) is printed on stdout instead of the handshake line; the
+ *        same control services are served until Shutdown, SIGTERM or SIGINT. NULL or "" turns it
+ *        off; without this call the CONNECTPLUGIN_LISTEN environment variable, if set, gives the
+ *        address. Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_listen_address(connectplugin_plugin_config *config,
+                                                                                      const char *address,
+                                                                                      connectplugin_error **out_error);
+/**
+ * @brief In-process plugin: serves @p server (handlers registered, neither started nor listening)
+ *        as the plugin @p config describes, in this process under the in-process name @p name
+ *        (1-255 letters, digits and -._~), with the control services, and returns at once. A host
+ *        in the same process reaches it with connectplugin_plugin_client_config_new_url and
+ *        "inproc://NAME": the same calls as for a launched plugin, no socket. The version set is the
+ *        highest. No signals are handled and nothing is printed. Stop it with
+ *        connectplugin_server_stop or connectplugin_server_free. @p config is copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if an argument is NULL or @p name is empty or invalid,
+ *         or the config declares no plugins.
+ * @retval CONNECTPLUGIN_ERR_STATE if @p server listens already.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_serve_in_process(connectplugin_server *server,
+                                                                             const connectplugin_plugin_config *config,
+                                                                             const char *name,
+                                                                             connectplugin_error **out_error);
 
 /* Plugin logs (hclog's levels; both sides). */
 #define CONNECTPLUGIN_LOG_TRACE 0
@@ -1402,7 +1435,9 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_logger(co
  * found or not executable, wrong architecture, exited before the handshake (with its exit status
  * and the last lines of its stderr), no handshake within the start timeout, junk on stdout before
  * the line (up to 16 lines are skipped and logged), no common version (both sides listed).
- * Not yet: AutoMTLS, reattach, restart policies.
+ * Also: a plugin by endpoint URL (remote mode), by reattach information, or in process
+ * (connectplugin_plugin_client_config_new_url, _new_reattach, connectplugin_plugin_serve_in_process).
+ * Not yet: restart policies.
  */
 
 typedef struct connectplugin_plugin_client_config connectplugin_plugin_client_config;
@@ -1584,6 +1619,54 @@ CONNECTPLUGIN_API int32_t connectplugin_plugin_client_exit_status(const connectp
                                                                   int32_t *out_value);
 /** @brief Kills the plugin if it runs (as connectplugin_plugin_client_kill) and frees it. NULL is a no-op. */
 CONNECTPLUGIN_API void connectplugin_plugin_client_free(connectplugin_plugin_client *plugin);
+/**
+ * @brief A host configuration for a plugin already serving at @p url (remote mode): "http://host:port",
+ *        "https://host:port" (TLS with the system's roots), "unix:///path" or "inproc://NAME" (an
+ *        in-process plugin, connectplugin_plugin_serve_in_process). connectplugin_plugin_client_start
+ *        connects and handshakes through connectplugin.v1.HandshakeService/Handshake: the host's
+ *        versions (connectplugin_plugin_client_config_add_plugin) are tried from the highest down;
+ *        a wrong cookie, a missing plugin name or no common version (both sides' versions listed)
+ *        fail with ERR_INVALID_ARGUMENT, an unreachable URL with ERR_RPC (unavailable). The other
+ *        calls work as for a launched plugin, except: there is no process (pid 0, no exit status),
+ *        the command setters have no effect, and kill only disconnects (as connect-plugin-go's
+ *        client: the service keeps serving its other hosts). All strings are copied. Not thread-safe;
+ *        free with connectplugin_plugin_client_config_free.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p out_config is NULL, a string is NULL or empty, or
+ *         @p url has none of the schemes above.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_new_url(const char *cookie_key,
+                                                                                  const char *cookie_value,
+                                                                                  const char *url,
+                                                                                  connectplugin_plugin_client_config **out_config,
+                                                                                  connectplugin_error **out_error);
+/**
+ * @brief A host configuration that reattaches to a plugin another host started (go-plugin's
+ *        ReattachConfig): @p reattach is the text connectplugin_plugin_client_reattach_info gave
+ *        that host, go-plugin's ReattachConfig as JSON, e.g.
+ *        {"Protocol":"grpc","ProtocolVersion":1,"Addr":{"Network":"unix","String":"/tmp/plugin1"},"Pid":42}.
+ *        connectplugin_plugin_client_start checks that the pid is alive and the version is one the
+ *        host declared, connects and pings. Then dispense, ping and the rest work as for a launched
+ *        plugin; kill calls Shutdown, then sends SIGTERM and SIGKILL to the pid after the grace
+ *        periods, until the process is gone (its exit status goes to the host that started it:
+ *        connectplugin_plugin_client_exit_status answers 3, unknown). Strings are copied. Not
+ *        thread-safe; free with connectplugin_plugin_client_config_free.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p out_config is NULL, a string is NULL or empty, or
+ *         @p reattach is not valid reattach information (the message says why).
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_new_reattach(const char *cookie_key,
+                                                                                       const char *cookie_value,
+                                                                                       const char *reattach,
+                                                                                       connectplugin_plugin_client_config **out_config,
+                                                                                       connectplugin_error **out_error);
+/**
+ * @brief The reattach information of a started plugin (see
+ *        connectplugin_plugin_client_config_new_reattach): a JSON string owned by @p plugin, valid
+ *        until connectplugin_plugin_client_free. NULL for a NULL @p plugin and for a plugin reached by
+ *        URL. Any thread.
+ */
+CONNECTPLUGIN_API const char *connectplugin_plugin_client_reattach_info(const connectplugin_plugin_client *plugin);
 
 #ifdef __cplusplus
 }

@@ -122,3 +122,33 @@ public func connectplugin_plugin_set_health(_ s: OpaquePointer?, _ state: Int32,
         p.setHealth(st, reason: str(reason) ?? "")
     }
 }
+
+@_cdecl("connectplugin_plugin_config_set_listen_address")
+public func connectplugin_plugin_config_set_listen_address(_ c: OpaquePointer?, _ address: UnsafePointer<CChar>?,
+                                                           _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let b = unbox(c, as: PluginConfigBox.self) else { throw ConnectError.local(.invalidArgument, "config is NULL") }
+        let a = str(address)
+        b.lock.withLock { b.config.listenAddress = (a?.isEmpty ?? true) ? nil : a }
+    }
+}
+
+@_cdecl("connectplugin_plugin_serve_in_process")
+public func connectplugin_plugin_serve_in_process(_ s: OpaquePointer?, _ c: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                                  _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        guard let sb = unbox(s, as: ServerBox.self) else { throw ConnectError.local(.invalidArgument, "server is NULL") }
+        guard let cb = unbox(c, as: PluginConfigBox.self) else { throw ConnectError.local(.invalidArgument, "config is NULL") }
+        guard let n = str(name), !n.isEmpty else { throw ConnectError.local(.invalidArgument, "the in-process name must be a non-empty string") }
+        var config = cb.lock.withLock { cb.config }
+        config.handleSignals = false
+        config.watchParent = false
+        config.redirectStdio = false
+        let plugin = try PluginServer(config: config, server: sb.server)
+        do { _ = try plugin.startInProcess(name: n) } catch let e as PluginServeError {
+            plugin.stop("failed to start")
+            throw ConnectError.local(.invalidArgument, e.description)
+        }
+        sb.plugin = plugin
+    }
+}

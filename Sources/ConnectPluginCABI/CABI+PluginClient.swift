@@ -14,7 +14,12 @@ final class PluginClientConfigBox {
 
 final class PluginClientBox {
     let plugin: PluginClient
-    init(_ p: PluginClient) { plugin = p }
+    /// connectplugin_plugin_client_reattach_info's string (made at start; valid until free).
+    let reattach: CBytes?
+    init(_ p: PluginClient) {
+        plugin = p
+        reattach = p.reattachInfo.map { CBytes($0.text) }
+    }
 }
 
 private func hostConfigArg(_ c: OpaquePointer?) throws -> PluginClientConfigBox {
@@ -214,4 +219,47 @@ public func connectplugin_plugin_client_free(_ p: OpaquePointer?) {
     guard let b = unbox(p, as: PluginClientBox.self) else { return }
     b.plugin.kill()
     release(p, as: PluginClientBox.self)
+}
+
+@_cdecl("connectplugin_plugin_client_config_new_url")
+public func connectplugin_plugin_client_config_new_url(_ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
+                                                       _ url: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                                       _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_config is NULL") }
+        guard let k = str(key), !k.isEmpty, let v = str(value), !v.isEmpty else {
+            throw ConnectError.local(.invalidArgument, "the magic cookie key and value must be non-empty strings")
+        }
+        guard let u = str(url), !u.isEmpty else { throw ConnectError.local(.invalidArgument, "the plugin URL must be a non-empty string") }
+        guard ["http://", "https://", "unix:", "inproc://"].contains(where: { u.hasPrefix($0) }) else {
+            throw ConnectError.local(.invalidArgument, "plugin URL \"\(u)\" must start with http://, https://, unix:// or inproc://")
+        }
+        out.pointee = box(PluginClientConfigBox(PluginClientConfig(
+            handshake: HandshakeConfig(cookieKey: k, cookieValue: v), versionedPlugins: [:], url: u)))
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_config_new_reattach")
+public func connectplugin_plugin_client_config_new_reattach(_ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
+                                                            _ reattach: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                                            _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_config is NULL") }
+        guard let k = str(key), !k.isEmpty, let v = str(value), !v.isEmpty else {
+            throw ConnectError.local(.invalidArgument, "the magic cookie key and value must be non-empty strings")
+        }
+        guard let t = str(reattach), !t.isEmpty else { throw ConnectError.local(.invalidArgument, "the reattach information must be a non-empty string") }
+        let r = try PluginReattach.parse(t)
+        var config = PluginClientConfig(handshake: HandshakeConfig(cookieKey: k, cookieValue: v), versionedPlugins: [:],
+                                        command: PluginCommand(path: r.address))
+        config.reattach = r
+        out.pointee = box(PluginClientConfigBox(config))
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_reattach_info")
+public func connectplugin_plugin_client_reattach_info(_ p: OpaquePointer?) -> UnsafePointer<CChar>? {
+    unbox(p, as: PluginClientBox.self)?.reattach?.cString
 }

@@ -40,6 +40,12 @@ type PluginConfig struct {
 	// TLS is the plugin's own server TLS (go-plugin's TLSProvider; certificate and key required),
 	// used instead of AutoMTLS. Without it, a host asking for AutoMTLS gets it.
 	TLS *TLSConfig
+	// Listen, when set ("host:port", port 0 picks one, or "unix:PATH"), is remote mode: the plugin
+	// serves as a standalone network service that hosts reach by URL (PluginClientConfig.URL),
+	// prints "listening on ADDR" instead of the handshake line and needs no cookie in its
+	// environment (the Handshake RPC checks it). Empty: the CONNECTPLUGIN_LISTEN environment
+	// variable, if set, gives the address.
+	Listen string
 }
 
 // HealthState is connect-plugin-go's three-state health.
@@ -60,70 +66,11 @@ const (
 //
 // The library turns SIGTERM and SIGINT into a graceful stop itself: do not signal.Notify them.
 func (s *Server) ServePlugin(cfg PluginConfig) int {
-	key, err := cString("cookie key", cfg.CookieKey)
+	config, err := newPluginConfig(cfg)
 	if err != nil {
-		return failPlugin(err)
-	}
-	defer freeCString(key)
-	value, err := cString("cookie value", cfg.CookieValue)
-	if err != nil {
-		return failPlugin(err)
-	}
-	defer freeCString(value)
-	var config *C.connectplugin_plugin_config
-	var cerr *C.connectplugin_error
-	if err := check(C.connectplugin_plugin_config_new(key, value, &config, &cerr), &cerr); err != nil {
 		return failPlugin(err)
 	}
 	defer C.connectplugin_plugin_config_free(config)
-	versions := make([]int, 0, len(cfg.Plugins))
-	for v := range cfg.Plugins {
-		versions = append(versions, v)
-	}
-	sort.Ints(versions)
-	for _, v := range versions {
-		for _, p := range cfg.Plugins[v] {
-			if err := addPlugin(config, v, p); err != nil {
-				return failPlugin(err)
-			}
-		}
-	}
-	if cfg.Network != "" {
-		n, err := cString("network", cfg.Network)
-		if err != nil {
-			return failPlugin(err)
-		}
-		status := C.connectplugin_plugin_config_set_network(config, n, &cerr)
-		freeCString(n)
-		if err := check(status, &cerr); err != nil {
-			return failPlugin(err)
-		}
-	}
-	if cfg.Grace > 0 {
-		if err := check(C.connectplugin_plugin_config_set_grace_ms(config, C.int64_t(durationToMs(cfg.Grace)), &cerr), &cerr); err != nil {
-			return failPlugin(err)
-		}
-	}
-	if cfg.Logger != nil {
-		fn := cfg.Logger
-		_, ud := newUserData(&logEntry{fn: func(_ string, r LogRecord) { fn(r) }}) // deleted by goFreeHandle
-		status := C.connectplugin_plugin_config_set_logger(config, C.connectplugin_log_func(C.go_log_trampoline),
-			C.go_handle_to_user_data(ud), C.connectplugin_free_func(C.go_free_trampoline), &cerr)
-		if err := check(status, &cerr); err != nil {
-			return failPlugin(err)
-		}
-	}
-	if cfg.TLS != nil {
-		topts, err := newTLSOptions(cfg.TLS)
-		if err != nil {
-			return failPlugin(err)
-		}
-		status := C.connectplugin_plugin_config_set_tls(config, topts, &cerr)
-		C.connectplugin_tls_options_free(topts)
-		if err := check(status, &cerr); err != nil {
-			return failPlugin(err)
-		}
-	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s._ptr == nil {
@@ -132,6 +79,120 @@ func (s *Server) ServePlugin(cfg PluginConfig) int {
 	rc := C.connectplugin_plugin_serve(s._ptr, config)
 	runtime.KeepAlive(s)
 	return int(rc)
+}
+
+// ServePluginInProcess serves s as an in-process plugin under name (letters, digits and -._~) and
+// returns at once with its URL, "inproc://NAME": a host in this process reaches it with
+// StartPlugin(PluginClientConfig{URL: url, ...}) and calls it through the same typed client as a
+// launched plugin, with no socket. Register the handlers first; do not Listen or Start. Stop it
+// with Stop or Close.
+func (s *Server) ServePluginInProcess(cfg PluginConfig, name string) (string, error) {
+	config, err := newPluginConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	defer C.connectplugin_plugin_config_free(config)
+	cn, err := cString("in-process name", name)
+	if err != nil {
+		return "", err
+	}
+	defer freeCString(cn)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s._ptr == nil {
+		return "", errClosed("server")
+	}
+	var cerr *C.connectplugin_error
+	if err := check(C.connectplugin_plugin_serve_in_process(s._ptr, config, cn, &cerr), &cerr); err != nil {
+		return "", err
+	}
+	runtime.KeepAlive(s)
+	return "inproc://" + name, nil
+}
+
+func newPluginConfig(cfg PluginConfig) (*C.connectplugin_plugin_config, error) {
+	key, err := cString("cookie key", cfg.CookieKey)
+	if err != nil {
+		return nil, err
+	}
+	defer freeCString(key)
+	value, err := cString("cookie value", cfg.CookieValue)
+	if err != nil {
+		return nil, err
+	}
+	defer freeCString(value)
+	var config *C.connectplugin_plugin_config
+	var cerr *C.connectplugin_error
+	if err := check(C.connectplugin_plugin_config_new(key, value, &config, &cerr), &cerr); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			C.connectplugin_plugin_config_free(config)
+		}
+	}()
+	versions := make([]int, 0, len(cfg.Plugins))
+	for v := range cfg.Plugins {
+		versions = append(versions, v)
+	}
+	sort.Ints(versions)
+	for _, v := range versions {
+		for _, p := range cfg.Plugins[v] {
+			if err := addPlugin(config, v, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cfg.Network != "" {
+		n, err := cString("network", cfg.Network)
+		if err != nil {
+			return nil, err
+		}
+		status := C.connectplugin_plugin_config_set_network(config, n, &cerr)
+		freeCString(n)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Grace > 0 {
+		if err := check(C.connectplugin_plugin_config_set_grace_ms(config, C.int64_t(durationToMs(cfg.Grace)), &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Listen != "" {
+		l, err := cString("listen address", cfg.Listen)
+		if err != nil {
+			return nil, err
+		}
+		status := C.connectplugin_plugin_config_set_listen_address(config, l, &cerr)
+		freeCString(l)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Logger != nil {
+		fn := cfg.Logger
+		_, ud := newUserData(&logEntry{fn: func(_ string, r LogRecord) { fn(r) }}) // deleted by goFreeHandle
+		status := C.connectplugin_plugin_config_set_logger(config, C.connectplugin_log_func(C.go_log_trampoline),
+			C.go_handle_to_user_data(ud), C.connectplugin_free_func(C.go_free_trampoline), &cerr)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TLS != nil {
+		topts, err := newTLSOptions(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		status := C.connectplugin_plugin_config_set_tls(config, topts, &cerr)
+		C.connectplugin_tls_options_free(topts)
+		if err := check(status, &cerr); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return config, nil
 }
 
 func addPlugin(config *C.connectplugin_plugin_config, version int, p PluginInfo) error {

@@ -47,6 +47,16 @@ type PluginClientConfig struct {
 	// TLS is manual TLS (go-plugin's ClientConfig.TLSConfig) for a plugin serving TLS of its own;
 	// when set, AutoMTLS is not offered. Set ServerName (a Unix socket has no host name).
 	TLS *TLSConfig
+	// URL, when set, is remote mode: the plugin already serves there ("http://host:port",
+	// "https://host:port", "unix:///path", or "inproc://NAME" for Server.ServePluginInProcess) and
+	// Command is not used. StartPlugin handshakes through connectplugin.v1.HandshakeService;
+	// Kill only disconnects (the service keeps serving its other hosts) and Pid is 0.
+	URL string
+	// Reattach, when set, is the ReattachInfo of a plugin another host started (go-plugin's
+	// ReattachConfig as JSON): StartPlugin connects to that running plugin; Command is not used.
+	// Kill calls Shutdown, then signals the pid (SIGTERM, SIGKILL) until it is gone; Exited then
+	// reports ok with status -1 (the status goes to the host that started it).
+	Reattach string
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -87,14 +97,32 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	path, err := cs("plugin path", cfg.Command.Path)
-	if err != nil {
-		return nil, err
-	}
 	var config *C.connectplugin_plugin_client_config
 	var cerr *C.connectplugin_error
-	if err := check(C.connectplugin_plugin_client_config_new(key, value, path, &config, &cerr), &cerr); err != nil {
-		return nil, err
+	if cfg.Reattach != "" {
+		r, err := cs("reattach information", cfg.Reattach)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_new_reattach(key, value, r, &config, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	} else if cfg.URL != "" {
+		u, err := cs("plugin URL", cfg.URL)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_new_url(key, value, u, &config, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	} else {
+		path, err := cs("plugin path", cfg.Command.Path)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_new(key, value, path, &config, &cerr), &cerr); err != nil {
+			return nil, err
+		}
 	}
 	defer C.connectplugin_plugin_client_config_free(config)
 	for _, a := range cfg.Command.Args {
@@ -204,6 +232,21 @@ func (p *PluginClient) Pid() int {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return int(C.connectplugin_plugin_client_pid(p._ptr))
+}
+
+// ReattachInfo is what another host process puts in PluginClientConfig.Reattach to connect to this
+// running plugin (go-plugin's ReattachConfig as JSON); "" for a plugin reached by URL.
+func (p *PluginClient) ReattachInfo() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p._ptr == nil {
+		return ""
+	}
+	r := C.connectplugin_plugin_client_reattach_info(p._ptr)
+	if r == nil {
+		return ""
+	}
+	return C.GoString(r)
 }
 
 // Dispense gives a client for plugin name's services over the plugin's connection (gRPC). Wrap it

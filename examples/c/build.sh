@@ -27,9 +27,10 @@ $CC -std=c11 $CFLAGS -Wall -Wextra -Werror -DKV_PLUGIN -I"$repo/include" \
     -o "$repo/examples/bin/kv-plugin-c" "$here/kv_server.c" "$here/kv_common.c" \
     -L"$libdir" -lconnectplugin -Wl,-rpath,"$libdir" -pthread
 echo "built $repo/examples/bin/kv-plugin-c"
-# kv-host-c: a plugin host that launches a KV plugin and calls it.
+# kv-host-c: a plugin host that launches a KV plugin and calls it (with kv_server.c's handlers
+# linked in, -DKV_NO_MAIN, for --in-process).
 # shellcheck disable=SC2086
-$CC -std=c11 $CFLAGS -Wall -Wextra -Werror -I"$repo/include" \
-    -o "$repo/examples/bin/kv-host-c" "$here/kv_host.c" "$here/kv_common.c" \
+$CC -std=c11 $CFLAGS -Wall -Wextra -Werror -DKV_NO_MAIN -I"$repo/include" \
+    -o "$repo/examples/bin/kv-host-c" "$here/kv_host.c" "$here/kv_server.c" "$here/kv_common.c" \
     -L"$libdir" -lconnectplugin -Wl,-rpath,"$libdir" -pthread
 echo "built $repo/examples/bin/kv-host-c"

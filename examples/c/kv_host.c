@@ -4,6 +4,10 @@
  * scripted Put/Get/Delete sequence, prints the results and stops the plugin.
  *
  *   kv-host-c [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]
+ *   kv-host-c [--repeat N] --url URL      a plugin in remote mode (kv-plugin --listen); kill only
+ *                                         disconnects, and it prints "stopped: disconnected"
+ *   kv-host-c [--repeat N] --in-process   kv_server.c's KV handlers (linked in, -DKV_NO_MAIN) served
+ *                                         as a plugin in this process (inproc://), no sockets
  *
  * --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
  * "log NAME LEVEL MESSAGE key=value ..." (without it they go to stderr, the library's default).
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kv_common.h"
 
@@ -143,15 +148,52 @@ static void print_log(const char *plugin, int32_t level, const char *message, co
     fflush(stdout);
 }
 
+/* This host's own KV service (kv_server.c, linked into kv-host-c with -DKV_NO_MAIN). */
+typedef struct kv_store kv_store;
+connectplugin_status kv_register_handlers(connectplugin_server *server, kv_store *store, connectplugin_error **error);
+kv_store *kv_store_new(void);
+
+/* --in-process: serves the KV handlers as a plugin under inproc://NAME in this process. */
+static connectplugin_server *serve_in_process(char *url, size_t url_size) {
+    connectplugin_error *error = NULL;
+    connectplugin_server *server = NULL;
+    connectplugin_plugin_config *config = NULL;
+    char name[64];
+    snprintf(name, sizeof name, "kv-host-c-%ld", (long)getpid());
+    snprintf(url, url_size, "inproc://%s", name);
+    kv_store *store = kv_store_new();
+    connectplugin_server_options *options = connectplugin_server_options_new();
+    connectplugin_status status = store && options ? CONNECTPLUGIN_OK : CONNECTPLUGIN_ERR_RESOURCE;
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_server_options_set_handler_threads(options, 32, &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_server_new(options, &server, &error);
+    connectplugin_server_options_free(options);
+    if (status == CONNECTPLUGIN_OK) status = kv_register_handlers(server, store, &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_config_new("KV_PLUGIN", "connectplugin-kv", &config, &error);
+    if (status == CONNECTPLUGIN_OK)
+        status = connectplugin_plugin_config_add_plugin(config, 1, "kv", CONNECTPLUGIN_VERSION,
+                                                        "/connectplugin.examples.kv.v1.KVService/", &error);
+    if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_serve_in_process(server, config, name, &error);
+    connectplugin_plugin_config_free(config);
+    if (status != CONNECTPLUGIN_OK) {
+        report("serve the KV plugin in process", status, error);
+        connectplugin_server_free(server);
+        return NULL;
+    }
+    return server; /* the store lives as long as the process */
+}
+
 static int usage(const char *msg) {
     if (msg) fprintf(stderr, "kv-host-c: %s\n", msg);
-    fprintf(stderr, "usage: kv-host-c [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]\n");
+    fprintf(stderr, "usage: kv-host-c [--repeat N] [--logs] [--automtls] (--plugin PATH [ARGS...] | --url URL | --in-process)\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     int repeat = 1, plugin_at = -1, automtls = 0;
     bool logs = false;
+    const char *url = NULL;
+    bool in_process = false;
+    char in_process_url[128];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             char *end = NULL;
@@ -162,6 +204,10 @@ int main(int argc, char **argv) {
             logs = true;
         } else if (strcmp(argv[i], "--automtls") == 0) {
             automtls = 1;
+        } else if (strcmp(argv[i], "--in-process") == 0) {
+            in_process = true;
+        } else if (strcmp(argv[i], "--url") == 0 && i + 1 < argc) {
+            url = argv[++i];
         } else if (strcmp(argv[i], "--plugin") == 0 && i + 1 < argc) {
             plugin_at = i + 1;
             break;
@@ -169,13 +215,21 @@ int main(int argc, char **argv) {
             return usage(NULL);
         }
     }
-    if (plugin_at < 0) return usage("--plugin PATH is required");
+    connectplugin_server *in_process_server = NULL;
+    if (in_process) {
+        in_process_server = serve_in_process(in_process_url, sizeof in_process_url);
+        if (!in_process_server) return 1;
+        url = in_process_url;
+    }
+    if (plugin_at < 0 && !url) return usage("--plugin PATH, --url URL or --in-process is required");
+    const char *target = url ? url : argv[plugin_at];
 
     connectplugin_plugin_client_config *config = NULL;
     connectplugin_error *error = NULL;
     connectplugin_status status =
-        connectplugin_plugin_client_config_new("KV_PLUGIN", "connectplugin-kv", argv[plugin_at], &config, &error);
-    for (int i = plugin_at + 1; status == CONNECTPLUGIN_OK && i < argc; i++)
+        url ? connectplugin_plugin_client_config_new_url("KV_PLUGIN", "connectplugin-kv", url, &config, &error)
+            : connectplugin_plugin_client_config_new("KV_PLUGIN", "connectplugin-kv", argv[plugin_at], &config, &error);
+    for (int i = plugin_at + 1; !url && status == CONNECTPLUGIN_OK && i < argc; i++)
         status = connectplugin_plugin_client_config_add_arg(config, argv[i], &error);
     if (status == CONNECTPLUGIN_OK) status = connectplugin_plugin_client_config_add_plugin(config, 1, "kv", &error);
     if (status == CONNECTPLUGIN_OK && logs)
@@ -188,7 +242,7 @@ int main(int argc, char **argv) {
         report("start the plugin", status, error);
         return 1;
     }
-    printf("started %s pid=%d version=%d\n", argv[plugin_at], (int)connectplugin_plugin_client_pid(plugin),
+    printf("started %s pid=%d version=%d\n", target, (int)connectplugin_plugin_client_pid(plugin),
            (int)connectplugin_plugin_client_negotiated_version(plugin));
 
     int exit_code = 1;
@@ -210,6 +264,11 @@ int main(int argc, char **argv) {
     }
     status = connectplugin_plugin_client_kill(plugin, &error);
     if (status != CONNECTPLUGIN_OK) report("kill", status, error);
+    if (url) {
+        printf("stopped: disconnected\n");
+        exit_code = ok ? 0 : 1;
+        goto done;
+    }
     int32_t value = 0;
     int32_t how = connectplugin_plugin_client_exit_status(plugin, &value);
     printf("stopped: %s %d\n", how == 1 ? "exited" : how == 2 ? "signaled" : "unknown", (int)value);
@@ -218,5 +277,6 @@ int main(int argc, char **argv) {
 done:
     kv_plugin_close(&kv);
     connectplugin_plugin_client_free(plugin);
+    connectplugin_server_free(in_process_server);
     return exit_code;
 }

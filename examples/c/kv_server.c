@@ -14,7 +14,9 @@
  *
  * Built with -DKV_PLUGIN (examples/c/build.sh) it is kv-plugin-c: without --listen it serves the same
  * handlers as a go-plugin compatible plugin (connectplugin_plugin_serve: cookie KV_PLUGIN=
- * connectplugin-kv, app protocol version 1, plugin "kv"); run by hand it says so and exits 2.
+ * connectplugin-kv, app protocol version 1, plugin "kv"); run by hand it says so and exits 2. With
+ * --listen ADDR it serves them in the runtime's remote mode (control services included; hosts use
+ * --url).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -317,6 +319,7 @@ static void watcher_add_prefix(kv_store *store, watcher *w, const char *prefix, 
     pthread_mutex_unlock(&store->mutex);
 }
 
+#ifndef KV_NO_MAIN
 static void store_destroy(kv_store *store) {
     for (size_t i = 0; i < store->count; i++) {
         free(store->entries[i].key);
@@ -325,6 +328,7 @@ static void store_destroy(kv_store *store) {
     free(store->entries);
     pthread_mutex_destroy(&store->mutex);
 }
+#endif
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Errors                                                                                         */
@@ -774,6 +778,63 @@ static void handle_watch(connectplugin_stream *stream, void *user_data) {
     pthread_cond_destroy(&wc.w.cond);
 }
 
+/* Registers KVService's handlers on server, over store (which must outlive the server). Also
+   used by kv-host-c --in-process (this file built with -DKV_NO_MAIN), with kv_store_new. */
+connectplugin_status kv_register_handlers(connectplugin_server *server, kv_store *store, connectplugin_error **error);
+connectplugin_status kv_register_handlers(connectplugin_server *server, kv_store *store, connectplugin_error **error) {
+    connectplugin_status status = CONNECTPLUGIN_OK;
+    /* Put and Delete never block (a short mutex and an array operation; watchers only get a queued
+       event and a signal): they run inline on the I/O thread, with no hand-off to a handler thread
+       (connectplugin_server_register_unary_inline). Get stays on the handler threads because of its
+       deadline hook, which holds the call for up to 1 s: inline, that would stall the loop. */
+    static const struct {
+        const char *procedure;
+        connectplugin_unary_handler handler;
+        bool inline_handler;
+    } unary[] = {
+        {KV_PROCEDURE_PUT, handle_put, true},
+        {KV_PROCEDURE_GET, handle_get, false},
+        {KV_PROCEDURE_DELETE, handle_delete, true},
+    };
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
+        /* The store outlives the server (freed below, after connectplugin_server_free): no finalizer. */
+        status = unary[i].inline_handler
+                     ? connectplugin_server_register_unary_inline(server, unary[i].procedure, unary[i].handler,
+                                                                  store, NULL, error)
+                     : connectplugin_server_register_unary(server, unary[i].procedure, unary[i].handler, store,
+                                                           NULL, error);
+        if (status != CONNECTPLUGIN_OK) return status;
+    }
+    static const struct {
+        const char *procedure;
+        connectplugin_method_kind kind;
+        connectplugin_stream_handler handler;
+    } streams[] = {
+        {KV_PROCEDURE_LIST, CONNECTPLUGIN_SERVER_STREAM, handle_list},
+        {KV_PROCEDURE_PUT_MANY, CONNECTPLUGIN_CLIENT_STREAM, handle_put_many},
+        {KV_PROCEDURE_WATCH, CONNECTPLUGIN_BIDI_STREAM, handle_watch},
+    };
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
+        status = connectplugin_server_register_stream(server, streams[i].procedure, streams[i].kind, streams[i].handler,
+                                                      store, NULL, error);
+        if (status != CONNECTPLUGIN_OK) return status;
+    }
+    /* Get is idempotency_level = NO_SIDE_EFFECTS in kv.proto: it also answers Connect GET requests. */
+    return connectplugin_server_set_no_side_effects(server, KV_PROCEDURE_GET, error);
+}
+
+/* A heap store for kv-host-c --in-process (kept for the process's life). */
+kv_store *kv_store_new(void);
+kv_store *kv_store_new(void) {
+    kv_store *store = calloc(1, sizeof *store);
+    if (store && pthread_mutex_init(&store->mutex, NULL) != 0) {
+        free(store);
+        return NULL;
+    }
+    return store;
+}
+
+#ifndef KV_NO_MAIN
 /* ---------------------------------------------------------------------------------------------- */
 /* main                                                                                           */
 /* ---------------------------------------------------------------------------------------------- */
@@ -809,8 +870,11 @@ int main(int argc, char **argv) {
         return usage(NULL);
     }
 #ifdef KV_PLUGIN
-    /* kv-plugin-c: no --listen means launched by a plugin host. */
-    bool plugin_mode = listen == NULL;
+    /* kv-plugin-c: no --listen means launched by a plugin host; --listen ADDR is the runtime's
+       remote mode (connectplugin_plugin_config_set_listen_address: "listening on ADDR", hosts
+       connect by URL and handshake through connectplugin.v1.HandshakeService). */
+    bool plugin_mode = true;
+    if (listen && (tls_cert || tls_key || tls_client_ca)) return usage("kv-plugin-c's remote mode has no TLS yet");
 #else
     bool plugin_mode = false;
 #endif
@@ -874,52 +938,9 @@ int main(int argc, char **argv) {
         report("listen", status, error);
         goto done;
     }
-    /* Put and Delete never block (a short mutex and an array operation; watchers only get a queued
-       event and a signal): they run inline on the I/O thread, with no hand-off to a handler thread
-       (connectplugin_server_register_unary_inline). Get stays on the handler threads because of its
-       deadline hook, which holds the call for up to 1 s: inline, that would stall the loop. */
-    static const struct {
-        const char *procedure;
-        connectplugin_unary_handler handler;
-        bool inline_handler;
-    } unary[] = {
-        {KV_PROCEDURE_PUT, handle_put, true},
-        {KV_PROCEDURE_GET, handle_get, false},
-        {KV_PROCEDURE_DELETE, handle_delete, true},
-    };
-    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
-        /* The store outlives the server (freed below, after connectplugin_server_free): no finalizer. */
-        status = unary[i].inline_handler
-                     ? connectplugin_server_register_unary_inline(server, unary[i].procedure, unary[i].handler,
-                                                                  &store, NULL, &error)
-                     : connectplugin_server_register_unary(server, unary[i].procedure, unary[i].handler, &store,
-                                                           NULL, &error);
-        if (status != CONNECTPLUGIN_OK) {
-            report(unary[i].procedure, status, error);
-            goto done;
-        }
-    }
-    static const struct {
-        const char *procedure;
-        connectplugin_method_kind kind;
-        connectplugin_stream_handler handler;
-    } streams[] = {
-        {KV_PROCEDURE_LIST, CONNECTPLUGIN_SERVER_STREAM, handle_list},
-        {KV_PROCEDURE_PUT_MANY, CONNECTPLUGIN_CLIENT_STREAM, handle_put_many},
-        {KV_PROCEDURE_WATCH, CONNECTPLUGIN_BIDI_STREAM, handle_watch},
-    };
-    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
-        status = connectplugin_server_register_stream(server, streams[i].procedure, streams[i].kind, streams[i].handler,
-                                                      &store, NULL, &error);
-        if (status != CONNECTPLUGIN_OK) {
-            report(streams[i].procedure, status, error);
-            goto done;
-        }
-    }
-    /* Get is idempotency_level = NO_SIDE_EFFECTS in kv.proto: it also answers Connect GET requests. */
-    status = connectplugin_server_set_no_side_effects(server, KV_PROCEDURE_GET, &error);
+    status = kv_register_handlers(server, &store, &error);
     if (status != CONNECTPLUGIN_OK) {
-        report("connectplugin_server_set_no_side_effects", status, error);
+        report("register the KV handlers", status, error);
         goto done;
     }
     if (plugin_mode) {
@@ -929,6 +950,8 @@ int main(int argc, char **argv) {
         if (status == CONNECTPLUGIN_OK)
             status = connectplugin_plugin_config_add_plugin(config, 1, "kv", CONNECTPLUGIN_VERSION,
                                                             "/connectplugin.examples.kv.v1.KVService/", &error);
+        if (status == CONNECTPLUGIN_OK && listen)
+            status = connectplugin_plugin_config_set_listen_address(config, listen, &error);
         if (status != CONNECTPLUGIN_OK) {
             report("connectplugin_plugin_config", status, error);
             connectplugin_plugin_config_free(config);
@@ -967,3 +990,4 @@ done:
     store_destroy(&store);
     return exit_code;
 }
+#endif /* KV_NO_MAIN */

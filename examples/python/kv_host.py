@@ -2,7 +2,11 @@
 language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the scripted
 Put/Get/Delete sequence through the plugin's KVService, prints the results, and stops the plugin.
 
-    kv-host-python [--repeat N] [--logs] --plugin PATH [ARGS...]
+    kv-host-python --plugin PATH [ARGS...] [--repeat N] [--logs] [--automtls]
+    kv-host-python --url URL [--repeat N]       a plugin in remote mode (kv-plugin --listen); kill
+                                                only disconnects ("stopped: disconnected")
+    kv-host-python --in-process [--repeat N]    kv_server.py's KVService served as a plugin inside
+                                                this process (inproc://), no sockets
 
 --logs prints each log record of the plugin (its stderr, parsed as hclog, which the binding logs on
 the logger "connectplugin.plugin.NAME") on stdout: "log NAME LEVEL MESSAGE key=value ...".
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import connectplugin
@@ -58,7 +63,9 @@ EXPECTED = ["put greeting ok", "get greeting found=true value=hello", "delete gr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="connectplugin KV plugin host (Python)")
-    parser.add_argument("--plugin", nargs=argparse.REMAINDER, required=True, metavar="PATH [ARGS...]",
+    parser.add_argument("--url", help="a plugin serving in remote mode")
+    parser.add_argument("--in-process", action="store_true", help="serve this host's own KV service as the plugin")
+    parser.add_argument("--plugin", nargs=argparse.REMAINDER, metavar="PATH [ARGS...]",
                         help="the plugin binary and its arguments (last on the command line)")
     parser.add_argument("--repeat", type=int, default=1, help="run the script N times")
     parser.add_argument("--logs", action="store_true", help="print the plugin's log records on stdout")
@@ -78,12 +85,21 @@ def main(argv=None) -> int:
         log.addHandler(h)
         log.setLevel(connectplugin.TRACE)
         log.propagate = False
-    if not args.plugin:
-        parser.error("--plugin needs a path")
+    url = args.url
+    in_process = None
+    if args.in_process:
+        import kv_server  # this host's own KV service (examples/python/kv_server.py)
+        in_process = connectplugin.Server()
+        kv_server.register_kv(in_process, kv_server.KVService())
+        url = in_process.serve_plugin_in_process("KV_PLUGIN", "connectplugin-kv",
+                                                 {1: [("kv", connectplugin.version(), SERVICE)]}, f"kv-host-python-{os.getpid()}")
+    if not args.plugin and not url:
+        parser.error("--plugin PATH, --url URL or --in-process is required")
     try:
-        with connectplugin.PluginClient(args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]},
+        with connectplugin.PluginClient(None if url else args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"),
+                                        plugins={1: ["kv"]}, url=url,
                                         auto_mtls=args.automtls) as plugin:
-            print(f"started {args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
+            print(f"started {url or args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
             kv = KV(plugin.dispense("kv"))
             ok = True
             for _ in range(max(1, args.repeat)):
@@ -93,6 +109,11 @@ def main(argv=None) -> int:
                 print(line)
             plugin.ping()
             print("ping ok")
+        if url:
+            if in_process is not None:
+                in_process.close()
+            print("stopped: disconnected")
+            return 0 if ok else 1
         print(f"stopped: {plugin.exit_status[0]} {plugin.exit_status[1]}")
         return 0 if ok and plugin.exit_status == ("exited", 0) else 1
     except connectplugin.ConnectPluginError as e:

@@ -267,17 +267,32 @@ class KVService:
 # ---------------------------------------------------------------------------------------------------
 
 
+def register_kv(server, svc):
+    """Registers KVService's handlers (svc: a KVService) on server; kv-host-python --in-process
+    uses it too."""
+    server.register_unary(SERVICE + "/Put", svc.put)
+    server.register_unary(SERVICE + "/Get", svc.get)
+    server.set_no_side_effects(SERVICE + "/Get")
+    server.register_unary(SERVICE + "/Delete", svc.delete)
+    server.register_stream(SERVICE + "/List", MethodKind.SERVER_STREAM, svc.list)
+    server.register_stream(SERVICE + "/PutMany", MethodKind.CLIENT_STREAM, svc.put_many)
+    server.register_stream(SERVICE + "/Watch", MethodKind.BIDI_STREAM, svc.watch)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="connectplugin KV example server (Python)")
     parser.add_argument("--listen", metavar="ADDR", help="host:port (port 0 picks one) or unix:PATH")
-    # kv-plugin-python passes --as-plugin: without --listen, serve as a go-plugin compatible plugin.
+    # kv-plugin-python passes --as-plugin: without --listen, serve as a go-plugin compatible plugin;
+    # with --listen, in the plugin runtime's remote mode (hosts connect with --url).
     parser.add_argument("--as-plugin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tls-cert", metavar="CERT.pem", help="serve TLS only, with this certificate chain")
     parser.add_argument("--tls-key", metavar="KEY.pem", help="the private key of --tls-cert")
     parser.add_argument("--tls-client-ca", metavar="CA.pem",
                         help="require a client certificate signed by this CA (mTLS)")
     args = parser.parse_args(argv)
-    plugin_mode = args.as_plugin and not args.listen
+    plugin_mode = args.as_plugin
+    if plugin_mode and args.tls_cert:
+        parser.error("kv-plugin-python's remote mode has no TLS yet")
     if not plugin_mode and not args.listen:
         parser.error("--listen is required")
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -299,17 +314,11 @@ def main(argv=None):
         print(f"error: {e.code.wire_name}: {e.message}", file=sys.stderr)
         return 1
     try:
-        server.register_unary(SERVICE + "/Put", svc.put)
-        server.register_unary(SERVICE + "/Get", svc.get)
-        server.set_no_side_effects(SERVICE + "/Get")
-        server.register_unary(SERVICE + "/Delete", svc.delete)
-        server.register_stream(SERVICE + "/List", MethodKind.SERVER_STREAM, svc.list)
-        server.register_stream(SERVICE + "/PutMany", MethodKind.CLIENT_STREAM, svc.put_many)
-        server.register_stream(SERVICE + "/Watch", MethodKind.BIDI_STREAM, svc.watch)
+        register_kv(server, svc)
         if plugin_mode:
             # Blocks until the host calls Shutdown, SIGTERM/SIGINT, or the host is gone.
             return server.serve_plugin("KV_PLUGIN", "connectplugin-kv",
-                                       {1: [("kv", connectplugin.version(), SERVICE + "/")]})
+                                       {1: [("kv", connectplugin.version(), SERVICE + "/")]}, listen=args.listen)
         if args.listen.startswith("unix:"):
             address = server.listen_unix(args.listen[len("unix:"):])
         elif args.tls_cert:

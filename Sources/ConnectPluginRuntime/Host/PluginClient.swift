@@ -1,5 +1,6 @@
-// The host side of the runtime for a plugin it launches (plugin-wire.md §1.13 b): start the binary
-// with go-plugin's environment, read its handshake line, connect, drain its stdio, parse its logs,
+// The host side of the runtime (plugin-wire.md §1.13 b) for a plugin it launches, reaches by endpoint
+// URL, reattaches to, or runs in process: start the binary with go-plugin's environment, read its
+// handshake line, connect, drain its stdio, parse its logs,
 // dispense, ping and kill it.
 //
 //   launch   posix_spawn with the host's environment (unless turned off), go-plugin's variables, then
@@ -19,7 +20,19 @@
 //            to the logger
 //            with the plugin's name;
 //   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL.
-// Not yet: reattach, restart policies, managed-mode cleanup at host exit.
+//   url      remote mode (`PluginClientConfig.url`, instead of the command): a plugin already
+//            serving at http://host:port, https://host:port, unix:///path or inproc://NAME (an
+//            in-process plugin, `PluginServer.serveInProcess`) is reached over gRPC and
+//            handshaken through connectplugin.v1.HandshakeService/Handshake: the host's versions
+//            are tried from the highest down, the cookie and the requested plugin names are
+//            checked by the plugin, errors list both sides' versions. There is no process:
+//            `kill` only disconnects (as connect-plugin-go's Client.Close; the service keeps
+//            serving other hosts; call `shutdownRemote` to stop it).
+//   reattach `PluginClientConfig.reattach` (PluginReattach, go-plugin's ReattachConfig, exported by
+//            an earlier host as `reattachInfo`): connect to the running plugin's address (the pid
+//            must be alive), check its version is the host's, ping it; `kill` is Shutdown, then
+//            SIGTERM and SIGKILL by pid, watching the pid (it is not this process's child).
+// Not yet: restart policies, managed-mode cleanup at host exit.
 
 import CConnectPluginPosix
 import ConnectPluginHTTP
@@ -47,6 +60,10 @@ public struct PluginClientConfig: Sendable {
     /// App protocol version → the plugin names the host can dispense at it.
     public var versionedPlugins: [Int: [String]]
     public var command: PluginCommand
+    /// Remote mode: the plugin's endpoint URL; when set, `command` is not used.
+    public var url: String? = nil
+    /// Reattach to a plugin another host started; when set, `command` is not used.
+    public var reattach: PluginReattach? = nil
     public var startTimeoutMs: Int64 = 60_000
     /// Non-handshake lines tolerated on stdout before the handshake line.
     public var maxJunkLines = 16
@@ -68,6 +85,14 @@ public struct PluginClientConfig: Sendable {
         self.handshake = handshake
         self.versionedPlugins = versionedPlugins
         self.command = command
+    }
+
+    /// A host configuration for a plugin already serving at `url` (remote mode).
+    public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String]], url: String) {
+        self.handshake = handshake
+        self.versionedPlugins = versionedPlugins
+        self.command = PluginCommand(path: url)
+        self.url = url
     }
 }
 
@@ -95,12 +120,27 @@ public final class PluginClient: @unchecked Sendable {
 
     public init(config: PluginClientConfig) {
         self.config = config
-        name = config.command.path.split(separator: "/").last.map(String.init) ?? config.command.path
+        if let u = config.url {
+            name = u
+        } else if let r = config.reattach {
+            name = "pid \(r.pid) at \(r.address)"
+        } else {
+            name = config.command.path.split(separator: "/").last.map(String.init) ?? config.command.path
+        }
     }
 
     public var negotiatedVersion: Int? { cond.withLock { line?.appVersion } }
     public var handshakeLine: HandshakeLine? { cond.withLock { line } }
-    public var pid: Int32? { cond.withLock { process?.pid } }
+    public var pid: Int32? { cond.withLock { process?.pid ?? (config.reattach.map { $0.pid }) } }
+
+    /// What another host passes to reattach to this plugin (nil before start, and for URL mode).
+    public var reattachInfo: PluginReattach? {
+        cond.withLock {
+            guard config.url == nil, let l = line else { return nil }
+            if let r = config.reattach { return r }
+            return PluginReattach(appVersion: l.appVersion, network: l.network, address: l.address, pid: process?.pid ?? 0)
+        }
+    }
     /// How the plugin process ended; nil while it runs.
     public var exitStatus: ProcessExitStatus? { cond.withLock { exit } }
 
@@ -128,6 +168,8 @@ public final class PluginClient: @unchecked Sendable {
     /// message says what to change.
     @discardableResult
     public func start() throws -> HandshakeLine {
+        if let u = config.url { return try startRemote(u) }
+        if let r = config.reattach { return try startReattach(r) }
         let cmd = config.command
         try checkExecutable(cmd.path)
         var env = PluginEnvironment(handshake: config.handshake, versions: Array(config.versionedPlugins.keys))
@@ -232,6 +274,158 @@ public final class PluginClient: @unchecked Sendable {
         return hs
     }
 
+    /// Remote mode's start: connect to `url` and handshake through
+    /// connectplugin.v1.HandshakeService/Handshake, the host's versions from the highest down.
+    private func startRemote(_ url: String) throws -> HandshakeLine {
+        var o = RPCClient.Options()
+        o.rpcProtocol = .grpc
+        o.maxMessageBytes = 0
+        let c = try RPCClient(baseURL: url, options: o)
+        let hostVersions = config.versionedPlugins.keys.sorted(by: >)
+        var pluginVersion: String?
+        for v in hostVersions {
+            var req = HandshakeRequest()
+            req.coreProtocolVersion = Int32(HandshakeLine.coreProtocolVersion)
+            req.appProtocolVersion = Int32(truncatingIfNeeded: v)
+            req.magicCookieKey = config.handshake.cookieKey
+            req.magicCookieValue = config.handshake.cookieValue
+            req.requestedPlugins = (config.versionedPlugins[v] ?? []).sorted()
+            let resp: HandshakeResponse
+            do {
+                let r = try c.unary("/connectplugin.v1.HandshakeService/Handshake", request: req.serialized(),
+                                    timeoutMs: max(1, config.startTimeoutMs))
+                resp = try HandshakeResponse(serialized: r.message)
+            } catch let e as ConnectError {
+                if e.code == .failedPrecondition {
+                    // "version mismatch: client=N, server=M"
+                    if let last = e.message.split(separator: "=").last, e.message.contains("server=") { pluginVersion = String(last) }
+                    continue
+                }
+                c.close()
+                switch e.code {
+                case .unavailable, .deadlineExceeded:
+                    throw ConnectError(e.code, "cannot reach plugin at \(url): \(e.message); is it serving there (e.g. kv-plugin --listen ADDR)?")
+                case .unimplemented, .notFound:
+                    throw ConnectError(.unimplemented, "the server at \(url) has no connectplugin.v1.HandshakeService; is it a plugin in remote mode "
+                        + "(not a plain server)? (\(e.message))")
+                case .invalidArgument:
+                    throw ConnectError.local(.invalidArgument, "plugin at \(url) refused the handshake: \(e.message)")
+                default:
+                    throw ConnectError(e.code, "plugin at \(url): handshake failed: \(e.message)")
+                }
+            } catch {
+                c.close()
+                throw ConnectError(.internal, "plugin at \(url): cannot decode its handshake response: \(error)")
+            }
+            let served = Set(resp.plugins.map(\.name))
+            let missing = (config.versionedPlugins[v] ?? []).filter { !served.contains($0) }
+            if !missing.isEmpty {
+                c.close()
+                throw ConnectError.local(.invalidArgument, "plugin at \(url) does not serve \(missing.sorted()) at version \(v) "
+                    + "(it serves \(served.sorted()))")
+            }
+            let hs = HandshakeLine(appVersion: v, network: url.hasPrefix("unix:") ? .unix : .tcp, address: url)
+            cond.withLock {
+                line = hs
+                client = c
+            }
+            return hs
+        }
+        c.close()
+        let pv = pluginVersion ?? "unknown"
+        throw ConnectError.local(.invalidArgument, "plugin at \(url): no common app protocol version: the plugin serves version "
+            + "\(pv), this host supports \(hostVersions.sorted()); give the plugin a plugin set for one of the host's versions "
+            + "(or start it with PLUGIN_PROTOCOL_VERSIONS naming one), or the host one for \(pv)")
+    }
+
+    private func startReattach(_ r: PluginReattach) throws -> HandshakeLine {
+        if r.pid > 0 && !PluginClient.processAlive(r.pid) {
+            throw ConnectError(.unavailable, "plugin \(name): process \(r.pid) is gone; start the plugin again (reattach information is only good while it runs)")
+        }
+        guard config.versionedPlugins[r.appVersion] != nil else {
+            let e = HandshakeError.incompatibleVersion(plugin: r.appVersion, host: Array(config.versionedPlugins.keys))
+            throw ConnectError.local(.invalidArgument, "plugin \(name): \(e.description)")
+        }
+        var o = RPCClient.Options()
+        o.rpcProtocol = .grpc
+        o.maxMessageBytes = 0
+        let c = try RPCClient(baseURL: r.network == .unix ? "unix://" + r.address : "http://" + r.address, options: o)
+        do {
+            let resp = try c.unary("/grpc.health.v1.Health/Check", request: HealthCheckRequest(service: "plugin").serialized(),
+                                   timeoutMs: max(1, min(config.startTimeoutMs, 10_000)))
+            _ = resp
+        } catch let e as ConnectError {
+            c.close()
+            throw ConnectError(e.code == .unavailable ? .unavailable : e.code, "plugin \(name): cannot reattach: \(e.message)")
+        }
+        let hs = HandshakeLine(appVersion: r.appVersion, network: r.network, address: r.address)
+        cond.withLock {
+            line = hs
+            client = c
+        }
+        return hs
+    }
+
+    /// The process exists and is not a zombie (Linux /proc; kill(pid, 0) elsewhere).
+    static func processAlive(_ pid: Int32) -> Bool {
+        if Glibc.kill(pid, 0) != 0 { return cp_errno() == EPERM }
+        let fd = open("/proc/\(pid)/stat", O_RDONLY)
+        if fd < 0 { return true }
+        defer { _ = close(fd) }
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let close = buf[0..<n].lastIndex(of: UInt8(ascii: ")")), close + 2 < n else { return true }
+        let state = buf[close + 2]
+        return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
+    }
+
+    /// Reattach mode's kill: Shutdown, then SIGTERM and SIGKILL by pid, each after the grace
+    /// period, watching the pid.
+    private func killReattached(_ r: PluginReattach) {
+        let c: RPCClient? = cond.withLock {
+            killed = true
+            defer { client = nil }
+            return client
+        }
+        _ = try? c?.unary("/plugin.GRPCController/Shutdown", request: [], timeoutMs: max(1, config.killGraceMs))
+        c?.close()
+        guard r.pid > 0 else { return }
+        let grace = UInt64(max(0, config.killGraceMs)) &* 1_000_000
+        func gone(within ns: UInt64) -> Bool {
+            let until = monotonicNowNs() &+ ns
+            while PluginClient.processAlive(r.pid) {
+                if monotonicNowNs() >= until { return false }
+                usleep(20_000)
+            }
+            return true
+        }
+        var ok = gone(within: grace)
+        if !ok {
+            log(LogRecord(level: .warn, message: "plugin did not exit after Shutdown; sending SIGTERM"))
+            _ = Glibc.kill(r.pid, SIGTERM)
+            ok = gone(within: grace)
+        }
+        if !ok {
+            log(LogRecord(level: .warn, message: "plugin failed to exit gracefully; sending SIGKILL"))
+            _ = Glibc.kill(r.pid, SIGKILL)
+            ok = gone(within: 10_000_000_000)
+        }
+        let hooks: [@Sendable (ProcessExitStatus) -> Void] = cond.withLock {
+            exit = .unknown(ok ? "the plugin was started by another host; its exit status went to that host"
+                               : "the plugin did not die after SIGKILL")
+            cond.broadcast()
+            defer { exitHooks = [] }
+            return exitHooks
+        }
+        if let e = exitStatus { for h in hooks { h(e) } }
+    }
+
+    /// Remote mode: asks the plugin service to stop (connectplugin.v1.PluginControl/Shutdown).
+    public func shutdownRemote(reason: String = "the host asked", timeoutMs: Int64 = 5000) throws {
+        guard let c = cond.withLock({ client }) else { throw ConnectError.local(.state, "plugin \(name) is not started") }
+        _ = try c.unary("/connectplugin.v1.PluginControl/Shutdown", request: { var r = ShutdownRequest(); r.reason = reason; return r }().serialized(), timeoutMs: timeoutMs)
+    }
+
     /// The connection to the plugin's services (shared by everything dispensed from it).
     public func dispense(_ plugin: String) throws -> RPCClient {
         try cond.withLock {
@@ -259,6 +453,20 @@ public final class PluginClient: @unchecked Sendable {
 
     /// Stops the plugin: Shutdown, grace, SIGTERM, grace, SIGKILL; waits until it ended. Idempotent.
     public func kill() {
+        if let r = config.reattach {
+            if cond.withLock({ killed }) { return }
+            killReattached(r)
+            return
+        }
+        if config.url != nil {
+            let c: RPCClient? = cond.withLock {
+                killed = true
+                defer { client = nil }
+                return client
+            }
+            c?.close()
+            return
+        }
         let (c, sc, p, first): (RPCClient?, RPCClient?, ChildProcess?, Bool) = cond.withLock {
             let f = !killed
             killed = true

@@ -13,7 +13,14 @@
 //   6. print the handshake line, nothing before it (field 6: the AutoMTLS certificate);
 //   7. serve until Shutdown, SIGTERM, SIGINT, or the host that launched it is gone; then stop
 //      gracefully within the grace period.
-// Not yet: remote mode.
+// Remote mode (`listenAddress`, or CONNECTPLUGIN_LISTEN in the environment): the plugin is a
+// standalone network service that hosts reach by URL. No cookie in the environment is needed (the
+// cookie is checked by connectplugin.v1.HandshakeService/Handshake instead); the version set is the
+// one PLUGIN_PROTOCOL_VERSIONS picks if set, else the highest; it listens on ADDR ("host:port", port
+// 0 picks one, "unix:PATH", or "inproc:NAME" for an in-process plugin: see PluginClient's
+// in-process mode), prints `listening on ADDR` (the bound address) instead of the
+// handshake line, keeps fd 1 and 2 as they are, does not watch its parent, and serves the same
+// control services until Shutdown, SIGTERM or SIGINT.
 
 import CConnectPluginPosix
 import ConnectPluginHTTP
@@ -61,6 +68,12 @@ public struct PluginServeConfig: Sendable {
     /// The plugin's own server TLS (manual TLS, go-plugin's TLSProvider): used instead of AutoMTLS
     /// when set; the handshake line then carries no certificate and the host needs its own TLS config.
     public var tls: TLSConfig? = nil
+    /// Remote mode: listen on this address ("host:port" or "unix:PATH") as a standalone service
+    /// (nil: CONNECTPLUGIN_LISTEN from the environment, if set and not empty).
+    public var listenAddress: String? = nil
+
+    /// The environment variable that turns on remote mode with its address.
+    public static let listenEnvironmentKey = "CONNECTPLUGIN_LISTEN"
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String: PluginRegistration]]) {
         self.handshake = handshake
@@ -98,7 +111,10 @@ public final class PluginServer: @unchecked Sendable {
     public private(set) var health = PluginHealth(pluginNames: [])
     public let stdio = StdioForwarder()
     public private(set) var handshakeLine: HandshakeLine?
+    /// Remote mode: the address it listens on (nil in plugin mode, or before start).
+    public private(set) var remoteAddress: String?
     private let cond = ConditionLock()
+    private var inProcessListen: String?
     private var shutdownReason: String?
     private var socketPath: String?
     private var realStdout: Int32 = -1
@@ -143,6 +159,7 @@ public final class PluginServer: @unchecked Sendable {
 
     /// Steps 1–6: checks, negotiates, listens, prints the handshake line. Returns the line printed.
     public func start() throws -> HandshakeLine {
+        if let a = inProcessListen ?? config.listenAddress ?? env[PluginServerConfigKeys.listen], !a.isEmpty { return try startRemote(a) }
         switch config.handshake.check(environment: env) {
         case .ok: break
         case .missing: throw PluginServeError.notLaunchedByHost(message: HandshakeConfig.runDirectlyMessage)
@@ -197,6 +214,81 @@ public final class PluginServer: @unchecked Sendable {
         handshakeLine = line
         log(.debug, "plugin started", [("address", address), ("network", network.rawValue), ("version", String(version))])
         return line
+    }
+
+    /// Remote mode's start: the version set, the services, the listener, `listening on ADDR`.
+    /// Returns a handshake line describing the listener (it is not printed).
+    private func startRemote(_ listen: String) throws -> HandshakeLine {
+        if config.handshake.cookieKey.isEmpty || config.handshake.cookieValue.isEmpty {
+            throw PluginServeError.misconfigured(config.handshake.explain(.misconfigured) ?? "the magic cookie key and value must be set")
+        }
+        let (hostVersions, _) = VersionNegotiation.parseHostVersions(env[VersionNegotiation.environmentKey])
+        let mine = Array(config.versionedPlugins.keys)
+        let chosen = hostVersions.isEmpty ? mine.max() : VersionNegotiation.negotiate(hostVersions: hostVersions, pluginVersions: mine)
+        guard let version = chosen, let set = config.versionedPlugins[version] else {
+            throw PluginServeError.misconfigured("the plugin declares no plugin sets; give it at least one version")
+        }
+        let names = set.keys.sorted()
+        let infos = names.map { PluginInfo(name: $0, version: set[$0]?.version ?? "", servicePath: set[$0]?.servicePath ?? "") }
+        let health = PluginHealth(pluginNames: names)
+        let control = ControlServices(handshake: config.handshake, appVersion: version, plugins: infos, health: health,
+                                      stdio: stdio, onShutdown: { [weak self] why in self?.requestShutdown(why) })
+        do {
+            try control.register(on: server)
+            for n in names { try set[n]?.register(server) }
+        } catch let e as ConnectError {
+            throw PluginServeError.misconfigured("cannot register the plugin's services: \(e.message)")
+        }
+        self.health = health
+        let network: PluginNetwork
+        let address: String
+        do {
+            if listen.hasPrefix("inproc:") {
+                var name = String(listen.dropFirst(7))
+                if name.hasPrefix("//") { name = String(name.dropFirst(2)) }
+                network = .tcp
+                address = try server.listenInProcess(name)
+            } else if listen.hasPrefix("unix:") {
+                var path = String(listen.dropFirst(5))
+                if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
+                if path.utf8.count > 107 {
+                    throw PluginServeError.misconfigured("the socket path \(path) is \(path.utf8.count) bytes, over the kernel's 107-byte limit; choose a shorter path")
+                }
+                _ = try server.listenUnix(path)
+                socketPath = path
+                network = .unix
+                address = path
+            } else {
+                network = .tcp
+                address = try server.listenTCP(listen)
+            }
+        } catch let e as ConnectError {
+            throw PluginServeError.listen("cannot listen on \(listen) (\(PluginServerConfigKeys.listen) or --listen): \(e.message)")
+        }
+        do { try server.start() } catch let e as ConnectError { throw PluginServeError.listen(e.message) }
+        if config.handleSignals && inProcessListen == nil { installSignals() }
+        let shown = network == .unix ? "unix:" + address : address
+        if !listen.hasPrefix("inproc:") {  // an in-process plugin shares the host's stdout
+            let out = config.handshakeFD ?? 1
+            let bytes = Array("listening on \(shown)\n".utf8)
+            let rc = bytes.withUnsafeBytes { cp_write_all(out, $0.baseAddress, UInt($0.count)) }
+            if rc != 0 { throw PluginServeError.listen("cannot write to stdout: \(String(cString: cp_strerror(-rc)))") }
+        }
+        remoteAddress = shown
+        let line = HandshakeLine(appVersion: version, network: network, address: address, multiplexSupported: nil)
+        handshakeLine = line
+        log(.info, listen.hasPrefix("inproc:") ? "plugin serving in process" : "plugin serving in remote mode", [("address", shown), ("version", String(version))])
+        return line
+    }
+
+    /// In-process plugin: serves the plugin (its highest plugin set, with the control services)
+    /// under "inproc://NAME" in this process, without sockets, signals or stdout, and returns at
+    /// once with that URL. A host reaches it with `PluginClientConfig(url: "inproc://NAME")`; stop
+    /// it with `stop`. Names are 1–255 letters, digits and -._~.
+    public func startInProcess(name: String) throws -> String {
+        inProcessListen = "inproc:" + name
+        let l = try start()
+        return "inproc://" + l.address.replacingPrefix("inproc://")
     }
 
     /// Sets the plugin's health; watchers see it at once.
@@ -335,7 +427,7 @@ public final class PluginServer: @unchecked Sendable {
         let reason: String = cond.withLock {
             while shutdownReason == nil {
                 _ = cond.wait(untilNs: monotonicNowNs() &+ 250_000_000)
-                if shutdownReason == nil && config.watchParent && parent != 1 && getppid() != parent {
+                if shutdownReason == nil && config.watchParent && remoteAddress == nil && parent != 1 && getppid() != parent {
                     shutdownReason = "the host that launched this plugin is gone"
                 }
             }
@@ -402,6 +494,14 @@ public final class PluginServer: @unchecked Sendable {
         _ = s.wait()
         return 0
     }
+}
+
+extension String {
+    func replacingPrefix(_ p: String) -> String { hasPrefix(p) ? String(dropFirst(p.count)) : self }
+}
+
+enum PluginServerConfigKeys {
+    static let listen = PluginServeConfig.listenEnvironmentKey
 }
 
 public func writeStderr(_ s: String) {

@@ -3,6 +3,10 @@
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
 //	kv-host-go [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]
+//	kv-host-go [--repeat N] --url URL    a plugin in remote mode (kv-plugin --listen); Kill only
+//	                                     disconnects and it prints "stopped: disconnected"
+//	kv-host-go [--repeat N] --in-process the host's own KV service (internal/kvservice) served as a
+//	                                     plugin in this process (inproc://), no sockets
 //
 // --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
 // "log NAME LEVEL MESSAGE key=value ..." (without it they go to the standard logger).
@@ -23,6 +27,7 @@ import (
 
 	connectplugin "github.com/connectplugin/connectplugin/bindings/go"
 	"github.com/connectplugin/connectplugin/examples/go/internal/kv"
+	"github.com/connectplugin/connectplugin/examples/go/internal/kvservice"
 )
 
 // KV is what dispense("kv") gives this host: go-plugin's pattern of a client-side factory that
@@ -98,7 +103,7 @@ var expected = []string{"put greeting ok", "get greeting found=true value=hello"
 
 func usage(msg string) {
 	fmt.Fprintln(os.Stderr, "error:", msg)
-	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]")
+	fmt.Fprintln(os.Stderr, "usage: kv-host-go [--repeat N] [--logs] [--automtls] (--plugin PATH [ARGS...] | --url URL | --in-process)")
 	os.Exit(2)
 }
 
@@ -108,6 +113,7 @@ func main() {
 	var logger func(string, connectplugin.LogRecord)
 	var plugin []string
 	autoMTLS := false
+	url := ""
 	for len(args) > 0 {
 		switch args[0] {
 		case "--repeat":
@@ -133,28 +139,58 @@ func main() {
 			args = args[1:]
 		case "--automtls":
 			autoMTLS, args = true, args[1:]
+		case "--url":
+			if len(args) < 2 {
+				usage("--url needs a URL")
+			}
+			url, args = args[1], args[2:]
+		case "--in-process":
+			srv, err := connectplugin.NewServer()
+			if err == nil {
+				err = kvservice.Register(srv)
+			}
+			if err == nil {
+				url, err = srv.ServePluginInProcess(connectplugin.PluginConfig{
+					CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
+					Plugins: map[int][]connectplugin.PluginInfo{
+						1: {{Name: "kv", Version: connectplugin.Version(), ServicePath: "/connectplugin.examples.kv.v1.KVService/"}},
+					},
+				}, fmt.Sprintf("kv-host-go-%d", os.Getpid()))
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "error: serve the KV plugin in process:", err)
+				os.Exit(1)
+			}
+			defer srv.Close()
+			args = args[1:]
 		case "--plugin":
 			plugin, args = args[1:], nil
 		default:
 			usage("unknown argument " + args[0])
 		}
 	}
-	if len(plugin) == 0 {
-		usage("--plugin PATH is required")
+	if len(plugin) == 0 && url == "" {
+		usage("--plugin PATH or --url URL is required")
 	}
-	p, err := connectplugin.StartPlugin(connectplugin.PluginClientConfig{
+	cfg := connectplugin.PluginClientConfig{
 		CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
 		Plugins:  map[int][]string{1: {"kv"}},
-		Command:  connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]},
+		URL:      url,
 		Logger:   logger,
 		AutoMTLS: autoMTLS,
-	})
+	}
+	target := url
+	if url == "" {
+		cfg.Command = connectplugin.PluginCommand{Path: plugin[0], Args: plugin[1:]}
+		target = plugin[0]
+	}
+	p, err := connectplugin.StartPlugin(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 	defer p.Kill()
-	fmt.Printf("started %s pid=%d version=%d\n", plugin[0], p.Pid(), p.NegotiatedVersion())
+	fmt.Printf("started %s pid=%d version=%d\n", target, p.Pid(), p.NegotiatedVersion())
 	k, err := Dispense(p)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -183,6 +219,13 @@ func main() {
 		fmt.Println("ping ok")
 	}
 	p.Kill()
+	if url != "" {
+		fmt.Println("stopped: disconnected")
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
 	st, sig, ended := p.Exited()
 	if sig {
 		fmt.Printf("stopped: signaled %d\n", st)

@@ -8,10 +8,8 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,211 +17,8 @@ import (
 	"time"
 
 	connectplugin "github.com/connectplugin/connectplugin/bindings/go"
-	"github.com/connectplugin/connectplugin/examples/go/internal/kv"
+	"github.com/connectplugin/connectplugin/examples/go/internal/kvservice"
 )
-
-// slowHold is how long Get{__slow__} holds the call (unless the call ends first).
-const slowHold = time.Second
-
-type server struct {
-	store *kv.Store
-	// log is set in plugin mode: Put then logs a debug line (an hclog JSON line the host parses).
-	log *connectplugin.PluginLogger
-}
-
-func decode(codec string, data []byte, m kv.Message) error {
-	if err := kv.Unmarshal(codec, data, m); err != nil {
-		return connectplugin.NewError(connectplugin.CodeInvalidArgument,
-			fmt.Sprintf("cannot decode %s: %v", m.MessageName(), err))
-	}
-	return nil
-}
-
-func encode(codec string, m kv.Message) ([]byte, error) {
-	b, err := kv.Marshal(codec, m)
-	if err != nil {
-		return nil, connectplugin.NewError(connectplugin.CodeInternal, err.Error())
-	}
-	return b, nil
-}
-
-func errEmptyKey() error {
-	return connectplugin.NewError(connectplugin.CodeInvalidArgument, kv.EmptyKeyMessage)
-}
-
-// errReserved is failed_precondition "key is reserved" with a google.rpc.ErrorInfo detail.
-func errReserved() error {
-	return connectplugin.NewError(connectplugin.CodeFailedPrecondition, kv.ReservedMessage,
-		connectplugin.ErrorDetail{Type: kv.ErrorInfoType, Value: kv.ReservedKeyInfo().Marshal()})
-}
-
-// checkKey validates the key of Put, Get, Delete and PutMany items.
-func checkKey(key string) error {
-	switch key {
-	case "":
-		return errEmptyKey()
-	case kv.ErrorKey:
-		return errReserved()
-	}
-	return nil
-}
-
-func (s *server) put(_ context.Context, req *connectplugin.Request) ([]byte, error) {
-	var in kv.PutRequest
-	if err := decode(req.Codec, req.Message, &in); err != nil {
-		return nil, err
-	}
-	if err := checkKey(in.Key); err != nil {
-		return nil, err
-	}
-	if s.log != nil {
-		s.log.Debug("put", "key", in.Key, "bytes", len(in.Value))
-	}
-	s.store.Put(in.Key, in.Value)
-	return encode(req.Codec, &kv.PutResponse{})
-}
-
-func (s *server) get(ctx context.Context, req *connectplugin.Request) ([]byte, error) {
-	var in kv.GetRequest
-	if err := decode(req.Codec, req.Message, &in); err != nil {
-		return nil, err
-	}
-	if err := checkKey(in.Key); err != nil {
-		return nil, err
-	}
-	if in.Key == kv.SlowKey {
-		// The deadline hook: hold the call, but stop as soon as it is over (deadline passed, client
-		// gone). IsDone is polled on the handler's goroutine, as the library requires.
-		hold := time.NewTimer(slowHold)
-		defer hold.Stop()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-	wait:
-		for {
-			select {
-			case <-hold.C:
-				break wait
-			case <-ctx.Done():
-				return nil, ctx.Err() // deadline_exceeded
-			case <-tick.C:
-				if req.IsDone() {
-					return nil, connectplugin.NewError(connectplugin.CodeCanceled, "the call is over")
-				}
-			}
-		}
-	}
-	v, ok := s.store.Get(in.Key)
-	return encode(req.Codec, &kv.GetResponse{Value: v, Found: ok})
-}
-
-func (s *server) delete(_ context.Context, req *connectplugin.Request) ([]byte, error) {
-	var in kv.DeleteRequest
-	if err := decode(req.Codec, req.Message, &in); err != nil {
-		return nil, err
-	}
-	if err := checkKey(in.Key); err != nil {
-		return nil, err
-	}
-	return encode(req.Codec, &kv.DeleteResponse{Existed: s.store.Delete(in.Key)})
-}
-
-// list streams every key with the prefix, in sorted order, from one snapshot.
-func (s *server) list(st *connectplugin.ServerStream) error {
-	data, err := st.Receive()
-	if err != nil {
-		return err // io.EOF cannot happen: the library delivers exactly one request message
-	}
-	var in kv.ListRequest
-	if err := decode(st.Codec(), data, &in); err != nil {
-		return err
-	}
-	if in.Prefix == kv.ErrorKey {
-		return errReserved()
-	}
-	for _, ev := range s.store.List(in.Prefix) {
-		b, err := encode(st.Codec(), &kv.ListResponse{Key: ev.Key, Value: ev.Value})
-		if err != nil {
-			return err
-		}
-		if err := st.Send(b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// putMany stores each item as it arrives; the first invalid item fails the call.
-func (s *server) putMany(st *connectplugin.ServerStream) error {
-	var count int64
-	for {
-		data, err := st.Receive()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		var in kv.PutRequest
-		if err := decode(st.Codec(), data, &in); err != nil {
-			return err
-		}
-		if err := checkKey(in.Key); err != nil {
-			return err
-		}
-		s.store.Put(in.Key, in.Value)
-		count++
-	}
-	b, err := encode(st.Codec(), &kv.PutManyResponse{Count: count})
-	if err != nil {
-		return err
-	}
-	return st.Send(b)
-}
-
-// watch is full duplex: a goroutine receives the prefixes while this one sends the events. The
-// call ends OK after the client half-closed and the queued events went out, or with the error of
-// the first bad request (after the events queued before it), or when the client goes away.
-func (s *server) watch(st *connectplugin.ServerStream) error {
-	w := s.store.Watch()
-	defer w.Close()
-	codec := st.Codec()
-	go func() {
-		for {
-			data, err := st.Receive()
-			if err == io.EOF {
-				w.End(nil)
-				return
-			}
-			if err != nil {
-				w.End(err)
-				return
-			}
-			var in kv.WatchRequest
-			if err := decode(codec, data, &in); err != nil {
-				w.End(err)
-				return
-			}
-			if in.Prefix == kv.ErrorKey {
-				w.End(errReserved())
-				return
-			}
-			w.AddPrefix(in.Prefix)
-		}
-	}()
-	for {
-		ev, ok, err := w.Next()
-		if !ok {
-			return err
-		}
-		b, err := encode(codec, &kv.WatchEvent{Key: ev.Key, Value: ev.Value, Deleted: ev.Deleted})
-		if err != nil {
-			return err
-		}
-		if err := st.Send(b); err != nil {
-			return err
-		}
-	}
-}
 
 func main() {
 	defaultListen := "127.0.0.1:0"
@@ -268,7 +63,12 @@ func run(listen string, tls *connectplugin.TLSConfig) int {
 		fmt.Fprintf(os.Stderr, "error: %s: %v\n", what, err)
 		return 1
 	}
-	pluginMode := pluginBuild && listen == ""
+	// kv-plugin-go: always the plugin runtime; with --listen, in its remote mode ("listening on ADDR",
+	// hosts connect with --url and handshake through connectplugin.v1.HandshakeService).
+	pluginMode := pluginBuild
+	if pluginMode && tls != nil {
+		return fail("serve", fmt.Errorf("kv-plugin-go's remote mode has no TLS yet"))
+	}
 	// Subscribe before announcing the address, so an early signal is never missed. (A plugin's
 	// serve turns SIGTERM and SIGINT into a graceful stop itself.)
 	sigs := make(chan os.Signal, 1)
@@ -282,42 +82,22 @@ func run(listen string, tls *connectplugin.TLSConfig) int {
 	}
 	defer srv.Close()
 
-	s := &server{store: kv.NewStore()}
-	for proc, h := range map[string]connectplugin.UnaryHandler{
-		kv.ProcedurePut: s.put,
-		kv.ProcedureGet: s.get,
-		kv.ProcedureDel: s.delete,
-	} {
-		if err := srv.HandleUnary(proc, h); err != nil {
-			return fail("register "+proc, err)
-		}
+	var log *connectplugin.PluginLogger
+	if pluginMode {
+		log = &connectplugin.PluginLogger{} // Put logs at debug, as hclog lines the host parses
 	}
-	for _, r := range []struct {
-		proc string
-		kind connectplugin.StreamKind
-		h    connectplugin.StreamHandler
-	}{
-		{kv.ProcedureList, connectplugin.KindServerStream, s.list},
-		{kv.ProcedurePutMany, connectplugin.KindClientStream, s.putMany},
-		{kv.ProcedureWatch, connectplugin.KindBidiStream, s.watch},
-	} {
-		if err := srv.RegisterStream(r.proc, r.kind, r.h); err != nil {
-			return fail("register "+r.proc, err)
-		}
-	}
-	// Get has idempotency_level = NO_SIDE_EFFECTS: it also accepts Connect GET requests.
-	if err := srv.SetNoSideEffects(kv.ProcedureGet); err != nil {
-		return fail("no side effects "+kv.ProcedureGet, err)
+	if err := kvservice.RegisterLogged(srv, log); err != nil {
+		return fail("register", err)
 	}
 
 	if pluginMode {
-		s.log = &connectplugin.PluginLogger{}
 		// Blocks until the host calls Shutdown, SIGTERM/SIGINT, or the host is gone.
 		return srv.ServePlugin(connectplugin.PluginConfig{
 			CookieKey: "KV_PLUGIN", CookieValue: "connectplugin-kv",
 			Plugins: map[int][]connectplugin.PluginInfo{
 				1: {{Name: "kv", Version: connectplugin.Version(), ServicePath: "/connectplugin.examples.kv.v1.KVService/"}},
 			},
+			Listen: listen,
 		})
 	}
 	var bound string

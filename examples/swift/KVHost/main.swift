@@ -3,6 +3,10 @@
 // runs the scripted Put/Get/Delete sequence, prints the results and stops the plugin.
 //
 //   kv-host-swift [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]
+//   kv-host-swift [--repeat N] --url URL       a plugin serving in remote mode (kv-plugin --listen);
+//                                              kill only disconnects
+//   kv-host-swift [--repeat N] --in-process    the KV service of examples/swift/KVService served as
+//                                              a plugin inside this process (inproc://), no sockets
 //
 // --logs prints each log record of the plugin (its stderr, parsed as hclog) on stdout:
 // "log NAME LEVEL MESSAGE key=value ..." (PluginClientConfig.logger; without it they go to stderr).
@@ -13,6 +17,7 @@
 // Exit 0 when every step gave the expected answer and the plugin exited with status 0.
 import ConnectPlugin
 import Glibc
+import KVServiceSwift
 
 /// What dispense("kv") gives this host (go-plugin's pattern: a client-side factory wraps the
 /// dispensed connection in the plugin's interface).
@@ -66,7 +71,7 @@ struct KVClient: KV {
 }
 
 func usage(_ message: String) -> Never {
-    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]\n", stderr)
+    fputs("kv-host-swift: \(message)\nusage: kv-host-swift [--repeat N] [--logs] [--automtls] (--plugin PATH [ARGS...] | --url URL | --in-process)\n", stderr)
     exit(2)
 }
 
@@ -74,6 +79,8 @@ var repeatCount = 1
 var printLogs = false
 var plugin: [String] = []
 var autoMTLS = false
+var url: String?
+var inProcess = false
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
@@ -84,6 +91,11 @@ while !args.isEmpty {
         printLogs = true
     } else if a == "--automtls" {
         autoMTLS = true
+    } else if a == "--url", let u = args.first {
+        url = u
+        args.removeFirst()
+    } else if a == "--in-process" {
+        inProcess = true
     } else if a == "--plugin" {
         plugin = args
         args = []
@@ -91,7 +103,28 @@ while !args.isEmpty {
         usage("unknown argument \(a)")
     }
 }
-guard let path = plugin.first else { usage("--plugin PATH is required") }
+// In process: this host's own KV service (examples/swift/KVService) served as the plugin, over
+// the in-process transport, and reached through the same typed interface as a launched plugin.
+var inProcessPlugin: PluginServer?
+if inProcess {
+    let store = Store()
+    var pc = PluginServeConfig(
+        handshake: HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv"),
+        versionedPlugins: [1: ["kv": PluginRegistration(version: connectPluginVersion, servicePath: kvServicePath) { server in
+            try registerKVService(on: server, store: store)
+        }]])
+    pc.serverOptions.handlerThreads = 64
+    do {
+        let s = try PluginServer(config: pc)
+        url = try s.startInProcess(name: "kv-host-swift-\(getpid())")
+        inProcessPlugin = s
+    } catch {
+        fputs("kv-host-swift: cannot serve the KV plugin in process: \(error)\n", stderr)
+        exit(1)
+    }
+}
+if url == nil && plugin.isEmpty { usage("--plugin PATH, --url URL or --in-process is required") }
+let path = url ?? plugin.first ?? ""
 
 let expected = ["put greeting ok", "get greeting found=true value=hello", "delete greeting existed=true",
                 "get greeting found=false"]
@@ -108,9 +141,9 @@ func script(_ kv: KV) throws -> [String] {
 }
 
 let command = PluginCommand(path: path, arguments: Array(plugin.dropFirst()))
-var hostConfig = PluginClientConfig(
-    handshake: HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv"),
-    versionedPlugins: [1: ["kv"]], command: command)
+let kvHandshake = HandshakeConfig(cookieKey: "KV_PLUGIN", cookieValue: "connectplugin-kv")
+var hostConfig = url.map { PluginClientConfig(handshake: kvHandshake, versionedPlugins: [1: ["kv"]], url: $0) }
+    ?? PluginClientConfig(handshake: kvHandshake, versionedPlugins: [1: ["kv"]], command: command)
 if printLogs {
     hostConfig.logger = { name, r in
         var line = "log \(name) \(r.level.name) \(r.message)"
@@ -134,6 +167,11 @@ do {
     try host.ping()
     print("ping ok")
     host.kill()
+    if url != nil {
+        inProcessPlugin?.stop("the host is done")
+        print("stopped: disconnected")
+        exit(ok ? 0 : 1)
+    }
     switch host.exitStatus {
     case .exited(let c)?:
         print("stopped: exited \(c)")

@@ -642,6 +642,14 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_plugin_client_config), connectplugin_log_func, c_void_p, connectplugin_free_func, _errpp],
     ),
+    "connectplugin_plugin_config_set_listen_address": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_config), c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_serve_in_process": (
+        connectplugin_status,
+        [POINTER(connectplugin_server), POINTER(connectplugin_plugin_config), c_char_p, _errpp],
+    ),
     # Hosting plugins
     "connectplugin_plugin_client_config_new": (
         connectplugin_status,
@@ -704,6 +712,15 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         [POINTER(connectplugin_plugin_client), POINTER(c_int32)],
     ),
     "connectplugin_plugin_client_free": (None, [POINTER(connectplugin_plugin_client)]),
+    "connectplugin_plugin_client_config_new_url": (
+        connectplugin_status,
+        [c_char_p, c_char_p, c_char_p, POINTER(POINTER(connectplugin_plugin_client_config)), _errpp],
+    ),
+    "connectplugin_plugin_client_config_new_reattach": (
+        connectplugin_status,
+        [c_char_p, c_char_p, c_char_p, POINTER(POINTER(connectplugin_plugin_client_config)), _errpp],
+    ),
+    "connectplugin_plugin_client_reattach_info": (c_char_p, [POINTER(connectplugin_plugin_client)]),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

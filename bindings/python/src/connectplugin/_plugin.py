@@ -34,13 +34,24 @@ class PluginClient(_ffi.Managed):
 
     ``auto_mtls`` is go-plugin's AutoMTLS (off by default, as there): an ephemeral host certificate in
     ``PLUGIN_CLIENT_CERT``, TLS to the plugin trusting only the certificate it prints. ``tls`` (a
-    :class:`TLSOptions` with ``server_name``) is manual TLS for a plugin serving TLS of its own."""
+    :class:`TLSOptions` with ``server_name``) is manual TLS for a plugin serving TLS of its own.
+
+    With ``url`` instead of ``command`` (pass ``command=None``) the plugin already serves there, in
+    remote mode ("http://host:port", "https://host:port", "unix:///path", or "inproc://NAME" for
+    :meth:`Server.serve_plugin_in_process`): it is handshaken through
+    connectplugin.v1.HandshakeService, :attr:`pid` is 0 and :meth:`kill` only disconnects (the
+    service keeps serving its other hosts).
+
+    With ``reattach`` (the :attr:`reattach_info` text of a host that started the plugin; go-plugin's
+    ReattachConfig as JSON) instead of ``command``, this host connects to that running plugin;
+    :meth:`kill` calls Shutdown, then SIGTERM and SIGKILL to its pid until it is gone, and
+    :attr:`exit_status` is then ``("unknown", -1)`` (the status goes to the host that started it)."""
 
     _kind = "plugin client"
 
     def __init__(
         self,
-        command: Sequence[str],
+        command: Optional[Sequence[str]],
         cookie: Tuple[str, str],
         plugins: Mapping[int, Iterable[str]],
         env: Optional[Mapping[str, str]] = None,
@@ -51,14 +62,27 @@ class PluginClient(_ffi.Managed):
         logger: Optional[Callable[[str, "_log.LogRecord"], None]] = None,
         auto_mtls: bool = False,
         tls: Optional[TLSOptions] = None,
+        url: Optional[str] = None,
+        reattach: Optional[str] = None,
     ) -> None:
-        if not command:
-            raise ValueError("command must name the plugin binary")
+        if sum(1 for x in (command, url, reattach) if x) != 1:
+            raise ValueError("give exactly one of command (the plugin binary), url (its endpoint) or reattach")
         key, value = cookie
         config = POINTER(_ffi.connectplugin_plugin_client_config)()
         err = _ffi.new_error_out()
-        st = _ffi.connectplugin_plugin_client_config_new(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
-                                                         _ffi.as_cstr(command[0], "command"), byref(config), byref(err))
+        if reattach:
+            st = _ffi.connectplugin_plugin_client_config_new_reattach(
+                _ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"), _ffi.as_cstr(reattach, "reattach"),
+                byref(config), byref(err))
+            command = ["reattached"]
+        elif url:
+            st = _ffi.connectplugin_plugin_client_config_new_url(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
+                                                                 _ffi.as_cstr(url, "url"), byref(config), byref(err))
+            command = [url]
+        else:
+            assert command
+            st = _ffi.connectplugin_plugin_client_config_new(_ffi.as_cstr(key, "cookie key"), _ffi.as_cstr(value, "cookie value"),
+                                                             _ffi.as_cstr(command[0], "command"), byref(config), byref(err))
         check(st, err, "PluginClient")
         try:
             def call(fn: Any, *args: Any) -> None:
@@ -113,6 +137,13 @@ class PluginClient(_ffi.Managed):
     @property
     def negotiated_version(self) -> int:
         return int(_ffi.connectplugin_plugin_client_negotiated_version(self._ptr()))
+
+    @property
+    def reattach_info(self) -> Optional[str]:
+        """What another host passes as ``reattach`` to connect to this running plugin (go-plugin's
+        ReattachConfig as JSON); None for a plugin reached by URL."""
+        r = _ffi.connectplugin_plugin_client_reattach_info(self._ptr())
+        return None if r is None else r.decode()
 
     @property
     def pid(self) -> int:

@@ -800,6 +800,7 @@ class Server(_ffi.Managed):
         log_level: Optional[int] = 5,
         logger: Optional[Callable[..., None]] = None,
         tls: Optional[Any] = None,
+        listen: Optional[str] = None,
     ) -> int:
         """Serves this server as a plugin that an unmodified HashiCorp go-plugin host (or a
         connectplugin host) launches, and blocks until it stopped: it checks the magic cookie,
@@ -820,7 +821,29 @@ class Server(_ffi.Managed):
         go-plugin's; None: leave the root logger alone, no handler). ``logger(LogRecord)`` receives
         the runtime's own records instead of hclog lines. ``tls`` (a :class:`TLSOptions`
         with a certificate and key) is the plugin's own TLS, used instead of AutoMTLS (go-plugin's
-        TLSProvider)."""
+        TLSProvider).
+
+        ``listen`` ("host:port", port 0 picks one, or "unix:PATH") is remote mode: a standalone
+        network service that hosts reach by URL (``PluginClient(url=...)``); it prints "listening on
+        ADDR" instead of the handshake line and needs no cookie in its environment (the Handshake RPC
+        checks it). Without it, the CONNECTPLUGIN_LISTEN environment variable, if set, gives the
+        address."""
+        return self._serve_plugin(cookie_key, cookie_value, plugins, network, grace_ms, listen, None,
+                                  tls=tls, logger=logger, log_level=log_level)  # type: ignore[return-value]
+
+    def serve_plugin_in_process(self, cookie_key: str, cookie_value: str,
+                                plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]], name: str) -> str:
+        """Serves this server as an in-process plugin under ``name`` (letters, digits and -._~) and
+        returns at once with its URL, ``"inproc://NAME"``: a host in this process reaches it with
+        ``PluginClient(url=..., ...)`` and calls it like a launched plugin, with no socket. Register
+        the handlers first; do not listen or start. Stop it with :meth:`stop` or :meth:`close`."""
+        self._serve_plugin(cookie_key, cookie_value, plugins, "unix", None, None, name)
+        return "inproc://" + name
+
+    def _serve_plugin(self, cookie_key: str, cookie_value: str, plugins: Dict[int, Iterable[Union[str, Tuple[str, str, str]]]],
+                      network: str, grace_ms: Optional[int], listen: Optional[str], in_process: Optional[str],
+                      tls: Optional[Any] = None, logger: Optional[Callable[..., None]] = None,
+                      log_level: Optional[int] = None) -> Optional[int]:
         err = _ffi.new_error_out()
         config = POINTER(_ffi.connectplugin_plugin_config)()
         st = _ffi.connectplugin_plugin_config_new(_ffi.as_cstr(cookie_key, "cookie_key"),
@@ -852,6 +875,15 @@ class Server(_ffi.Managed):
                 err = _ffi.new_error_out()
                 check(_ffi.connectplugin_plugin_config_set_logger(config, _log.LOG_TRAMPOLINE, c_void_p(key), _log.FINALIZER,
                                                                   byref(err)), err, "serve_plugin")
+            if listen:
+                err = _ffi.new_error_out()
+                check(_ffi.connectplugin_plugin_config_set_listen_address(config, _ffi.as_cstr(listen, "listen"), byref(err)),
+                      err, "serve_plugin")
+            if in_process is not None:
+                err = _ffi.new_error_out()
+                check(_ffi.connectplugin_plugin_serve_in_process(self._ptr(), config, _ffi.as_cstr(in_process, "name"),
+                                                                 byref(err)), err, "serve_plugin_in_process")
+                return None
             root = logging.getLogger()
             handler = None
             saved_level = root.level
