@@ -152,7 +152,9 @@ def test_timeout_is_deadline_exceeded(running, http, how):
     assert svc.sleep_finished.wait(10)
     assert svc.sleep_observed["timeout"] is not None and 0 <= svc.sleep_observed["timeout"] <= 300
     assert svc.sleep_observed["done"] is True
-    assert svc.sleep_observed["remaining_after"] == 0
+    # Done once the deadline passed, or a few ms before it: the client's own timer (started when it
+    # sent) can end the call, and the server learns of it, just before the server's copy expires.
+    assert 0 <= svc.sleep_observed["remaining_after"] <= 50
 
 
 def test_eight_threads_concurrently(running):
