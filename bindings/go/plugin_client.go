@@ -3,11 +3,13 @@ package connectplugin
 /*
 #include <stdlib.h>
 #include "connectplugin.h"
+#include "shims.h"
 */
 import "C"
 
 import (
 	"runtime"
+	"runtime/cgo"
 	"sort"
 	"sync"
 	"time"
@@ -34,6 +36,10 @@ type PluginClientConfig struct {
 	Command      PluginCommand
 	StartTimeout time.Duration
 	KillGrace    time.Duration
+	// SHA256 is SecureConfig: the binary's expected SHA-256 in hex (as sha256sum prints it); when
+	// set, StartPlugin refuses a binary whose digest differs (CodePermissionDenied, both digests in
+	// the message).
+	SHA256 string
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -43,6 +49,21 @@ type PluginClient struct {
 	// How it ended, kept when Kill frees the handle.
 	endStatus          int
 	endSignaled, ended bool
+	exit               *pluginExit
+}
+
+// pluginExit is closed by the library's exit callback (an I/O thread).
+type pluginExit struct {
+	once sync.Once
+	done chan struct{}
+}
+
+//export goPluginExit
+func goPluginExit(kind, value C.int32_t, h C.uintptr_t) {
+	defer func() { _ = recover() }() // a panic must never unwind into C
+	if e, ok := cgo.Handle(h).Value().(*pluginExit); ok && e != nil {
+		e.once.Do(func() { close(e.done) })
+	}
 }
 
 // StartPlugin launches the plugin binary with go-plugin's environment, waits for its handshake
@@ -151,11 +172,26 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 			return nil, err
 		}
 	}
+	if cfg.SHA256 != "" {
+		ch, err := cs("SHA-256", cfg.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_set_checksum_sha256(config, ch, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
 	var p *C.connectplugin_plugin_client
 	if err := check(C.connectplugin_plugin_client_start(config, &p, &cerr), &cerr); err != nil {
 		return nil, err
 	}
-	pc := &PluginClient{_ptr: p}
+	pc := &PluginClient{_ptr: p, exit: &pluginExit{done: make(chan struct{})}}
+	_, ud := newUserData(pc.exit)
+	if err := check(C.connectplugin_plugin_client_on_exit(p, C.connectplugin_plugin_exit_func(C.go_plugin_exit_trampoline),
+		C.go_handle_to_user_data(ud), C.connectplugin_free_func(C.go_free_trampoline), &cerr), &cerr); err != nil {
+		C.connectplugin_plugin_client_free(p)
+		return nil, err
+	}
 	runtime.SetFinalizer(pc, (*PluginClient).Kill)
 	return pc, nil
 }
@@ -246,4 +282,19 @@ func (p *PluginClient) Kill() {
 	p.endStatus, p.endSignaled, p.ended = p.exited()
 	C.connectplugin_plugin_client_free(p._ptr)
 	p._ptr = nil
+}
+
+// Done is closed when the plugin process has ended, expectedly (Kill) or not (a crash); Exited
+// then tells how. Calls in flight when it died fail with CodeUnavailable, the message naming the
+// plugin and its exit status.
+func (p *PluginClient) Done() <-chan struct{} {
+	return p.exit.done
+}
+
+// CleanupPlugins stops every plugin this process started and has not killed (go-plugin's
+// CleanupClients), in parallel, and returns when all ended. Call it (e.g. deferred in main)
+// before the host exits. Plugins never outlive a host that is killed: the library gives them
+// the parent-death signal SIGKILL.
+func CleanupPlugins() {
+	C.connectplugin_plugin_cleanup_all()
 }

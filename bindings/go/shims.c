@@ -33,6 +33,10 @@ void go_interceptor_message_trampoline(connectplugin_interceptor_call *call, int
     goInterceptorMessage(call, direction, (uint8_t *)data, len, (uintptr_t)user_data);
 }
 
+void go_plugin_exit_trampoline(int32_t kind, int32_t value, void *user_data) {
+    goPluginExit(kind, value, (uintptr_t)user_data);
+}
+
 void *go_handle_to_user_data(uintptr_t handle) {
     return (void *)handle;
 }

@@ -12,8 +12,16 @@
 //            drained from the start (a go-plugin HEAD plugin blocks otherwise), tolerated when
 //            missing (v1.0.1 plugins); stderr read line by line as hclog and passed to the logger
 //            with the plugin's name;
-//   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL.
-// Not yet: AutoMTLS, reattach, restart policies, managed-mode cleanup at host exit.
+//   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL;
+//   exit     `onExit` hooks run once with the status (on an I/O thread); a call that fails in the
+//            transport because the plugin died fails with `unavailable` naming the plugin and its
+//            exit status (RPCClient's transportErrorMapper);
+//   secure   `checksumSHA256`: the binary's SHA-256 is checked before launch (SecureConfig);
+//   managed  every started plugin is in a process-wide registry: `PluginClient.cleanupAll()` kills
+//            them all; each is spawned from one long-lived spawner thread with PR_SET_PDEATHSIG
+//            (SIGKILL), so none outlives a host that is killed (the plugin side also watches its
+//            parent, PluginServer).
+// Not yet: AutoMTLS, reattach, restart policies.
 
 import CConnectPluginPosix
 import ConnectPluginIO
@@ -50,6 +58,10 @@ public struct PluginClientConfig: Sendable {
     public var logger: (@Sendable (_ plugin: String, LogRecord) -> Void)? = nil
     /// What the plugin's code wrote to its stdout and stderr after the handshake (StreamStdio).
     public var stdio: (@Sendable (StdioData.Channel, [UInt8]) -> Void)? = nil
+    /// SecureConfig: the expected SHA-256 of the binary, hex (nil: not checked).
+    public var checksumSHA256: String? = nil
+    /// The signal a plugin gets when the host process ends without stopping it (0: none).
+    public var parentDeathSignal: Int32 = SIGKILL
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String]], command: PluginCommand) {
         self.handshake = handshake
@@ -115,19 +127,25 @@ public final class PluginClient: @unchecked Sendable {
     public func start() throws -> HandshakeLine {
         let cmd = config.command
         try checkExecutable(cmd.path)
+        if let want = config.checksumSHA256 { try checkChecksum(cmd.path, want) }
         var env = PluginEnvironment(handshake: config.handshake, versions: Array(config.versionedPlugins.keys))
         env.minPort = 10000
         env.maxPort = 25000
         let entries = env.build(host: cmd.inheritEnvironment ? currentEnvironment().map { ($0.key, $0.value) } : nil,
                                 overrides: cmd.environment)
         let child: ChildProcess
+        let deathSignal = config.parentDeathSignal
         do {
-            child = try ChildProcess.spawn(cmd.path, arguments: cmd.arguments, environment: entries, searchPath: false,
-                                           workingDirectory: cmd.workingDirectory, stdin: .null, stdout: .pipe, stderr: .pipe)
+            child = try PluginSpawner.shared.run {
+                try ChildProcess.spawn(cmd.path, arguments: cmd.arguments, environment: entries, searchPath: false,
+                                       workingDirectory: cmd.workingDirectory, stdin: .null, stdout: .pipe, stderr: .pipe,
+                                       parentDeathSignal: deathSignal)
+            }
         } catch let e as IOError {
             throw ConnectError.local(.resource, explainSpawnFailure(cmd.path, e))
         }
         cond.withLock { process = child }
+        PluginRegistry.shared.add(self)
         let loop = try EventLoopGroup.shared().next()
         _ = child.watch(on: loop,
                         stdout: FDReader.Handler(data: { [self] b in stdoutBytes(b) }, end: { _ in }),
@@ -176,6 +194,7 @@ public final class PluginClient: @unchecked Sendable {
         var o = RPCClient.Options()
         o.rpcProtocol = .grpc
         o.maxMessageBytes = 0
+        o.transportErrorMapper = { [weak self] e in self?.explainTransportFailure(e) ?? e }
         let url = hs.network == .unix ? "unix://" + hs.address : "http://" + hs.address
         let c: RPCClient
         do { c = try RPCClient(baseURL: url, options: o) } catch {
@@ -237,6 +256,62 @@ public final class PluginClient: @unchecked Sendable {
             }
         }
         c?.close()
+        PluginRegistry.shared.remove(self)
+    }
+
+    /// Managed mode: kills every plugin this process started and has not stopped (each as `kill`,
+    /// in parallel), and returns when all ended. Safe to call more than once and from any thread.
+    public static func cleanupAll() {
+        let all = PluginRegistry.shared.all()
+        if all.isEmpty { return }
+        let done = ConditionLock()
+        var left = all.count
+        for p in all {
+            startThread(name: "cp-plugin-cleanup") {
+                p.kill()
+                done.withLock {
+                    left -= 1
+                    done.broadcast()
+                }
+            }
+        }
+        done.withLock { while left > 0 { done.wait() } }
+    }
+
+    /// A call that failed in the transport: when the plugin died (or dies within a moment, as the
+    /// connection's end can be seen before the exit), the error names the plugin and its status.
+    func explainTransportFailure(_ e: ConnectError) -> ConnectError {
+        switch e.code {
+        case .unavailable, .canceled, .internal, .unknown: break
+        default: return e
+        }
+        let until = monotonicNowNs() &+ 1_000_000_000
+        let (status, wasKilled): (ProcessExitStatus?, Bool) = cond.withLock {
+            while exit == nil && process != nil {
+                if !cond.wait(untilNs: until) { break }
+            }
+            return (exit, killed)
+        }
+        guard let status else { return e }
+        let why = wasKilled ? "was stopped by the host" : "\(status)"
+        return ConnectError(.unavailable, "plugin \(name) (pid \(pid ?? 0)) \(why) during the call (\(e.message))")
+    }
+
+    private func checkChecksum(_ path: String, _ want: String) throws {
+        let expected = want.lowercased()
+        guard expected.utf8.count == 64, expected.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else {
+            throw ConnectError.local(.invalidArgument, "the expected SHA-256 of plugin \(path) must be 64 hex digits (got \"\(want)\")")
+        }
+        let (hex, why) = SHA256.fileHex(path)
+        guard let actual = hex else {
+            throw ConnectError.local(.invalidArgument, "cannot read plugin binary \(path) to check its SHA-256: \(why)")
+        }
+        do {
+            if actual != expected {
+                throw ConnectError(.permissionDenied, "plugin binary \(path) failed its checksum: SHA-256 expected \(expected), "
+                    + "actual \(actual); it was not started (rebuilt or replaced? update the expected digest only if you trust the new binary)")
+            }
+        }
     }
 
     private func hardKill() {
@@ -350,6 +425,7 @@ public final class PluginClient: @unchecked Sendable {
             return h
         }
         let expected = cond.withLock { killed }
+        if expected { PluginRegistry.shared.remove(self) }
         log(LogRecord(level: expected ? .debug : .warn, message: "plugin process exited", fields: [("status", "\(status)")]))
         for h in hooks { h(status) }
     }
@@ -392,5 +468,62 @@ public final class PluginClient: @unchecked Sendable {
             return "plugin binary \(path) cannot run on this machine (wrong architecture, or not an executable): \(m)"
         }
         return "cannot start plugin \(path): \(m)"
+    }
+}
+
+/// Managed mode's registry: the plugins this process started and has not stopped.
+final class PluginRegistry: @unchecked Sendable {
+    static let shared = PluginRegistry()
+    private let lock = Lock()
+    private var plugins: [ObjectIdentifier: PluginClient] = [:]
+
+    func add(_ p: PluginClient) { lock.withLock { plugins[ObjectIdentifier(p)] = p } }
+    func remove(_ p: PluginClient) { _ = lock.withLock { plugins.removeValue(forKey: ObjectIdentifier(p)) } }
+    func all() -> [PluginClient] { lock.withLock { Array(plugins.values) } }
+}
+
+/// The one thread that spawns plugins. Linux sends PR_SET_PDEATHSIG when the thread that forked
+/// the child exits, so plugins are spawned here, from a thread that lives as long as the process,
+/// never from a caller's thread (a Go goroutine's thread or a Python thread may end any time).
+final class PluginSpawner: @unchecked Sendable {
+    static let shared = PluginSpawner()
+    private let cond = ConditionLock()
+    private var jobs: [() -> Void] = []
+    private var started = false
+
+    /// Runs `body` on the spawner thread and returns its result.
+    func run<T>(_ body: @escaping () throws -> T) throws -> T {
+        let done = ConditionLock()
+        var result: Result<T, Error>?
+        let job = {
+            let r = Result { try body() }
+            done.withLock {
+                result = r
+                done.broadcast()
+            }
+        }
+        cond.withLock {
+            if !started {
+                started = true
+                startThread(name: "cp-plugin-spawn") { [self] in loop() }
+            }
+            jobs.append(job)
+            cond.broadcast()
+        }
+        let r: Result<T, Error> = done.withLock {
+            while result == nil { done.wait() }
+            return result ?? .failure(ConnectError.local(.state, "the plugin spawner lost a result"))
+        }
+        return try r.get()
+    }
+
+    private func loop() {
+        while true {
+            let job: () -> Void = cond.withLock {
+                while jobs.isEmpty { cond.wait() }
+                return jobs.removeFirst()
+            }
+            job()
+        }
     }
 }

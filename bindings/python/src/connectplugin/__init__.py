@@ -106,7 +106,7 @@ from ._error import (
 from ._ffi import ABI_VERSION, library_path
 from ._interceptor import DIRECTION_REQUEST, DIRECTION_RESPONSE, Interceptor, InterceptorCall
 from ._metadata import Metadata, Peer
-from ._plugin import PluginClient
+from ._plugin import PluginClient, cleanup_plugins
 from ._server import CallContext, Server, ServerStream
 from ._tls import TLSOptions
 
@@ -130,6 +130,7 @@ __all__ = [
     "MethodKind",
     "Peer",
     "PluginClient",
+    "cleanup_plugins",
     "RPCError",
     "Response",
     "Server",

@@ -188,6 +188,8 @@ connectplugin_free_func = CFUNCTYPE(None, c_void_p)
 #: Declared for completeness; the binding does not register one: it would run Python (take the GIL)
 #: on a library I/O thread. Python handlers poll is_done / get errors from receive and send instead.
 connectplugin_done_func = CFUNCTYPE(None, c_void_p)
+#: ``void (*)(int32_t kind, int32_t value, void *user_data)``: a plugin process ended.
+connectplugin_plugin_exit_func = CFUNCTYPE(None, c_int32, c_int32, c_void_p)
 #: typedef void (*connectplugin_stream_handler)(connectplugin_stream *stream, void *user_data);
 connectplugin_stream_handler = CFUNCTYPE(None, POINTER(connectplugin_stream), c_void_p)
 
@@ -676,6 +678,19 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         [POINTER(connectplugin_plugin_client), POINTER(c_int32)],
     ),
     "connectplugin_plugin_client_free": (None, [POINTER(connectplugin_plugin_client)]),
+    "connectplugin_plugin_client_on_exit": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client), connectplugin_plugin_exit_func, c_void_p, connectplugin_free_func, _errpp],
+    ),
+    "connectplugin_plugin_client_wait_exit": (
+        c_int32,
+        [POINTER(connectplugin_plugin_client), c_int64, POINTER(c_int32)],
+    ),
+    "connectplugin_plugin_client_config_set_checksum_sha256": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_cleanup_all": (None, []),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

@@ -8,8 +8,11 @@ language, or a HashiCorp go-plugin gRPC plugin), handshakes, and dispenses clien
 """
 from __future__ import annotations
 
+import atexit
+import itertools
+import threading
 from ctypes import POINTER, byref, c_int32
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from . import _ffi
 from ._client import Client
@@ -24,7 +27,14 @@ class PluginClient(_ffi.Managed):
     environment unless ``inherit_env`` is false, and ``env``, which wins over both. Starting blocks
     until the handshake (``start_timeout_ms``); the errors say what to change. :meth:`kill` (or
     ``close``, or leaving the ``with`` block) stops it: Shutdown, ``kill_grace_ms``, SIGTERM, the
-    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name."""
+    grace again, SIGKILL. The plugin's stderr is logged on this process's stderr with its name.
+
+    ``sha256`` (SecureConfig): the binary's expected SHA-256 in hex; a different binary is not started
+    (``ConnectError`` permission_denied naming both digests). :meth:`on_exit` registers a callback for
+    the process's end; a call in flight when the plugin dies fails with unavailable, naming the plugin
+    and its exit status. Every plugin still running when the interpreter exits is stopped
+    (:func:`cleanup_plugins`, registered with ``atexit``), and none outlives a host that is killed
+    (the library spawns it with the parent-death signal SIGKILL)."""
 
     _kind = "plugin client"
 
@@ -38,6 +48,7 @@ class PluginClient(_ffi.Managed):
         cwd: Optional[str] = None,
         start_timeout_ms: Optional[int] = None,
         kill_grace_ms: Optional[int] = None,
+        sha256: Optional[str] = None,
     ) -> None:
         if not command:
             raise ValueError("command must name the plugin binary")
@@ -68,6 +79,8 @@ class PluginClient(_ffi.Managed):
                 call(_ffi.connectplugin_plugin_client_config_set_start_timeout_ms, int(start_timeout_ms))
             if kill_grace_ms is not None:
                 call(_ffi.connectplugin_plugin_client_config_set_kill_grace_ms, int(kill_grace_ms))
+            if sha256 is not None:
+                call(_ffi.connectplugin_plugin_client_config_set_checksum_sha256, _ffi.as_cstr(sha256, "sha256"))
             out = POINTER(_ffi.connectplugin_plugin_client)()
             err = _ffi.new_error_out()
             st = _ffi.connectplugin_plugin_client_start(config, byref(out), byref(err))
@@ -118,6 +131,63 @@ class PluginClient(_ffi.Managed):
         err = _ffi.new_error_out()
         check(_ffi.connectplugin_plugin_client_ping(self._ptr(), int(timeout_ms), byref(err)), err, "ping")
 
+    def on_exit(self, callback: Callable[[str, int], None]) -> None:
+        """Calls ``callback(kind, value)`` once when the plugin process ended — ("exited", status),
+        ("signaled", signal) or ("unknown", -1) — on a library I/O thread (at once, on this thread,
+        if it already ended). Keep it short; exceptions in it are printed and ignored."""
+        key = next(_exit_keys)
+        with _exit_lock:
+            _exit_callbacks[key] = callback
+        err = _ffi.new_error_out()
+        st = _ffi.connectplugin_plugin_client_on_exit(self._ptr(), _exit_trampoline, key, _exit_free, byref(err))
+        check(st, err, "on_exit")
+
+    def wait_exit(self, timeout_ms: int = -1) -> Optional[Tuple[str, int]]:
+        """Blocks until the plugin process ended (``timeout_ms`` < 0: no limit) and returns
+        :attr:`exit_status` (None on timeout)."""
+        h = self._handle
+        if h is None:
+            return self._exit
+        v = c_int32(0)
+        kind = int(_ffi.connectplugin_plugin_client_wait_exit(h, int(timeout_ms), byref(v)))
+        return {0: None, 1: ("exited", v.value), 2: ("signaled", v.value), 3: ("unknown", -1)}.get(kind)
+
     def kill(self) -> None:
         """Stops the plugin and waits until it ended (then frees the handle). Idempotent."""
         self.close()
+
+
+_exit_lock = threading.Lock()
+_exit_callbacks: Dict[int, Callable[[str, int], None]] = {}
+_exit_keys = itertools.count(1)
+
+
+def _on_exit(kind: int, value: int, user_data: Any) -> None:
+    with _exit_lock:
+        cb = _exit_callbacks.get(int(user_data or 0))
+    if cb is None:
+        return
+    try:
+        cb({1: "exited", 2: "signaled"}.get(kind, "unknown"), value if kind in (1, 2) else -1)
+    except BaseException:  # noqa: BLE001 - nothing may unwind into C
+        import traceback
+
+        traceback.print_exc()
+
+
+def _on_exit_free(user_data: Any) -> None:
+    with _exit_lock:
+        _exit_callbacks.pop(int(user_data or 0), None)
+
+
+_exit_trampoline = _ffi.connectplugin_plugin_exit_func(_on_exit)
+_exit_free = _ffi.connectplugin_free_func(_on_exit_free)
+
+
+def cleanup_plugins() -> None:
+    """Managed mode: stops every plugin this process started and has not stopped (go-plugin's
+    CleanupClients), in parallel, and returns when all ended. Registered with ``atexit``."""
+    _ffi.connectplugin_plugin_cleanup_all()
+
+
+atexit.register(cleanup_plugins)
