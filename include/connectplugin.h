@@ -1539,6 +1539,25 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_ch
  *        The plugin handles stay valid (free them as usual). Thread-safe; calling it again is OK.
  */
 CONNECTPLUGIN_API void connectplugin_plugin_cleanup_all(void);
+/**
+ * @brief Restart policy (off by default, as go-plugin): when the plugin exits unexpectedly (not
+ *        by connectplugin_plugin_client_kill), it is relaunched after @p initial_backoff_ms
+ *        (0: 100), doubling up to @p max_backoff_ms (0: 5000), at most @p max_restarts times in
+ *        the plugin client's life (0: no restarts), and handshaked again. Clients from
+ *        connectplugin_plugin_client_dispense keep working: they send to the current process.
+ *        A call in flight when the plugin died still fails (unavailable, naming its exit status);
+ *        calls during the relaunch fail unavailable too. The exit callback runs once, when the
+ *        plugin ended for good (killed, the limit reached, or a relaunch kept failing).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL or a value is negative.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_restart(connectplugin_plugin_client_config *config,
+                                                                                      int32_t max_restarts,
+                                                                                      int64_t initial_backoff_ms,
+                                                                                      int64_t max_backoff_ms,
+                                                                                      connectplugin_error **out_error);
+/** @brief How many times the restart policy relaunched @p plugin (0 if NULL). Thread-safe. */
+CONNECTPLUGIN_API int32_t connectplugin_plugin_client_restart_count(const connectplugin_plugin_client *plugin);
 
 #ifdef __cplusplus
 }

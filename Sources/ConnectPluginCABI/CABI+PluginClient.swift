@@ -265,3 +265,24 @@ public func connectplugin_plugin_client_config_set_checksum_sha256(_ c: OpaquePo
 public func connectplugin_plugin_cleanup_all() {
     PluginClient.cleanupAll()
 }
+
+@_cdecl("connectplugin_plugin_client_config_set_restart")
+public func connectplugin_plugin_client_config_set_restart(_ c: OpaquePointer?, _ maxRestarts: Int32, _ initialBackoffMs: Int64,
+                                                           _ maxBackoffMs: Int64,
+                                                           _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        if maxRestarts < 0 || initialBackoffMs < 0 || maxBackoffMs < 0 {
+            throw ConnectError.local(.invalidArgument, "the restart limit and backoffs must not be negative")
+        }
+        let policy = maxRestarts == 0 ? nil : RestartPolicy(maxRestarts: Int(maxRestarts), initialBackoffMs: initialBackoffMs > 0 ? initialBackoffMs : 100,
+                                                            maxBackoffMs: maxBackoffMs > 0 ? maxBackoffMs : 5000)
+        b.lock.withLock { b.config.restart = policy }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_restart_count")
+public func connectplugin_plugin_client_restart_count(_ p: OpaquePointer?) -> Int32 {
+    guard let pc = try? pluginClientArg(p) else { return 0 }
+    return Int32(truncatingIfNeeded: pc.restarts)
+}

@@ -181,3 +181,39 @@ def test_cleanup_plugins_stops_every_plugin():
     assert a.exit_status == ("exited", 0) and b.exit_status == ("signaled", signal.SIGKILL)
     a.kill()
     b.kill()
+
+
+def test_restart_policy_relaunches_and_dispensed_clients_keep_working():
+    seen: list = []
+    p = launch("crash", max_restarts=2, restart_backoff_ms=(50, 200))
+    p.on_exit(lambda k, v: seen.append((k, v)))
+    c = p.dispense("fault")
+    try:
+        first = p.pid
+        for n in (1, 2):
+            with pytest.raises(connectplugin.RPCError) as e:
+                c.call_unary("/fault.v1.Fault/Crash", b"")
+            assert e.value.code == connectplugin.Code.UNAVAILABLE and "exited with status 3" in e.value.message, e.value
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and p.restarts < n:
+                time.sleep(0.05)
+            assert p.restarts == n
+            deadline = time.monotonic() + 20
+            while True:  # the relaunch handshakes; then the same dispensed client reaches the new process
+                try:
+                    assert c.call_unary("/fault.v1.Fault/Echo", b"back").message == b"back"
+                    break
+                except connectplugin.RPCError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            assert p.pid != first and alive(p.pid) and p.exit_status is None and seen == []
+        # The limit is reached: the third crash is final.
+        with pytest.raises(connectplugin.RPCError):
+            c.call_unary("/fault.v1.Fault/Crash", b"")
+        assert p.wait_exit(5000) == ("exited", 3)
+        time.sleep(0.5)
+        assert p.restarts == 2 and seen == [("exited", 3)]
+    finally:
+        c.close()
+        p.kill()

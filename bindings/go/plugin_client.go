@@ -40,6 +40,17 @@ type PluginClientConfig struct {
 	// set, StartPlugin refuses a binary whose digest differs (CodePermissionDenied, both digests in
 	// the message).
 	SHA256 string
+	// Restart relaunches a plugin that exited unexpectedly (zero value: never, go-plugin's way).
+	Restart RestartPolicy
+}
+
+// RestartPolicy: at most MaxRestarts relaunches in the client's life, the first after
+// InitialBackoff (0: 100 ms), doubling up to MaxBackoff (0: 5 s). Dispensed clients keep working
+// across a restart; calls in flight when the plugin died fail with CodeUnavailable.
+type RestartPolicy struct {
+	MaxRestarts    int
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -172,6 +183,12 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 			return nil, err
 		}
 	}
+	if cfg.Restart.MaxRestarts > 0 {
+		if err := check(C.connectplugin_plugin_client_config_set_restart(config, C.int32_t(cfg.Restart.MaxRestarts),
+			C.int64_t(durationToMs(cfg.Restart.InitialBackoff)), C.int64_t(durationToMs(cfg.Restart.MaxBackoff)), &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.SHA256 != "" {
 		ch, err := cs("SHA-256", cfg.SHA256)
 		if err != nil {
@@ -297,4 +314,11 @@ func (p *PluginClient) Done() <-chan struct{} {
 // the parent-death signal SIGKILL.
 func CleanupPlugins() {
 	C.connectplugin_plugin_cleanup_all()
+}
+
+// Restarts is how many times the restart policy relaunched the plugin.
+func (p *PluginClient) Restarts() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return int(C.connectplugin_plugin_client_restart_count(p._ptr))
 }

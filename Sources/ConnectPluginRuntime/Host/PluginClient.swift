@@ -21,9 +21,14 @@
 //            them all; each is spawned from one long-lived spawner thread with PR_SET_PDEATHSIG
 //            (SIGKILL), so none outlives a host that is killed (the plugin side also watches its
 //            parent, PluginServer).
-// Not yet: AutoMTLS, reattach, restart policies.
+//   restart  `restart` (off by default; go-plugin #31, #305): on an unexpected exit the plugin is
+//            relaunched after an exponential backoff, up to a limit, and re-handshaked; what was
+//            dispensed keeps working, as its RPCClient sends through a transport that follows the
+//            current connection (PluginTransport).
+// Not yet: AutoMTLS, reattach.
 
 import CConnectPluginPosix
+import ConnectPluginHTTP
 import ConnectPluginIO
 import ConnectPluginRPC
 import Glibc
@@ -40,6 +45,19 @@ public struct PluginCommand: Sendable {
     public init(path: String, arguments: [String] = []) {
         self.path = path
         self.arguments = arguments
+    }
+}
+
+/// Relaunching a plugin that exited unexpectedly: after `initialBackoffMs`, doubling up to
+/// `maxBackoffMs`, at most `maxRestarts` times in the plugin client's life.
+public struct RestartPolicy: Sendable {
+    public var maxRestarts: Int
+    public var initialBackoffMs: Int64 = 100
+    public var maxBackoffMs: Int64 = 5000
+    public init(maxRestarts: Int, initialBackoffMs: Int64 = 100, maxBackoffMs: Int64 = 5000) {
+        self.maxRestarts = maxRestarts
+        self.initialBackoffMs = initialBackoffMs
+        self.maxBackoffMs = maxBackoffMs
     }
 }
 
@@ -62,6 +80,8 @@ public struct PluginClientConfig: Sendable {
     public var checksumSHA256: String? = nil
     /// The signal a plugin gets when the host process ends without stopping it (0: none).
     public var parentDeathSignal: Int32 = SIGKILL
+    /// Relaunch on an unexpected exit (nil: never, go-plugin's behaviour).
+    public var restart: RestartPolicy? = nil
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String]], command: PluginCommand) {
         self.handshake = handshake
@@ -84,9 +104,19 @@ public final class PluginClient: @unchecked Sendable {
     private var lineError: HandshakeError?
     private var exit: ProcessExitStatus?
     private var exitHooks: [@Sendable (ProcessExitStatus) -> Void] = []
+    /// The exit hooks ran (kill returns only after them).
+    private var exitNotified = false
     private var client: RPCClient?
     private var logParser = HCLogParser()
     private var killed = false
+    /// This generation's process is being thrown away (a failed start): its exit is expected.
+    private var discarding = false
+    /// Bumped at every launch; callbacks of an older process are ignored.
+    private var generation = 0
+    private var restarting = false
+    private var restartCount = 0
+    /// What dispense returns: an RPCClient over a transport that follows `client`.
+    private var dispensed: RPCClient?
     /// The stderr pipe reached end of file (its last lines are in `lastStderr`).
     private var stderrClosed = false
 
@@ -100,8 +130,13 @@ public final class PluginClient: @unchecked Sendable {
     public var pid: Int32? { cond.withLock { process?.pid } }
     /// How the plugin process ended; nil while it runs.
     public var exitStatus: ProcessExitStatus? { cond.withLock { exit } }
+    /// How many times the restart policy relaunched the plugin.
+    public var restarts: Int { cond.withLock { restartCount } }
+    /// The current connection (the latest launch's).
+    var currentClient: RPCClient? { cond.withLock { client } }
 
-    /// Runs `hook` once the plugin process ended (at once if it has), on an I/O thread.
+    /// Runs `hook` once the plugin process ended (at once if it has), on an I/O thread. With a
+    /// restart policy: once it ended for good (killed, the limit reached or a relaunch failed).
     public func onExit(_ hook: @escaping @Sendable (ProcessExitStatus) -> Void) {
         let now: ProcessExitStatus? = cond.withLock {
             if let e = exit { return e }
@@ -125,6 +160,20 @@ public final class PluginClient: @unchecked Sendable {
     /// message says what to change.
     @discardableResult
     public func start() throws -> HandshakeLine {
+        let hs = try launch()
+        var o = RPCClient.Options()
+        o.rpcProtocol = .grpc
+        o.maxMessageBytes = 0
+        o.transportErrorMapper = { [weak self] e in self?.explainTransportFailure(e) ?? e }
+        let url = hs.network == .unix ? "unix://" + hs.address : "http://" + hs.address
+        guard let first = currentClient else { throw ConnectError.local(.state, "plugin \(name) has no connection") }
+        let d = try RPCClient(transport: PluginTransport(self, initial: first.transport), baseURL: url, options: o)
+        cond.withLock { dispensed = d }
+        return hs
+    }
+
+    /// One launch: spawn, handshake, connect (the current generation).
+    private func launch() throws -> HandshakeLine {
         let cmd = config.command
         try checkExecutable(cmd.path)
         if let want = config.checksumSHA256 { try checkChecksum(cmd.path, want) }
@@ -144,13 +193,28 @@ public final class PluginClient: @unchecked Sendable {
         } catch let e as IOError {
             throw ConnectError.local(.resource, explainSpawnFailure(cmd.path, e))
         }
-        cond.withLock { process = child }
+        let gen: Int = cond.withLock {
+            generation += 1
+            process = child
+            exit = nil
+            line = nil
+            lineError = nil
+            stdoutBuffer = []
+            stderrBuffer = []
+            junk = []
+            lastStderr = []
+            stderrClosed = false
+            discarding = false
+            logParser = HCLogParser()
+            return generation
+        }
         PluginRegistry.shared.add(self)
         let loop = try EventLoopGroup.shared().next()
         _ = child.watch(on: loop,
-                        stdout: FDReader.Handler(data: { [self] b in stdoutBytes(b) }, end: { _ in }),
-                        stderr: FDReader.Handler(data: { [self] b in stderrBytes(b) }, end: { [self] _ in stderrEnded() }),
-                        exit: { [self] status in exited(status) })
+                        stdout: FDReader.Handler(data: { [self] b in if isCurrent(gen) { stdoutBytes(b) } }, end: { _ in }),
+                        stderr: FDReader.Handler(data: { [self] b in if isCurrent(gen) { stderrBytes(b) } },
+                                                 end: { [self] _ in if isCurrent(gen) { stderrEnded() } }),
+                        exit: { [self] status in if isCurrent(gen) { exited(status) } })
         let deadline = monotonicNowNs() &+ UInt64(max(0, config.startTimeoutMs)) &* 1_000_000
         let outcome: Result<HandshakeLine, ConnectError> = cond.withLock {
             while line == nil && lineError == nil && exit == nil {
@@ -201,18 +265,24 @@ public final class PluginClient: @unchecked Sendable {
             hardKill()
             throw error
         }
-        cond.withLock { client = c }
+        let old: RPCClient? = cond.withLock {
+            defer { client = c }
+            return client
+        }
+        old?.close()
         startThread(name: "cp-plugin-stdio") { [self] in drainStdio(c) }
         return hs
     }
 
+    private func isCurrent(_ gen: Int) -> Bool { cond.withLock { generation == gen } }
+
     /// The connection to the plugin's services (shared by everything dispensed from it).
     public func dispense(_ plugin: String) throws -> RPCClient {
         try cond.withLock {
-            guard let c = client, let l = line else {
+            guard let c = dispensed, let l = line else {
                 throw ConnectError.local(.state, "plugin \(name) is not started; call start() first")
             }
-            if let e = exit { throw ConnectError(.unavailable, "plugin \(name) \(e)") }
+            if let e = exit, !restarting { throw ConnectError(.unavailable, "plugin \(name) \(e)") }
             let names = config.versionedPlugins[l.appVersion] ?? []
             guard names.contains(plugin) else {
                 throw ConnectError.local(.invalidArgument, "plugin \"\(plugin)\" is not in this host's plugin set for version \(l.appVersion) "
@@ -236,6 +306,7 @@ public final class PluginClient: @unchecked Sendable {
         let (c, p, first): (RPCClient?, ChildProcess?, Bool) = cond.withLock {
             let f = !killed
             killed = true
+            cond.broadcast()  // a restart loop waiting out its backoff stops
             return (client, process, f)
         }
         guard first else {
@@ -257,6 +328,13 @@ public final class PluginClient: @unchecked Sendable {
         }
         c?.close()
         PluginRegistry.shared.remove(self)
+        // The exit hooks run on the I/O thread after the exit is recorded: return after them.
+        let until = monotonicNowNs() &+ 5_000_000_000
+        cond.withLock {
+            while (exit != nil || restarting) && !exitNotified {
+                if !cond.wait(untilNs: until) { break }
+            }
+        }
     }
 
     /// Managed mode: kills every plugin this process started and has not stopped (each as `kill`,
@@ -316,7 +394,7 @@ public final class PluginClient: @unchecked Sendable {
 
     private func hardKill() {
         let p: ChildProcess? = cond.withLock {
-            killed = true
+            discarding = true
             return process
         }
         _ = p?.sendSignal(SIGKILL)
@@ -417,17 +495,84 @@ public final class PluginClient: @unchecked Sendable {
     }
 
     private func exited(_ status: ProcessExitStatus) {
-        let hooks: [@Sendable (ProcessExitStatus) -> Void] = cond.withLock {
+        let (expected, restart, wasKilled, failedStart): (Bool, Bool, Bool, Bool) = cond.withLock {
             exit = status
             cond.broadcast()
+            let expected = killed || discarding
+            // Restart only a plugin that was up (a failed start is the caller's error) and not stopped.
+            let r = !expected && line != nil && client != nil && !restarting
+                && config.restart.map { restartCount < $0.maxRestarts } == true
+            if r { restarting = true }
+            return (expected, r, killed || (discarding && !restarting), discarding && !killed)
+        }
+        if wasKilled { PluginRegistry.shared.remove(self) }
+        log(LogRecord(level: expected ? .debug : .warn, message: "plugin process exited", fields: [("status", "\(status)")]))
+        if failedStart { return }  // a failed (re)launch: its caller reports it
+        if restart {
+            startThread(name: "cp-plugin-restart") { [self] in restartLoop() }
+            return
+        }
+        notifyExit(status)
+    }
+
+    /// The plugin ended for good: the exit hooks run once.
+    private func notifyExit(_ status: ProcessExitStatus) {
+        let hooks: [@Sendable (ProcessExitStatus) -> Void] = cond.withLock {
+            if exitNotified { return [] }
             let h = exitHooks
             exitHooks = []
             return h
         }
-        let expected = cond.withLock { killed }
-        if expected { PluginRegistry.shared.remove(self) }
-        log(LogRecord(level: expected ? .debug : .warn, message: "plugin process exited", fields: [("status", "\(status)")]))
         for h in hooks { h(status) }
+        cond.withLock {
+            exitNotified = true
+            cond.broadcast()
+        }
+    }
+
+    /// Relaunches with exponential backoff until a launch succeeds, the limit is reached or the
+    /// host kills the plugin.
+    private func restartLoop() {
+        guard let policy = config.restart else { return }
+        var backoff = max(1, policy.initialBackoffMs)
+        while true {
+            let stop: Bool = cond.withLock {
+                let until = monotonicNowNs() &+ UInt64(backoff) &* 1_000_000
+                while !killed {
+                    if !cond.wait(untilNs: until) { break }
+                }
+                if killed || restartCount >= policy.maxRestarts { return true }
+                restartCount += 1
+                return false
+            }
+            if stop { break }
+            let n = restarts
+            log(LogRecord(level: .warn, message: "restarting the plugin", fields: [("restart", "\(n)"), ("of", "\(policy.maxRestarts)")]))
+            do {
+                try launch()
+                let keep: Bool = cond.withLock {
+                    if killed { return false }
+                    restarting = false
+                    cond.broadcast()
+                    return true
+                }
+                if keep {
+                    log(LogRecord(level: .info, message: "plugin restarted", fields: [("pid", "\(pid ?? 0)")]))
+                    return
+                }
+                hardKill()
+                break
+            } catch {
+                log(LogRecord(level: .error, message: "restarting the plugin failed", fields: [("error", "\(error)")]))
+            }
+            backoff = min(max(1, policy.maxBackoffMs), backoff &* 2)
+        }
+        let last: ProcessExitStatus = cond.withLock {
+            restarting = false
+            cond.broadcast()
+            return exit ?? .unknown("not restarted")
+        }
+        notifyExit(last)
     }
 
     private func drainStdio(_ c: RPCClient) {
@@ -526,4 +671,34 @@ final class PluginSpawner: @unchecked Sendable {
             job()
         }
     }
+}
+
+/// The transport of what `dispense` returns: every call goes to the plugin's current connection, so
+/// dispensed clients keep working after a restart. Closing it leaves the connection (kill closes it).
+final class PluginTransport: ClientTransport, @unchecked Sendable {
+    private weak var plugin: PluginClient?
+    private let fallback: any ClientTransport
+
+    init(_ plugin: PluginClient, initial: any ClientTransport) {
+        self.plugin = plugin
+        fallback = initial
+    }
+
+    private var current: any ClientTransport { plugin?.currentClient?.transport ?? fallback }
+
+    func execute(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutNs: UInt64?,
+                 completion: @escaping (Result<HTTPResponse, HTTPError>) -> Void) {
+        current.execute(method: method, path: path, headers: headers, body: body, timeoutNs: timeoutNs, completion: completion)
+    }
+
+    func stream(method: String, path: String, headers: HTTPHeaders, timeoutNs: UInt64?) -> HTTPClientCall {
+        current.stream(method: method, path: path, headers: headers, timeoutNs: timeoutNs)
+    }
+
+    func stream(method: String, path: String, headers: HTTPHeaders, body: [UInt8], endStream: Bool,
+                timeoutNs: UInt64?) -> HTTPClientCall {
+        current.stream(method: method, path: path, headers: headers, body: body, endStream: endStream, timeoutNs: timeoutNs)
+    }
+
+    func close() {}
 }

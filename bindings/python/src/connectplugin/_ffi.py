@@ -691,6 +691,11 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         [POINTER(connectplugin_plugin_client_config), c_char_p, _errpp],
     ),
     "connectplugin_plugin_cleanup_all": (None, []),
+    "connectplugin_plugin_client_config_set_restart": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_int32, c_int64, c_int64, _errpp],
+    ),
+    "connectplugin_plugin_client_restart_count": (c_int32, [POINTER(connectplugin_plugin_client)]),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

@@ -34,7 +34,11 @@ class PluginClient(_ffi.Managed):
     the process's end; a call in flight when the plugin dies fails with unavailable, naming the plugin
     and its exit status. Every plugin still running when the interpreter exits is stopped
     (:func:`cleanup_plugins`, registered with ``atexit``), and none outlives a host that is killed
-    (the library spawns it with the parent-death signal SIGKILL)."""
+    (the library spawns it with the parent-death signal SIGKILL).
+
+    ``max_restarts`` (default 0: never): a plugin that exits unexpectedly is relaunched after a backoff
+    (``restart_backoff_ms``: initial, maximum; doubling) at most that many times; dispensed clients
+    keep working. :attr:`restarts` counts the relaunches."""
 
     _kind = "plugin client"
 
@@ -49,6 +53,8 @@ class PluginClient(_ffi.Managed):
         start_timeout_ms: Optional[int] = None,
         kill_grace_ms: Optional[int] = None,
         sha256: Optional[str] = None,
+        max_restarts: int = 0,
+        restart_backoff_ms: Tuple[int, int] = (100, 5000),
     ) -> None:
         if not command:
             raise ValueError("command must name the plugin binary")
@@ -79,6 +85,9 @@ class PluginClient(_ffi.Managed):
                 call(_ffi.connectplugin_plugin_client_config_set_start_timeout_ms, int(start_timeout_ms))
             if kill_grace_ms is not None:
                 call(_ffi.connectplugin_plugin_client_config_set_kill_grace_ms, int(kill_grace_ms))
+            if max_restarts:
+                call(_ffi.connectplugin_plugin_client_config_set_restart, int(max_restarts), int(restart_backoff_ms[0]),
+                     int(restart_backoff_ms[1]))
             if sha256 is not None:
                 call(_ffi.connectplugin_plugin_client_config_set_checksum_sha256, _ffi.as_cstr(sha256, "sha256"))
             out = POINTER(_ffi.connectplugin_plugin_client)()
@@ -130,6 +139,12 @@ class PluginClient(_ffi.Managed):
         """go-plugin's Ping: grpc.health.v1.Health/Check for "plugin"; raises when not serving."""
         err = _ffi.new_error_out()
         check(_ffi.connectplugin_plugin_client_ping(self._ptr(), int(timeout_ms), byref(err)), err, "ping")
+
+    @property
+    def restarts(self) -> int:
+        """How many times the restart policy relaunched the plugin."""
+        h = self._handle
+        return 0 if h is None else int(_ffi.connectplugin_plugin_client_restart_count(h))
 
     def on_exit(self, callback: Callable[[str, int], None]) -> None:
         """Calls ``callback(kind, value)`` once when the plugin process ended — ("exited", status),
