@@ -1342,7 +1342,7 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectpl
  * found or not executable, wrong architecture, exited before the handshake (with its exit status
  * and the last lines of its stderr), no handshake within the start timeout, junk on stdout before
  * the line (up to 16 lines are skipped and logged), no common version (both sides listed).
- * Not yet: AutoMTLS, reattach, a log callback, restart policies.
+ * Not yet: AutoMTLS, reattach, a log callback.
  */
 
 typedef struct connectplugin_plugin_client_config connectplugin_plugin_client_config;

@@ -1,5 +1,6 @@
 // C ABI: the host side of the runtime (connectplugin_plugin_client_*): launch a plugin binary,
-// handshake, dispense a connectplugin_client, ping, kill. All logic is in ConnectPluginRuntime's
+// handshake, dispense a connectplugin_client, ping, kill; exit notification, SecureConfig, restart
+// policy, managed-mode cleanup. All logic is in ConnectPluginRuntime's
 // PluginClient.
 import CConnectPluginABI
 import ConnectPlugin

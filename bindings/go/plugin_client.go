@@ -322,3 +322,39 @@ func (p *PluginClient) Restarts() int {
 	defer p.mu.RUnlock()
 	return int(C.connectplugin_plugin_client_restart_count(p._ptr))
 }
+
+// WaitExit blocks until the plugin process ended or timeout passed (negative: no limit) and
+// reports as Exited. It waits in short slices, so Kill from another goroutine is not held up.
+func (p *PluginClient) WaitExit(timeout time.Duration) (status int, signaled bool, ok bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		slice := 100 * time.Millisecond
+		if timeout >= 0 {
+			if left := time.Until(deadline); left < slice {
+				slice = left
+			}
+			if slice < 0 {
+				slice = 0
+			}
+		}
+		p.mu.RLock()
+		if p._ptr == nil {
+			p.mu.RUnlock()
+			return p.endStatus, p.endSignaled, p.ended
+		}
+		var v C.int32_t
+		kind := C.connectplugin_plugin_client_wait_exit(p._ptr, C.int64_t(durationToMs(slice)), &v)
+		p.mu.RUnlock()
+		switch kind {
+		case 1:
+			return int(v), false, true
+		case 2:
+			return int(v), true, true
+		case 3:
+			return -1, false, true
+		}
+		if timeout >= 0 && !time.Now().Before(deadline) {
+			return 0, false, false
+		}
+	}
+}
