@@ -1436,8 +1436,8 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_logger(co
  * and the last lines of its stderr), no handshake within the start timeout, junk on stdout before
  * the line (up to 16 lines are skipped and logged), no common version (both sides listed).
  * Also: a plugin by endpoint URL (remote mode), by reattach information, or in process
- * (connectplugin_plugin_client_config_new_url, _new_reattach, connectplugin_plugin_serve_in_process).
- * Not yet: restart policies.
+ * (connectplugin_plugin_client_config_new_url, _new_reattach, connectplugin_plugin_serve_in_process);
+ * exit notification, SecureConfig checksums, managed mode and a restart policy (below).
  */
 
 typedef struct connectplugin_plugin_client_config connectplugin_plugin_client_config;
@@ -1667,6 +1667,81 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_new_re
  *        URL. Any thread.
  */
 CONNECTPLUGIN_API const char *connectplugin_plugin_client_reattach_info(const connectplugin_plugin_client *plugin);
+
+/*
+ * Plugin lifecycle: exit notification, SecureConfig, managed mode.
+ * A call in flight (or made later) when the plugin process dies fails with
+ * CONNECTPLUGIN_ERR_RPC, code unavailable, and a message naming the plugin, its pid and its exit
+ * status. Every plugin is spawned from one long-lived thread of the library with the parent-death
+ * signal SIGKILL (Linux PR_SET_PDEATHSIG), so no plugin outlives a host process that is killed;
+ * connectplugin_plugin_cleanup_all stops them gracefully.
+ */
+
+/**
+ * @brief Called once when a plugin process ended: @p kind and @p value as
+ *        connectplugin_plugin_client_exit_status returns them (1 exited / status, 2 signal /
+ *        number, 3 unknown / 0). Runs on a library I/O thread: keep it short, do not call
+ *        connectplugin_plugin_client_kill or _free from it.
+ */
+typedef void (*connectplugin_plugin_exit_func)(int32_t kind, int32_t value, void *user_data);
+/**
+ * @brief Registers @p on_exit for @p plugin's exit. Called exactly once: on an I/O thread when the
+ *        process ends (expected or not), or at once on the calling thread if it already ended.
+ *        Several registrations are allowed. Thread-safe.
+ * @param finalizer  May be NULL. Called exactly once with @p user_data: right after @p on_exit ran,
+ *        or before this returns an error.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p plugin or @p on_exit is NULL.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_on_exit(connectplugin_plugin_client *plugin,
+                                                                           connectplugin_plugin_exit_func on_exit,
+                                                                           void *user_data, connectplugin_free_func finalizer,
+                                                                           connectplugin_error **out_error);
+/**
+ * @brief Blocks until the plugin process ended or @p timeout_ms passed (negative: no limit; 0:
+ *        just look). Returns as connectplugin_plugin_client_exit_status: 0 while it runs (or if
+ *        @p plugin is NULL), else 1, 2 or 3 with *out_value set. @p out_value may be NULL.
+ *        Thread-safe.
+ */
+CONNECTPLUGIN_API int32_t connectplugin_plugin_client_wait_exit(connectplugin_plugin_client *plugin, int64_t timeout_ms,
+                                                                int32_t *out_value);
+/**
+ * @brief SecureConfig: connectplugin_plugin_client_start computes the binary's SHA-256 and refuses
+ *        to launch it (CONNECTPLUGIN_ERR_RPC, code permission_denied, the message naming the
+ *        expected and the actual digest) unless it equals @p sha256_hex (64 hex digits, either
+ *        case; NULL: no check, the default). Copied.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL or @p sha256_hex is not 64 hex digits.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_checksum_sha256(connectplugin_plugin_client_config *config,
+                                                                                              const char *sha256_hex,
+                                                                                              connectplugin_error **out_error);
+/**
+ * @brief Managed mode: stops every plugin this process started and has not stopped yet (each as
+ *        connectplugin_plugin_client_kill, all in parallel) and returns when all ended. Call it
+ *        before the host exits (the Python binding does at exit; Go: connectplugin.CleanupPlugins).
+ *        The plugin handles stay valid (free them as usual). Thread-safe; calling it again is OK.
+ */
+CONNECTPLUGIN_API void connectplugin_plugin_cleanup_all(void);
+/**
+ * @brief Restart policy (off by default, as go-plugin): when the plugin exits unexpectedly (not
+ *        by connectplugin_plugin_client_kill), it is relaunched after @p initial_backoff_ms
+ *        (0: 100), doubling up to @p max_backoff_ms (0: 5000), at most @p max_restarts times in
+ *        the plugin client's life (0: no restarts), and handshaked again. Clients from
+ *        connectplugin_plugin_client_dispense keep working: they send to the current process.
+ *        A call in flight when the plugin died still fails (unavailable, naming its exit status);
+ *        calls during the relaunch fail unavailable too. The exit callback runs once, when the
+ *        plugin ended for good (killed, the limit reached, or a relaunch kept failing).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL or a value is negative.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_config_set_restart(connectplugin_plugin_client_config *config,
+                                                                                      int32_t max_restarts,
+                                                                                      int64_t initial_backoff_ms,
+                                                                                      int64_t max_backoff_ms,
+                                                                                      connectplugin_error **out_error);
+/** @brief How many times the restart policy relaunched @p plugin (0 if NULL). Thread-safe. */
+CONNECTPLUGIN_API int32_t connectplugin_plugin_client_restart_count(const connectplugin_plugin_client *plugin);
 
 #ifdef __cplusplus
 }

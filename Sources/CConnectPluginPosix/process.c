@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -57,6 +58,70 @@ int cp_spawn(const char *path, char *const argv[], char *const envp[], int searc
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return rc == 0 ? 0 : -rc;
+}
+
+static int cp_dup_to(int fd, int target) {
+    if (fd < 0) return 0;
+    if (fd == target) {
+        int flags = fcntl(fd, F_GETFD);
+        return (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) ? -1 : 0;
+    }
+    return dup2(fd, target) < 0 ? -1 : 0;
+}
+
+int cp_spawn_ex(const char *path, char *const argv[], char *const envp[], int search_path,
+                int stdin_fd, int stdout_fd, int stderr_fd, const char *cwd, int death_signal, int *pid_out) {
+    int errpipe[2];
+    pid_t parent, pid;
+    int child_errno = 0;
+    ssize_t n;
+    if (death_signal == 0) return cp_spawn(path, argv, envp, search_path, stdin_fd, stdout_fd, stderr_fd, cwd, pid_out);
+    if (!path || !argv || !pid_out) return -EINVAL;
+    if (pipe2(errpipe, O_CLOEXEC) < 0) return -errno;
+    parent = getpid();
+    pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(errpipe[0]);
+        close(errpipe[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        /* The child: async-signal-safe calls only. */
+        sigset_t none;
+        struct sigaction dfl;
+        int sig, e;
+        char *const *env = envp ? envp : environ;
+        if (prctl(PR_SET_PDEATHSIG, (unsigned long)death_signal, 0, 0, 0) < 0) goto fail;
+        if (getppid() != parent) raise(death_signal);
+        if (cp_dup_to(stdin_fd, 0) < 0 || cp_dup_to(stdout_fd, 1) < 0 || cp_dup_to(stderr_fd, 2) < 0) goto fail;
+        if (cwd && chdir(cwd) < 0) goto fail;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (sig = 1; sig < 65; sig++) {
+            if (sig != SIGKILL && sig != SIGSTOP) (void)sigaction(sig, &dfl, NULL);
+        }
+        sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        if (search_path) execvpe(path, argv, env);
+        else execve(path, argv, env);
+    fail:
+        e = errno;
+        (void)!write(errpipe[1], &e, sizeof e);
+        _exit(127);
+    }
+    close(errpipe[1]);
+    do {
+        n = read(errpipe[0], &child_errno, sizeof child_errno);
+    } while (n < 0 && errno == EINTR);
+    close(errpipe[0]);
+    if (n == (ssize_t)sizeof child_errno) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return -(child_errno ? child_errno : EIO);
+    }
+    *pid_out = (int)pid;
+    return 0;
 }
 
 int cp_pidfd_open(int pid) {

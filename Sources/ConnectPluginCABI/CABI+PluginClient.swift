@@ -1,5 +1,6 @@
 // C ABI: the host side of the runtime (connectplugin_plugin_client_*): launch a plugin binary,
-// handshake, dispense a connectplugin_client, ping, kill. All logic is in ConnectPluginRuntime's
+// handshake, dispense a connectplugin_client, ping, kill; exit notification, SecureConfig, restart
+// policy, managed-mode cleanup. All logic is in ConnectPluginRuntime's
 // PluginClient.
 import CConnectPluginABI
 import ConnectPlugin
@@ -262,4 +263,94 @@ public func connectplugin_plugin_client_config_new_reattach(_ key: UnsafePointer
 @_cdecl("connectplugin_plugin_client_reattach_info")
 public func connectplugin_plugin_client_reattach_info(_ p: OpaquePointer?) -> UnsafePointer<CChar>? {
     unbox(p, as: PluginClientBox.self)?.reattach?.cString
+}
+
+// MARK: Lifecycle: exit notification, SecureConfig, managed mode
+
+/// (kind, value) as connectplugin_plugin_client_exit_status reports them.
+private func exitKind(_ s: ProcessExitStatus) -> (Int32, Int32) {
+    switch s {
+    case .exited(let c): return (1, c)
+    case .signaled(let sig): return (2, sig)
+    case .unknown: return (3, 0)
+    }
+}
+
+/// A C exit callback and its user_data (called once, then finalized).
+private final class ExitHook: @unchecked Sendable {
+    let fn: connectplugin_plugin_exit_func
+    let ud: UserData
+    init(_ fn: connectplugin_plugin_exit_func, _ ud: UserData) {
+        self.fn = fn
+        self.ud = ud
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_on_exit")
+public func connectplugin_plugin_client_on_exit(_ p: OpaquePointer?, _ fn: connectplugin_plugin_exit_func?,
+                                                _ userData: UnsafeMutableRawPointer?, _ finalizer: connectplugin_free_func?,
+                                                _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    let ud = UserData(userData, finalizer)
+    let rc = guarded(err) {
+        let pc = try pluginClientArg(p)
+        guard let fn else { throw ConnectError.local(.invalidArgument, "the exit callback is NULL") }
+        let hook = ExitHook(fn, ud)
+        pc.onExit { status in
+            let (kind, value) = exitKind(status)
+            hook.fn(kind, value, hook.ud.pointer)
+            hook.ud.finalize()
+        }
+    }
+    if rc != CONNECTPLUGIN_OK { ud.finalize() }
+    return rc
+}
+
+@_cdecl("connectplugin_plugin_client_wait_exit")
+public func connectplugin_plugin_client_wait_exit(_ p: OpaquePointer?, _ timeoutMs: Int64, _ outValue: UnsafeMutablePointer<Int32>?) -> Int32 {
+    outValue?.pointee = 0
+    guard let pc = try? pluginClientArg(p) else { return 0 }
+    let until = timeoutMs < 0 ? UInt64.max : monotonicNowNs() &+ UInt64(timeoutMs) &* 1_000_000
+    guard pc.waitExit(untilNs: until), let s = pc.exitStatus else { return 0 }
+    let (kind, value) = exitKind(s)
+    outValue?.pointee = value
+    return kind
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_checksum_sha256")
+public func connectplugin_plugin_client_config_set_checksum_sha256(_ c: OpaquePointer?, _ hex: UnsafePointer<CChar>?,
+                                                                   _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        let h = str(hex)
+        if let h, h.utf8.count != 64 || !h.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }) {
+            throw ConnectError.local(.invalidArgument, "the SHA-256 must be 64 hex digits (e.g. the first field of sha256sum's output), got \"\(h)\"")
+        }
+        b.lock.withLock { b.config.checksumSHA256 = h }
+    }
+}
+
+@_cdecl("connectplugin_plugin_cleanup_all")
+public func connectplugin_plugin_cleanup_all() {
+    PluginClient.cleanupAll()
+}
+
+@_cdecl("connectplugin_plugin_client_config_set_restart")
+public func connectplugin_plugin_client_config_set_restart(_ c: OpaquePointer?, _ maxRestarts: Int32, _ initialBackoffMs: Int64,
+                                                           _ maxBackoffMs: Int64,
+                                                           _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    guarded(err) {
+        let b = try hostConfigArg(c)
+        if maxRestarts < 0 || initialBackoffMs < 0 || maxBackoffMs < 0 {
+            throw ConnectError.local(.invalidArgument, "the restart limit and backoffs must not be negative")
+        }
+        let policy = maxRestarts == 0 ? nil : RestartPolicy(maxRestarts: Int(maxRestarts), initialBackoffMs: initialBackoffMs > 0 ? initialBackoffMs : 100,
+                                                            maxBackoffMs: maxBackoffMs > 0 ? maxBackoffMs : 5000)
+        b.lock.withLock { b.config.restart = policy }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_restart_count")
+public func connectplugin_plugin_client_restart_count(_ p: OpaquePointer?) -> Int32 {
+    guard let pc = try? pluginClientArg(p) else { return 0 }
+    return Int32(truncatingIfNeeded: pc.restarts)
 }

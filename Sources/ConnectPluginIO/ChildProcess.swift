@@ -7,8 +7,8 @@
 // event-loop group, so no zombie remains whatever the caller does. A watched child's status stays on
 // the handle (`exitStatus`). `ExitWaiter` is the one wait (pidfd or polling) behind both. `FDReader` is the pipe reader, usable for any non-blocking readable fd.
 //
-// Not here yet: a child that dies with its parent. The plugin launcher will need it, and should know:
-// posix_spawn cannot set it; Linux's PR_SET_PDEATHSIG (prctl in the child between fork/vfork and
+// A child that dies with its parent: `parentDeathSignal` (fork/exec with PR_SET_PDEATHSIG, since
+// posix_spawn cannot set it); Linux's PR_SET_PDEATHSIG (prctl in the child between fork/vfork and
 // exec) fires when the *thread* that spawned the child exits, not the process, so the launcher must
 // spawn from a thread that lives as long as the runtime (a dedicated launcher thread, not a pool or
 // caller thread), and the child must check getppid() right after prctl (the parent may already be
@@ -89,10 +89,13 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `executable` (looked up in PATH when `searchPath` and it has no slash) with `arguments`
     /// (without argv[0], which is `executable`). `environment` holds "NAME=value" entries (nil: this
-    /// process's environment).
+    /// process's environment). `parentDeathSignal` (0: none) is sent to the child when the calling
+    /// *thread* ends (Linux PR_SET_PDEATHSIG, through fork/exec instead of posix_spawn): call it from
+    /// a thread that lives as long as the process (the plugin launcher's spawner thread).
     public static func spawn(_ executable: String, arguments: [String] = [], environment: [String]? = nil,
                              searchPath: Bool = true, workingDirectory: String? = nil,
-                             stdin: StdioMode = .null, stdout: StdioMode = .pipe, stderr: StdioMode = .pipe)
+                             stdin: StdioMode = .null, stdout: StdioMode = .pipe, stderr: StdioMode = .pipe,
+                             parentDeathSignal: Int32 = 0)
         throws -> ChildProcess
     {
         if executable.isEmpty { throw IOError(.invalidArgument, "spawn: the executable name is empty") }
@@ -155,9 +158,11 @@ public final class ChildProcess: @unchecked Sendable {
         let rc: Int32 = cArgs.withUnsafeMutableBufferPointer { argvBuf in
             func run(_ envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
                 if let wd = workingDirectory {
-                    return cp_spawn(executable, argvBuf.baseAddress, envp, searchPath ? 1 : 0, i.child, o.child, e.child, wd, &pid)
+                    return cp_spawn_ex(executable, argvBuf.baseAddress, envp, searchPath ? 1 : 0, i.child, o.child, e.child, wd,
+                                       parentDeathSignal, &pid)
                 }
-                return cp_spawn(executable, argvBuf.baseAddress, envp, searchPath ? 1 : 0, i.child, o.child, e.child, nil, &pid)
+                return cp_spawn_ex(executable, argvBuf.baseAddress, envp, searchPath ? 1 : 0, i.child, o.child, e.child, nil,
+                                   parentDeathSignal, &pid)
             }
             if var env = cEnv {
                 return env.withUnsafeMutableBufferPointer { run($0.baseAddress) }

@@ -355,6 +355,40 @@ static void test_calls(void) {
     connectplugin_server_free(s);
 }
 
+/* The plugin lifecycle functions: NULL arguments, bad values, finalizers on errors, the
+   checksum refusing a binary (this test program's own, whose digest is not all zeros). */
+static void never_exit(int32_t kind, int32_t value, void *user_data) {
+    (void)kind;
+    (void)value;
+    (void)user_data;
+}
+static void test_plugin_lifecycle(void) {
+    atomic_int finalized = 0;
+    int32_t v = 7;
+    connectplugin_plugin_client_config *c = NULL;
+    connectplugin_plugin_client *p = NULL;
+    EXPECT_INVALID("plugin_client_on_exit NULL plugin",
+                   connectplugin_plugin_client_on_exit(NULL, never_exit, &finalized, count_free, &err));
+    CHECK(atomic_load(&finalized) == 1, "on_exit's finalizer runs on an error");
+    CHECK(connectplugin_plugin_client_wait_exit(NULL, 0, &v) == 0 && v == 0, "wait_exit(NULL) is 0");
+    CHECK(connectplugin_plugin_client_restart_count(NULL) == 0, "restart_count(NULL) is 0");
+    connectplugin_plugin_cleanup_all(); /* nothing started: a no-op */
+    EXPECT_INVALID("config_set_checksum_sha256 NULL config", connectplugin_plugin_client_config_set_checksum_sha256(NULL, NULL, &err));
+    EXPECT_INVALID("config_set_restart NULL config", connectplugin_plugin_client_config_set_restart(NULL, 1, 0, 0, &err));
+    EXPECT_OK("plugin_client_config_new", connectplugin_plugin_client_config_new("K", "V", "/proc/self/exe", &c, &err));
+    EXPECT_OK("config_add_plugin", connectplugin_plugin_client_config_add_plugin(c, 1, "p", &err));
+    EXPECT_INVALID("config_set_checksum_sha256 not hex", connectplugin_plugin_client_config_set_checksum_sha256(c, "xyz", &err));
+    EXPECT_INVALID("config_set_restart negative", connectplugin_plugin_client_config_set_restart(c, -1, 0, 0, &err));
+    EXPECT_OK("config_set_restart", connectplugin_plugin_client_config_set_restart(c, 3, 10, 100, &err));
+    EXPECT_OK("config_set_checksum_sha256",
+              connectplugin_plugin_client_config_set_checksum_sha256(
+                  c, "0000000000000000000000000000000000000000000000000000000000000000", &err));
+    EXPECT(CONNECTPLUGIN_ERR_RPC, CONNECTPLUGIN_CODE_PERMISSION_DENIED, "start refuses a binary with another SHA-256",
+           connectplugin_plugin_client_start(c, &p, &err));
+    CHECK(p == NULL, "no plugin after a refused start");
+    connectplugin_plugin_client_config_free(c);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     alarm(300); /* A hang fails the run (SIGALRM) instead of blocking it. */
@@ -363,6 +397,7 @@ int main(void) {
     test_server_states();
     test_client_options();
     test_calls();
+    test_plugin_lifecycle();
     printf("c-tests: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 && g_passed > 0 ? 0 : 1;
 }

@@ -3,11 +3,13 @@ package connectplugin
 /*
 #include <stdlib.h>
 #include "connectplugin.h"
+#include "shims.h"
 */
 import "C"
 
 import (
 	"runtime"
+	"runtime/cgo"
 	"sort"
 	"sync"
 	"time"
@@ -57,6 +59,21 @@ type PluginClientConfig struct {
 	// Kill calls Shutdown, then signals the pid (SIGTERM, SIGKILL) until it is gone; Exited then
 	// reports ok with status -1 (the status goes to the host that started it).
 	Reattach string
+	// SHA256 is SecureConfig: the binary's expected SHA-256 in hex (as sha256sum prints it); when
+	// set, StartPlugin refuses a binary whose digest differs (CodePermissionDenied, both digests in
+	// the message).
+	SHA256 string
+	// Restart relaunches a plugin that exited unexpectedly (zero value: never, go-plugin's way).
+	Restart RestartPolicy
+}
+
+// RestartPolicy: at most MaxRestarts relaunches in the client's life, the first after
+// InitialBackoff (0: 100 ms), doubling up to MaxBackoff (0: 5 s). Dispensed clients keep working
+// across a restart; calls in flight when the plugin died fail with CodeUnavailable.
+type RestartPolicy struct {
+	MaxRestarts    int
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
 }
 
 // PluginClient is a running plugin process this host launched (go-plugin's *plugin.Client).
@@ -66,6 +83,21 @@ type PluginClient struct {
 	// How it ended, kept when Kill frees the handle.
 	endStatus          int
 	endSignaled, ended bool
+	exit               *pluginExit
+}
+
+// pluginExit is closed by the library's exit callback (an I/O thread).
+type pluginExit struct {
+	once sync.Once
+	done chan struct{}
+}
+
+//export goPluginExit
+func goPluginExit(kind, value C.int32_t, h C.uintptr_t) {
+	defer func() { _ = recover() }() // a panic must never unwind into C
+	if e, ok := cgo.Handle(h).Value().(*pluginExit); ok && e != nil {
+		e.once.Do(func() { close(e.done) })
+	}
 }
 
 // StartPlugin launches the plugin binary with go-plugin's environment, waits for its handshake
@@ -211,11 +243,32 @@ func StartPlugin(cfg PluginClientConfig) (*PluginClient, error) {
 			return nil, err
 		}
 	}
+	if cfg.Restart.MaxRestarts > 0 {
+		if err := check(C.connectplugin_plugin_client_config_set_restart(config, C.int32_t(cfg.Restart.MaxRestarts),
+			C.int64_t(durationToMs(cfg.Restart.InitialBackoff)), C.int64_t(durationToMs(cfg.Restart.MaxBackoff)), &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.SHA256 != "" {
+		ch, err := cs("SHA-256", cfg.SHA256)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(C.connectplugin_plugin_client_config_set_checksum_sha256(config, ch, &cerr), &cerr); err != nil {
+			return nil, err
+		}
+	}
 	var p *C.connectplugin_plugin_client
 	if err := check(C.connectplugin_plugin_client_start(config, &p, &cerr), &cerr); err != nil {
 		return nil, err
 	}
-	pc := &PluginClient{_ptr: p}
+	pc := &PluginClient{_ptr: p, exit: &pluginExit{done: make(chan struct{})}}
+	_, ud := newUserData(pc.exit)
+	if err := check(C.connectplugin_plugin_client_on_exit(p, C.connectplugin_plugin_exit_func(C.go_plugin_exit_trampoline),
+		C.go_handle_to_user_data(ud), C.connectplugin_free_func(C.go_free_trampoline), &cerr), &cerr); err != nil {
+		C.connectplugin_plugin_client_free(p)
+		return nil, err
+	}
 	runtime.SetFinalizer(pc, (*PluginClient).Kill)
 	return pc, nil
 }
@@ -321,4 +374,62 @@ func (p *PluginClient) Kill() {
 	p.endStatus, p.endSignaled, p.ended = p.exited()
 	C.connectplugin_plugin_client_free(p._ptr)
 	p._ptr = nil
+}
+
+// Done is closed when the plugin process has ended, expectedly (Kill) or not (a crash); Exited
+// then tells how. Calls in flight when it died fail with CodeUnavailable, the message naming the
+// plugin and its exit status.
+func (p *PluginClient) Done() <-chan struct{} {
+	return p.exit.done
+}
+
+// CleanupPlugins stops every plugin this process started and has not killed (go-plugin's
+// CleanupClients), in parallel, and returns when all ended. Call it (e.g. deferred in main)
+// before the host exits. Plugins never outlive a host that is killed: the library gives them
+// the parent-death signal SIGKILL.
+func CleanupPlugins() {
+	C.connectplugin_plugin_cleanup_all()
+}
+
+// Restarts is how many times the restart policy relaunched the plugin.
+func (p *PluginClient) Restarts() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return int(C.connectplugin_plugin_client_restart_count(p._ptr))
+}
+
+// WaitExit blocks until the plugin process ended or timeout passed (negative: no limit) and
+// reports as Exited. It waits in short slices, so Kill from another goroutine is not held up.
+func (p *PluginClient) WaitExit(timeout time.Duration) (status int, signaled bool, ok bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		slice := 100 * time.Millisecond
+		if timeout >= 0 {
+			if left := time.Until(deadline); left < slice {
+				slice = left
+			}
+			if slice < 0 {
+				slice = 0
+			}
+		}
+		p.mu.RLock()
+		if p._ptr == nil {
+			p.mu.RUnlock()
+			return p.endStatus, p.endSignaled, p.ended
+		}
+		var v C.int32_t
+		kind := C.connectplugin_plugin_client_wait_exit(p._ptr, C.int64_t(durationToMs(slice)), &v)
+		p.mu.RUnlock()
+		switch kind {
+		case 1:
+			return int(v), false, true
+		case 2:
+			return int(v), true, true
+		case 3:
+			return -1, false, true
+		}
+		if timeout >= 0 && !time.Now().Before(deadline) {
+			return 0, false, false
+		}
+	}
 }

@@ -39,6 +39,10 @@ void go_log_trampoline(const char *plugin, int32_t level, const char *message, c
                 (uintptr_t)user_data);
 }
 
+void go_plugin_exit_trampoline(int32_t kind, int32_t value, void *user_data) {
+    goPluginExit(kind, value, (uintptr_t)user_data);
+}
+
 void *go_handle_to_user_data(uintptr_t handle) {
     return (void *)handle;
 }

@@ -23,6 +23,8 @@ void go_interceptor_message_trampoline(connectplugin_interceptor_call *call, int
 /* connectplugin_log_func: forwards to the exported Go function goLogRecord. */
 void go_log_trampoline(const char *plugin, int32_t level, const char *message, const char *timestamp,
                        const char *const *keys, const char *const *values, size_t field_count, void *user_data);
+/* connectplugin_plugin_exit_func: forwards to the exported Go function goPluginExit. */
+void go_plugin_exit_trampoline(int32_t kind, int32_t value, void *user_data);
 /* Turns a runtime/cgo.Handle (an integer) into the user_data pointer; never a Go pointer. */
 void *go_handle_to_user_data(uintptr_t handle);
 /* A static byte used as the data pointer of empty buffers. */

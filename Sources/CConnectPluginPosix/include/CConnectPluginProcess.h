@@ -24,6 +24,15 @@ int cp_set_nonblocking(int fd, int on);
 int cp_spawn(const char *path, char *const argv[], char *const envp[], int search_path,
              int stdin_fd, int stdout_fd, int stderr_fd, const char *cwd, int *pid_out);
 
+/* As cp_spawn, but with fork/exec so that the child gets `death_signal` (e.g. SIGKILL) as its
+   parent-death signal (Linux PR_SET_PDEATHSIG; 0 = none, then this is cp_spawn). The kernel sends it
+   when the *thread* that called this exits, so call it from a thread that lives as long as the
+   process. The child checks that the parent is still there right after prctl (else it raises the
+   signal itself). Between fork and exec only async-signal-safe calls run; an exec failure comes
+   back through a close-on-exec pipe as -errno. */
+int cp_spawn_ex(const char *path, char *const argv[], char *const envp[], int search_path,
+                int stdin_fd, int stdout_fd, int stderr_fd, const char *cwd, int death_signal, int *pid_out);
+
 /* A pidfd for a child (readable once it exited), close-on-exec. fd or -errno (-ENOSYS: kernel too old). */
 int cp_pidfd_open(int pid);
 /* Sends `sig` through a pidfd (never to a recycled pid). 0 or -errno. */

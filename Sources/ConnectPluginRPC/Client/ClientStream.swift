@@ -149,7 +149,7 @@ public final class ClientStream: @unchecked Sendable {
             }
             guard let call = stateLock.withLock({ httpCall }) else { throw ClientStream.canceledError() }
             if let e = call.write(out) {
-                throw canceled ? ClientStream.canceledError() : RPCClient.map(e)
+                throw canceled ? ClientStream.canceledError() : client.mapTransport(e)
             }
             sentOne = true
         }
@@ -279,7 +279,7 @@ public final class ClientStream: @unchecked Sendable {
         if !headSeen {
             switch call.awaitHead() {
             case .failure(let e):
-                throw canceled ? ClientStream.canceledError() : RPCClient.map(e)
+                throw canceled ? ClientStream.canceledError() : client.mapTransport(e)
             case .success(let (status, headers)):
                 headSeen = true
                 try proto.responseHead(status: status, headers: headers, &state)
@@ -294,7 +294,7 @@ public final class ClientStream: @unchecked Sendable {
             markFinished()
         case .failed(let e):
             if canceled { throw ClientStream.canceledError() }
-            throw RPCClient.map(e)
+            throw client.mapTransport(e)
         }
     }
 

@@ -39,6 +39,9 @@ public final class RPCClient: @unchecked Sendable {
         /// The event loops that run the connections (nil = `EventLoopGroup.shared()`, the
         /// process-wide loops, one per core).
         public var eventLoopGroup: EventLoopGroup? = nil
+        /// Rewrites the error of a call that failed in the transport (connection lost, refused,
+        /// reset), on the caller's thread: a plugin host names the plugin and its exit status.
+        public var transportErrorMapper: (@Sendable (ConnectError) -> ConnectError)? = nil
         public init() {}
     }
 
@@ -179,6 +182,12 @@ public final class RPCClient: @unchecked Sendable {
         let call = ClientStream(client: self, kind: .unary, head: head, body: body, endStream: true,
                                 timeoutNs: timeout > 0 ? msToNs(timeout) : nil, shared: false)
         return try call.unaryResponse()
+    }
+
+    /// `map`, then the options' `transportErrorMapper`.
+    func mapTransport(_ e: HTTPError) -> ConnectError {
+        let c = RPCClient.map(e)
+        return options.transportErrorMapper?(c) ?? c
     }
 
     static func map(_ e: HTTPError) -> ConnectError {

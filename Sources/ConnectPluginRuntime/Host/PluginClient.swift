@@ -3,8 +3,8 @@
 // handshake line, connect, drain its stdio, parse its logs,
 // dispense, ping and kill it.
 //
-//   launch   posix_spawn with the host's environment (unless turned off), go-plugin's variables, then
-//            the caller's overrides, which win (go-plugin #162);
+//   launch   fork/exec on the spawner thread (managed, below) with the host's environment (unless
+//            turned off), go-plugin's variables, then the caller's overrides, which win (go-plugin #162);
 //   startup  the first handshake line on stdout within the start timeout; up to `maxJunkLines`
 //            other lines before it are logged and skipped (go-plugin fails on the first); errors
 //            say what went wrong: not found, not executable, wrong architecture, exited before the
@@ -17,9 +17,20 @@
 //            plugin.GRPCStdio/StreamStdio drained from the start (a go-plugin HEAD plugin blocks
 //            otherwise) on a second connection (so that calls keep the client's fast path),
 //            tolerated when missing (v1.0.1 plugins); stderr read line by line as hclog and passed
-//            to the logger
-//            with the plugin's name;
-//   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL.
+//            to the logger with the plugin's name;
+//   kill     plugin.GRPCController/Shutdown, the grace period, SIGTERM, a second grace, SIGKILL;
+//   exit     `onExit` hooks run once with the status (on an I/O thread); a call that fails in the
+//            transport because the plugin died fails with `unavailable` naming the plugin and its
+//            exit status (RPCClient's transportErrorMapper);
+//   secure   `checksumSHA256`: the binary's SHA-256 is checked before launch (SecureConfig);
+//   managed  every started plugin is in a process-wide registry: `PluginClient.cleanupAll()` kills
+//            them all; each is spawned from one long-lived spawner thread with PR_SET_PDEATHSIG
+//            (SIGKILL), so none outlives a host that is killed (the plugin side also watches its
+//            parent, PluginServer).
+//   restart  `restart` (off by default; go-plugin #31, #305): on an unexpected exit the plugin is
+//            relaunched after an exponential backoff, up to a limit, and re-handshaked; what was
+//            dispensed keeps working, as its RPCClient sends through a transport that follows the
+//            current connection (PluginTransport);
 //   url      remote mode (`PluginClientConfig.url`, instead of the command): a plugin already
 //            serving at http://host:port, https://host:port, unix:///path or inproc://NAME (an
 //            in-process plugin, `PluginServer.serveInProcess`) is reached over gRPC and
@@ -32,7 +43,6 @@
 //            an earlier host as `reattachInfo`): connect to the running plugin's address (the pid
 //            must be alive), check its version is the host's, ping it; `kill` is Shutdown, then
 //            SIGTERM and SIGKILL by pid, watching the pid (it is not this process's child).
-// Not yet: restart policies, managed-mode cleanup at host exit.
 
 import CConnectPluginPosix
 import ConnectPluginHTTP
@@ -52,6 +62,19 @@ public struct PluginCommand: Sendable {
     public init(path: String, arguments: [String] = []) {
         self.path = path
         self.arguments = arguments
+    }
+}
+
+/// Relaunching a plugin that exited unexpectedly: after `initialBackoffMs`, doubling up to
+/// `maxBackoffMs`, at most `maxRestarts` times in the plugin client's life.
+public struct RestartPolicy: Sendable {
+    public var maxRestarts: Int
+    public var initialBackoffMs: Int64 = 100
+    public var maxBackoffMs: Int64 = 5000
+    public init(maxRestarts: Int, initialBackoffMs: Int64 = 100, maxBackoffMs: Int64 = 5000) {
+        self.maxRestarts = maxRestarts
+        self.initialBackoffMs = initialBackoffMs
+        self.maxBackoffMs = maxBackoffMs
     }
 }
 
@@ -80,6 +103,12 @@ public struct PluginClientConfig: Sendable {
     /// Manual TLS (go-plugin's ClientConfig.TLSConfig): the client TLS config for a plugin that serves
     /// TLS of its own; when set, AutoMTLS is not offered (as go-plugin). Give `serverName`.
     public var tls: TLSConfig? = nil
+    /// SecureConfig: the expected SHA-256 of the binary, hex (nil: not checked).
+    public var checksumSHA256: String? = nil
+    /// The signal a plugin gets when the host process ends without stopping it (0: none).
+    public var parentDeathSignal: Int32 = SIGKILL
+    /// Relaunch on an unexpected exit (nil: never, go-plugin's behaviour).
+    public var restart: RestartPolicy? = nil
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String]], command: PluginCommand) {
         self.handshake = handshake
@@ -110,11 +139,21 @@ public final class PluginClient: @unchecked Sendable {
     private var lineError: HandshakeError?
     private var exit: ProcessExitStatus?
     private var exitHooks: [@Sendable (ProcessExitStatus) -> Void] = []
+    /// The exit hooks ran (kill returns only after them).
+    private var exitNotified = false
     private var client: RPCClient?
     /// The connection StreamStdio is drained on (nil: `client`'s).
     private var stdioClient: RPCClient?
     private var logParser = HCLogParser()
     private var killed = false
+    /// This generation's process is being thrown away (a failed start): its exit is expected.
+    private var discarding = false
+    /// Bumped at every launch; callbacks of an older process are ignored.
+    private var generation = 0
+    private var restarting = false
+    private var restartCount = 0
+    /// What dispense returns: an RPCClient over a transport that follows `client`.
+    private var dispensed: RPCClient?
     /// The stderr pipe reached end of file (its last lines are in `lastStderr`).
     private var stderrClosed = false
 
@@ -143,8 +182,13 @@ public final class PluginClient: @unchecked Sendable {
     }
     /// How the plugin process ended; nil while it runs.
     public var exitStatus: ProcessExitStatus? { cond.withLock { exit } }
+    /// How many times the restart policy relaunched the plugin.
+    public var restarts: Int { cond.withLock { restartCount } }
+    /// The current connection (the latest launch's).
+    var currentClient: RPCClient? { cond.withLock { client } }
 
-    /// Runs `hook` once the plugin process ended (at once if it has), on an I/O thread.
+    /// Runs `hook` once the plugin process ended (at once if it has), on an I/O thread. With a
+    /// restart policy: once it ended for good (killed, the limit reached or a relaunch failed).
     public func onExit(_ hook: @escaping @Sendable (ProcessExitStatus) -> Void) {
         let now: ProcessExitStatus? = cond.withLock {
             if let e = exit { return e }
@@ -170,8 +214,22 @@ public final class PluginClient: @unchecked Sendable {
     public func start() throws -> HandshakeLine {
         if let u = config.url { return try startRemote(u) }
         if let r = config.reattach { return try startReattach(r) }
+        let hs = try launch()
+        var o = RPCClient.Options()
+        o.rpcProtocol = .grpc
+        o.maxMessageBytes = 0
+        o.transportErrorMapper = { [weak self] e in self?.explainTransportFailure(e) ?? e }
+        guard let first = currentClient else { throw ConnectError.local(.state, "plugin \(name) has no connection") }
+        let d = try RPCClient(transport: PluginTransport(self, initial: first.transport), baseURL: first.baseURL, options: o)
+        cond.withLock { dispensed = d }
+        return hs
+    }
+
+    /// One launch: spawn, handshake, connect (the current generation).
+    private func launch() throws -> HandshakeLine {
         let cmd = config.command
         try checkExecutable(cmd.path)
+        if let want = config.checksumSHA256 { try checkChecksum(cmd.path, want) }
         var env = PluginEnvironment(handshake: config.handshake, versions: Array(config.versionedPlugins.keys))
         env.minPort = 10000
         env.maxPort = 25000
@@ -184,18 +242,38 @@ public final class PluginClient: @unchecked Sendable {
         let entries = env.build(host: cmd.inheritEnvironment ? currentEnvironment().map { ($0.key, $0.value) } : nil,
                                 overrides: cmd.environment)
         let child: ChildProcess
+        let deathSignal = config.parentDeathSignal
         do {
-            child = try ChildProcess.spawn(cmd.path, arguments: cmd.arguments, environment: entries, searchPath: false,
-                                           workingDirectory: cmd.workingDirectory, stdin: .null, stdout: .pipe, stderr: .pipe)
+            child = try PluginSpawner.shared.run {
+                try ChildProcess.spawn(cmd.path, arguments: cmd.arguments, environment: entries, searchPath: false,
+                                       workingDirectory: cmd.workingDirectory, stdin: .null, stdout: .pipe, stderr: .pipe,
+                                       parentDeathSignal: deathSignal)
+            }
         } catch let e as IOError {
             throw ConnectError.local(.resource, explainSpawnFailure(cmd.path, e))
         }
-        cond.withLock { process = child }
+        let gen: Int = cond.withLock {
+            generation += 1
+            process = child
+            exit = nil
+            line = nil
+            lineError = nil
+            stdoutBuffer = []
+            stderrBuffer = []
+            junk = []
+            lastStderr = []
+            stderrClosed = false
+            discarding = false
+            logParser = HCLogParser()
+            return generation
+        }
+        PluginRegistry.shared.add(self)
         let loop = try EventLoopGroup.shared().next()
         _ = child.watch(on: loop,
-                        stdout: FDReader.Handler(data: { [self] b in stdoutBytes(b) }, end: { _ in }),
-                        stderr: FDReader.Handler(data: { [self] b in stderrBytes(b) }, end: { [self] _ in stderrEnded() }),
-                        exit: { [self] status in exited(status) })
+                        stdout: FDReader.Handler(data: { [self] b in if isCurrent(gen) { stdoutBytes(b) } }, end: { _ in }),
+                        stderr: FDReader.Handler(data: { [self] b in if isCurrent(gen) { stderrBytes(b) } },
+                                                 end: { [self] _ in if isCurrent(gen) { stderrEnded() } }),
+                        exit: { [self] status in if isCurrent(gen) { exited(status) } })
         let deadline = monotonicNowNs() &+ UInt64(max(0, config.startTimeoutMs)) &* 1_000_000
         let outcome: Result<HandshakeLine, ConnectError> = cond.withLock {
             while line == nil && lineError == nil && exit == nil {
@@ -255,6 +333,7 @@ public final class PluginClient: @unchecked Sendable {
         o.rpcProtocol = .grpc
         o.maxMessageBytes = 0
         o.tls = tls
+        o.transportErrorMapper = { [weak self] e in self?.explainTransportFailure(e) ?? e }
         let url = hs.network == .unix ? "unix://" + hs.address : (tls != nil ? "https://" : "http://") + hs.address
         let c: RPCClient
         do { c = try RPCClient(baseURL: url, options: o) } catch {
@@ -266,13 +345,20 @@ public final class PluginClient: @unchecked Sendable {
         // unary call doing its I/O on the caller's thread; H2ClientConnection+CallerDriven.swift),
         // which costs every call to the plugin two thread hand-offs (bench/plugins.py).
         let s = (try? RPCClient(baseURL: url, options: o)) ?? c
-        cond.withLock {
-            client = c
-            stdioClient = s === c ? nil : s
+        let (old, oldStdio): (RPCClient?, RPCClient?) = cond.withLock {
+            defer {
+                client = c
+                stdioClient = s === c ? nil : s
+            }
+            return (client, stdioClient)
         }
+        old?.close()
+        oldStdio?.close()
         startThread(name: "cp-plugin-stdio") { [self] in drainStdio(s) }
         return hs
     }
+
+    private func isCurrent(_ gen: Int) -> Bool { cond.withLock { generation == gen } }
 
     /// Remote mode's start: connect to `url` and handshake through
     /// connectplugin.v1.HandshakeService/Handshake, the host's versions from the highest down.
@@ -328,6 +414,7 @@ public final class PluginClient: @unchecked Sendable {
             cond.withLock {
                 line = hs
                 client = c
+                dispensed = c
             }
             return hs
         }
@@ -362,6 +449,7 @@ public final class PluginClient: @unchecked Sendable {
         cond.withLock {
             line = hs
             client = c
+            dispensed = c
         }
         return hs
     }
@@ -429,10 +517,10 @@ public final class PluginClient: @unchecked Sendable {
     /// The connection to the plugin's services (shared by everything dispensed from it).
     public func dispense(_ plugin: String) throws -> RPCClient {
         try cond.withLock {
-            guard let c = client, let l = line else {
+            guard let c = dispensed, let l = line else {
                 throw ConnectError.local(.state, "plugin \(name) is not started; call start() first")
             }
-            if let e = exit { throw ConnectError(.unavailable, "plugin \(name) \(e)") }
+            if let e = exit, !restarting { throw ConnectError(.unavailable, "plugin \(name) \(e)") }
             let names = config.versionedPlugins[l.appVersion] ?? []
             guard names.contains(plugin) else {
                 throw ConnectError.local(.invalidArgument, "plugin \"\(plugin)\" is not in this host's plugin set for version \(l.appVersion) "
@@ -470,6 +558,7 @@ public final class PluginClient: @unchecked Sendable {
         let (c, sc, p, first): (RPCClient?, RPCClient?, ChildProcess?, Bool) = cond.withLock {
             let f = !killed
             killed = true
+            cond.broadcast()  // a restart loop waiting out its backoff stops
             return (client, stdioClient, process, f)
         }
         guard first else {
@@ -493,11 +582,74 @@ public final class PluginClient: @unchecked Sendable {
         }
         c?.close()
         sc?.close()
+        PluginRegistry.shared.remove(self)
+        // The exit hooks run on the I/O thread after the exit is recorded: return after them.
+        let until = monotonicNowNs() &+ 5_000_000_000
+        cond.withLock {
+            while (exit != nil || restarting) && !exitNotified {
+                if !cond.wait(untilNs: until) { break }
+            }
+        }
+    }
+
+    /// Managed mode: kills every plugin this process started and has not stopped (each as `kill`,
+    /// in parallel), and returns when all ended. Safe to call more than once and from any thread.
+    public static func cleanupAll() {
+        let all = PluginRegistry.shared.all()
+        if all.isEmpty { return }
+        let done = ConditionLock()
+        var left = all.count
+        for p in all {
+            startThread(name: "cp-plugin-cleanup") {
+                p.kill()
+                done.withLock {
+                    left -= 1
+                    done.broadcast()
+                }
+            }
+        }
+        done.withLock { while left > 0 { done.wait() } }
+    }
+
+    /// A call that failed in the transport: when the plugin died (or dies within a moment, as the
+    /// connection's end can be seen before the exit), the error names the plugin and its status.
+    func explainTransportFailure(_ e: ConnectError) -> ConnectError {
+        switch e.code {
+        case .unavailable, .canceled, .internal, .unknown: break
+        default: return e
+        }
+        let until = monotonicNowNs() &+ 1_000_000_000
+        let (status, wasKilled): (ProcessExitStatus?, Bool) = cond.withLock {
+            while exit == nil && process != nil {
+                if !cond.wait(untilNs: until) { break }
+            }
+            return (exit, killed)
+        }
+        guard let status else { return e }
+        let why = wasKilled ? "was stopped by the host" : "\(status)"
+        return ConnectError(.unavailable, "plugin \(name) (pid \(pid ?? 0)) \(why) during the call (\(e.message))")
+    }
+
+    private func checkChecksum(_ path: String, _ want: String) throws {
+        let expected = want.lowercased()
+        guard expected.utf8.count == 64, expected.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else {
+            throw ConnectError.local(.invalidArgument, "the expected SHA-256 of plugin \(path) must be 64 hex digits (got \"\(want)\")")
+        }
+        let (hex, why) = SHA256.fileHex(path)
+        guard let actual = hex else {
+            throw ConnectError.local(.invalidArgument, "cannot read plugin binary \(path) to check its SHA-256: \(why)")
+        }
+        do {
+            if actual != expected {
+                throw ConnectError(.permissionDenied, "plugin binary \(path) failed its checksum: SHA-256 expected \(expected), "
+                    + "actual \(actual); it was not started (rebuilt or replaced? update the expected digest only if you trust the new binary)")
+            }
+        }
     }
 
     private func hardKill() {
         let p: ChildProcess? = cond.withLock {
-            killed = true
+            discarding = true
             return process
         }
         _ = p?.sendSignal(SIGKILL)
@@ -598,16 +750,84 @@ public final class PluginClient: @unchecked Sendable {
     }
 
     private func exited(_ status: ProcessExitStatus) {
-        let hooks: [@Sendable (ProcessExitStatus) -> Void] = cond.withLock {
+        let (expected, restart, wasKilled, failedStart): (Bool, Bool, Bool, Bool) = cond.withLock {
             exit = status
             cond.broadcast()
+            let expected = killed || discarding
+            // Restart only a plugin that was up (a failed start is the caller's error) and not stopped.
+            let r = !expected && line != nil && client != nil && !restarting
+                && config.restart.map { restartCount < $0.maxRestarts } == true
+            if r { restarting = true }
+            return (expected, r, killed || (discarding && !restarting), discarding && !killed)
+        }
+        if wasKilled { PluginRegistry.shared.remove(self) }
+        log(LogRecord(level: expected ? .debug : .warn, message: "plugin process exited", fields: [("status", "\(status)")]))
+        if failedStart { return }  // a failed (re)launch: its caller reports it
+        if restart {
+            startThread(name: "cp-plugin-restart") { [self] in restartLoop() }
+            return
+        }
+        notifyExit(status)
+    }
+
+    /// The plugin ended for good: the exit hooks run once.
+    private func notifyExit(_ status: ProcessExitStatus) {
+        let hooks: [@Sendable (ProcessExitStatus) -> Void] = cond.withLock {
+            if exitNotified { return [] }
             let h = exitHooks
             exitHooks = []
             return h
         }
-        let expected = cond.withLock { killed }
-        log(LogRecord(level: expected ? .debug : .warn, message: "plugin process exited", fields: [("status", "\(status)")]))
         for h in hooks { h(status) }
+        cond.withLock {
+            exitNotified = true
+            cond.broadcast()
+        }
+    }
+
+    /// Relaunches with exponential backoff until a launch succeeds, the limit is reached or the
+    /// host kills the plugin.
+    private func restartLoop() {
+        guard let policy = config.restart else { return }
+        var backoff = max(1, policy.initialBackoffMs)
+        while true {
+            let stop: Bool = cond.withLock {
+                let until = monotonicNowNs() &+ UInt64(backoff) &* 1_000_000
+                while !killed {
+                    if !cond.wait(untilNs: until) { break }
+                }
+                if killed || restartCount >= policy.maxRestarts { return true }
+                restartCount += 1
+                return false
+            }
+            if stop { break }
+            let n = restarts
+            log(LogRecord(level: .warn, message: "restarting the plugin", fields: [("restart", "\(n)"), ("of", "\(policy.maxRestarts)")]))
+            do {
+                try launch()
+                let keep: Bool = cond.withLock {
+                    if killed { return false }
+                    restarting = false
+                    cond.broadcast()
+                    return true
+                }
+                if keep {
+                    log(LogRecord(level: .info, message: "plugin restarted", fields: [("pid", "\(pid ?? 0)")]))
+                    return
+                }
+                hardKill()
+                break
+            } catch {
+                log(LogRecord(level: .error, message: "restarting the plugin failed", fields: [("error", "\(error)")]))
+            }
+            backoff = min(max(1, policy.maxBackoffMs), backoff &* 2)
+        }
+        let last: ProcessExitStatus = cond.withLock {
+            restarting = false
+            cond.broadcast()
+            return exit ?? .unknown("not restarted")
+        }
+        notifyExit(last)
     }
 
     private func drainStdio(_ c: RPCClient) {
@@ -649,4 +869,91 @@ public final class PluginClient: @unchecked Sendable {
         }
         return "cannot start plugin \(path): \(m)"
     }
+}
+
+/// Managed mode's registry: the plugins this process started and has not stopped.
+final class PluginRegistry: @unchecked Sendable {
+    static let shared = PluginRegistry()
+    private let lock = Lock()
+    private var plugins: [ObjectIdentifier: PluginClient] = [:]
+
+    func add(_ p: PluginClient) { lock.withLock { plugins[ObjectIdentifier(p)] = p } }
+    func remove(_ p: PluginClient) { _ = lock.withLock { plugins.removeValue(forKey: ObjectIdentifier(p)) } }
+    func all() -> [PluginClient] { lock.withLock { Array(plugins.values) } }
+}
+
+/// The one thread that spawns plugins. Linux sends PR_SET_PDEATHSIG when the thread that forked
+/// the child exits, so plugins are spawned here, from a thread that lives as long as the process,
+/// never from a caller's thread (a Go goroutine's thread or a Python thread may end any time).
+final class PluginSpawner: @unchecked Sendable {
+    static let shared = PluginSpawner()
+    private let cond = ConditionLock()
+    private var jobs: [() -> Void] = []
+    private var started = false
+
+    /// Runs `body` on the spawner thread and returns its result.
+    func run<T>(_ body: @escaping () throws -> T) throws -> T {
+        let done = ConditionLock()
+        var result: Result<T, Error>?
+        let job = {
+            let r = Result { try body() }
+            done.withLock {
+                result = r
+                done.broadcast()
+            }
+        }
+        cond.withLock {
+            if !started {
+                started = true
+                startThread(name: "cp-plugin-spawn") { [self] in loop() }
+            }
+            jobs.append(job)
+            cond.broadcast()
+        }
+        let r: Result<T, Error> = done.withLock {
+            while result == nil { done.wait() }
+            return result ?? .failure(ConnectError.local(.state, "the plugin spawner lost a result"))
+        }
+        return try r.get()
+    }
+
+    private func loop() {
+        while true {
+            let job: () -> Void = cond.withLock {
+                while jobs.isEmpty { cond.wait() }
+                return jobs.removeFirst()
+            }
+            job()
+        }
+    }
+}
+
+/// The transport of what `dispense` returns: every call goes to the plugin's current connection, so
+/// dispensed clients keep working after a restart. Closing it leaves the connection (kill closes it).
+final class PluginTransport: ClientTransport, @unchecked Sendable {
+    private weak var plugin: PluginClient?
+    private let fallback: any ClientTransport
+
+    init(_ plugin: PluginClient, initial: any ClientTransport) {
+        self.plugin = plugin
+        fallback = initial
+    }
+
+    private var current: any ClientTransport { plugin?.currentClient?.transport ?? fallback }
+
+    func execute(method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutNs: UInt64?,
+                 completion: @escaping (Result<HTTPResponse, HTTPError>) -> Void) {
+        current.execute(method: method, path: path, headers: headers, body: body, timeoutNs: timeoutNs, completion: completion)
+    }
+
+    func stream(method: String, path: String, headers: HTTPHeaders, timeoutNs: UInt64?) -> HTTPClientCall {
+        current.stream(method: method, path: path, headers: headers, timeoutNs: timeoutNs)
+    }
+
+    func stream(method: String, path: String, headers: HTTPHeaders, body: [UInt8], endStream: Bool,
+                timeoutNs: UInt64?) -> HTTPClientCall {
+        current.stream(method: method, path: path, headers: headers, body: body, endStream: endStream, timeoutNs: timeoutNs)
+    }
+
+    func close() {}
 }

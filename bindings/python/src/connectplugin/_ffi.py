@@ -192,6 +192,8 @@ connectplugin_done_func = CFUNCTYPE(None, c_void_p)
 #:     const char *timestamp, const char *const *keys, const char *const *values, size_t field_count, void *user_data);
 connectplugin_log_func = CFUNCTYPE(None, c_char_p, c_int32, c_char_p, c_char_p, POINTER(c_char_p), POINTER(c_char_p),
                                    c_size_t, c_void_p)
+#: ``void (*)(int32_t kind, int32_t value, void *user_data)``: a plugin process ended.
+connectplugin_plugin_exit_func = CFUNCTYPE(None, c_int32, c_int32, c_void_p)
 #: typedef void (*connectplugin_stream_handler)(connectplugin_stream *stream, void *user_data);
 connectplugin_stream_handler = CFUNCTYPE(None, POINTER(connectplugin_stream), c_void_p)
 
@@ -721,6 +723,24 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         [c_char_p, c_char_p, c_char_p, POINTER(POINTER(connectplugin_plugin_client_config)), _errpp],
     ),
     "connectplugin_plugin_client_reattach_info": (c_char_p, [POINTER(connectplugin_plugin_client)]),
+    "connectplugin_plugin_client_on_exit": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client), connectplugin_plugin_exit_func, c_void_p, connectplugin_free_func, _errpp],
+    ),
+    "connectplugin_plugin_client_wait_exit": (
+        c_int32,
+        [POINTER(connectplugin_plugin_client), c_int64, POINTER(c_int32)],
+    ),
+    "connectplugin_plugin_client_config_set_checksum_sha256": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_char_p, _errpp],
+    ),
+    "connectplugin_plugin_cleanup_all": (None, []),
+    "connectplugin_plugin_client_config_set_restart": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client_config), c_int32, c_int64, c_int64, _errpp],
+    ),
+    "connectplugin_plugin_client_restart_count": (c_int32, [POINTER(connectplugin_plugin_client)]),
 }
 
 #: name -> the declared ctypes function object of ``lib``.

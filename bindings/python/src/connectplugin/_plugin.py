@@ -8,6 +8,9 @@ language, or a HashiCorp go-plugin gRPC plugin), handshakes, and dispenses clien
 """
 from __future__ import annotations
 
+import atexit
+import itertools
+import threading
 from ctypes import POINTER, byref, c_int32, c_void_p
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -45,7 +48,18 @@ class PluginClient(_ffi.Managed):
     With ``reattach`` (the :attr:`reattach_info` text of a host that started the plugin; go-plugin's
     ReattachConfig as JSON) instead of ``command``, this host connects to that running plugin;
     :meth:`kill` calls Shutdown, then SIGTERM and SIGKILL to its pid until it is gone, and
-    :attr:`exit_status` is then ``("unknown", -1)`` (the status goes to the host that started it)."""
+    :attr:`exit_status` is then ``("unknown", -1)`` (the status goes to the host that started it).
+
+    ``sha256`` (SecureConfig): the binary's expected SHA-256 in hex; a different binary is not started
+    (``ConnectError`` permission_denied naming both digests). :meth:`on_exit` registers a callback for
+    the process's end; a call in flight when the plugin dies fails with unavailable, naming the plugin
+    and its exit status. Every plugin still running when the interpreter exits is stopped
+    (:func:`cleanup_plugins`, registered with ``atexit``), and none outlives a host that is killed
+    (the library spawns it with the parent-death signal SIGKILL).
+
+    ``max_restarts`` (default 0: never): a plugin that exits unexpectedly is relaunched after a backoff
+    (``restart_backoff_ms``: initial, maximum; doubling) at most that many times; dispensed clients
+    keep working. :attr:`restarts` counts the relaunches."""
 
     _kind = "plugin client"
 
@@ -64,6 +78,9 @@ class PluginClient(_ffi.Managed):
         tls: Optional[TLSOptions] = None,
         url: Optional[str] = None,
         reattach: Optional[str] = None,
+        sha256: Optional[str] = None,
+        max_restarts: int = 0,
+        restart_backoff_ms: Tuple[int, int] = (100, 5000),
     ) -> None:
         if sum(1 for x in (command, url, reattach) if x) != 1:
             raise ValueError("give exactly one of command (the plugin binary), url (its endpoint) or reattach")
@@ -112,6 +129,11 @@ class PluginClient(_ffi.Managed):
             if tls is not None:
                 with tls._native() as h:
                     call(_ffi.connectplugin_plugin_client_config_set_tls, h)
+            if max_restarts:
+                call(_ffi.connectplugin_plugin_client_config_set_restart, int(max_restarts), int(restart_backoff_ms[0]),
+                     int(restart_backoff_ms[1]))
+            if sha256 is not None:
+                call(_ffi.connectplugin_plugin_client_config_set_checksum_sha256, _ffi.as_cstr(sha256, "sha256"))
             out = POINTER(_ffi.connectplugin_plugin_client)()
             err = _ffi.new_error_out()
             st = _ffi.connectplugin_plugin_client_start(config, byref(out), byref(err))
@@ -169,6 +191,69 @@ class PluginClient(_ffi.Managed):
         err = _ffi.new_error_out()
         check(_ffi.connectplugin_plugin_client_ping(self._ptr(), int(timeout_ms), byref(err)), err, "ping")
 
+    @property
+    def restarts(self) -> int:
+        """How many times the restart policy relaunched the plugin."""
+        h = self._handle
+        return 0 if h is None else int(_ffi.connectplugin_plugin_client_restart_count(h))
+
+    def on_exit(self, callback: Callable[[str, int], None]) -> None:
+        """Calls ``callback(kind, value)`` once when the plugin process ended — ("exited", status),
+        ("signaled", signal) or ("unknown", -1) — on a library I/O thread (at once, on this thread,
+        if it already ended). Keep it short; exceptions in it are printed and ignored."""
+        key = next(_exit_keys)
+        with _exit_lock:
+            _exit_callbacks[key] = callback
+        err = _ffi.new_error_out()
+        st = _ffi.connectplugin_plugin_client_on_exit(self._ptr(), _exit_trampoline, key, _exit_free, byref(err))
+        check(st, err, "on_exit")
+
+    def wait_exit(self, timeout_ms: int = -1) -> Optional[Tuple[str, int]]:
+        """Blocks until the plugin process ended (``timeout_ms`` < 0: no limit) and returns
+        :attr:`exit_status` (None on timeout)."""
+        h = self._handle
+        if h is None:
+            return self._exit
+        v = c_int32(0)
+        kind = int(_ffi.connectplugin_plugin_client_wait_exit(h, int(timeout_ms), byref(v)))
+        return {0: None, 1: ("exited", v.value), 2: ("signaled", v.value), 3: ("unknown", -1)}.get(kind)
+
     def kill(self) -> None:
         """Stops the plugin and waits until it ended (then frees the handle). Idempotent."""
         self.close()
+
+
+_exit_lock = threading.Lock()
+_exit_callbacks: Dict[int, Callable[[str, int], None]] = {}
+_exit_keys = itertools.count(1)
+
+
+def _on_exit(kind: int, value: int, user_data: Any) -> None:
+    with _exit_lock:
+        cb = _exit_callbacks.get(int(user_data or 0))
+    if cb is None:
+        return
+    try:
+        cb({1: "exited", 2: "signaled"}.get(kind, "unknown"), value if kind in (1, 2) else -1)
+    except BaseException:  # noqa: BLE001 - nothing may unwind into C
+        import traceback
+
+        traceback.print_exc()
+
+
+def _on_exit_free(user_data: Any) -> None:
+    with _exit_lock:
+        _exit_callbacks.pop(int(user_data or 0), None)
+
+
+_exit_trampoline = _ffi.connectplugin_plugin_exit_func(_on_exit)
+_exit_free = _ffi.connectplugin_free_func(_on_exit_free)
+
+
+def cleanup_plugins() -> None:
+    """Managed mode: stops every plugin this process started and has not stopped (go-plugin's
+    CleanupClients), in parallel, and returns when all ended. Registered with ``atexit``."""
+    _ffi.connectplugin_plugin_cleanup_all()
+
+
+atexit.register(cleanup_plugins)
