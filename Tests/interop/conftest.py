@@ -70,6 +70,20 @@ EXPECTED_LINES = [
 ]
 EXPECTED_STDOUT = "\n".join(EXPECTED_LINES) + "\n"
 
+# What examples/bin/kv-host-LANG prints after its "started ..." line: the scripted Put/Get/Delete
+# sequence, the streaming methods (PutMany, List, Watch with live events), the ping; then
+# "stopped: exited 0" (a launched plugin) or "stopped: disconnected" (--url, --in-process).
+KV_HOST_LINES = [
+    "put greeting ok",
+    "get greeting found=true value=hello",
+    "delete greeting existed=true",
+    "get greeting found=false",
+    "putmany count=2",
+    "list s/ s/a=1 s/b=2",
+    "watch s/ s/a=1 s/b=2 s/c=3 deleted:s/a",
+    "ping ok",
+]
+
 READY_TIMEOUT = float(os.environ.get("INTEROP_READY_TIMEOUT", "30"))
 STOP_TIMEOUT = 10.0
 CLIENT_TIMEOUT = float(os.environ.get("INTEROP_CLIENT_TIMEOUT", "60"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, binary
+from conftest import KV_HOST_LINES, REPO, binary
 
 sys.path.insert(0, str(REPO / "bindings" / "python" / "src"))
 import connectplugin  # noqa: E402
@@ -28,8 +28,7 @@ from test_goplugin import PLUGIN_LANGS  # noqa: E402
 HOST_LANGS = ("c", "go", "python", "swift")
 SERVICE = "/connectplugin.examples.kv.v1.KVService/"
 COOKIE = ("KV_PLUGIN", "connectplugin-kv")
-EXPECTED = ["put greeting ok", "get greeting found=true value=hello", "delete greeting existed=true",
-            "get greeting found=false", "ping ok", "stopped: disconnected"]
+EXPECTED = KV_HOST_LINES + ["stopped: disconnected"]
 
 
 class RemotePlugin:

@@ -1,6 +1,7 @@
 """kv-host-python: a plugin host. It launches a KV plugin (written with connectplugin in any
 language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the scripted
-Put/Get/Delete sequence through the plugin's KVService, prints the results, and stops the plugin.
+Put/Get/Delete sequence and the streaming methods (PutMany, List, Watch) through the plugin's
+KVService, prints the results, and stops the plugin.
 
     kv-host-python --plugin PATH [ARGS...] [--repeat N] [--logs] [--automtls]
     kv-host-python --url URL [--repeat N]       a plugin in remote mode (kv-plugin --listen); kill
@@ -20,29 +21,78 @@ import argparse
 import logging
 import os
 import sys
+from typing import Iterable, Iterator, Optional
 
 import connectplugin
 from kv.v1 import kv_pb2
 
 SERVICE = "/connectplugin.examples.kv.v1.KVService/"
+CALL_TIMEOUT_MS = 30_000  # every call of the script, streams included, ends within this
+
+
+class ScriptError(Exception):
+    """A step of the script got an answer other than the expected one."""
 
 
 class KV:
-    """The typed client a host dispenses: KVService's unary methods over the plugin's connection."""
+    """The typed client a host dispenses: KVService's methods over the plugin's connection (go-plugin's
+    pattern: the client-side factory of the "kv" plugin wraps the dispensed connection)."""
 
     def __init__(self, client: connectplugin.Client) -> None:
         self._c = client
 
     def put(self, key: str, value: bytes) -> None:
-        self._c.call_unary(SERVICE + "Put", kv_pb2.PutRequest(key=key, value=value).SerializeToString())
+        self._unary("Put", kv_pb2.PutRequest(key=key, value=value))
 
     def get(self, key: str) -> tuple[bool, bytes]:
-        r = kv_pb2.GetResponse.FromString(self._c.call_unary(SERVICE + "Get", kv_pb2.GetRequest(key=key).SerializeToString()).message)
+        r = kv_pb2.GetResponse.FromString(self._unary("Get", kv_pb2.GetRequest(key=key)))
         return r.found, r.value
 
     def delete(self, key: str) -> bool:
-        r = kv_pb2.DeleteResponse.FromString(self._c.call_unary(SERVICE + "Delete", kv_pb2.DeleteRequest(key=key).SerializeToString()).message)
-        return r.existed
+        return kv_pb2.DeleteResponse.FromString(self._unary("Delete", kv_pb2.DeleteRequest(key=key))).existed
+
+    def list(self, prefix: str) -> Iterator[kv_pb2.ListResponse]:
+        """Server-streaming: every stored key starting with ``prefix``, in sorted order."""
+        with self._c.server_stream(SERVICE + "List", kv_pb2.ListRequest(prefix=prefix).SerializeToString(),
+                                   timeout_ms=CALL_TIMEOUT_MS) as s:
+            for data in s:
+                yield kv_pb2.ListResponse.FromString(data)
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """Client-streaming: stores each item in order; returns how many were stored."""
+        reqs = (kv_pb2.PutRequest(key=k, value=v).SerializeToString() for k, v in items)
+        return kv_pb2.PutManyResponse.FromString(self._c.client_stream(SERVICE + "PutMany", reqs,
+                                                                       timeout_ms=CALL_TIMEOUT_MS)).count
+
+    def watch(self) -> "Watch":
+        """Bidi: add prefixes with ``send``; events for matching keys come from ``receive``."""
+        return Watch(self._c.bidi_stream(SERVICE + "Watch", timeout_ms=CALL_TIMEOUT_MS))
+
+    def _unary(self, method: str, request) -> bytes:
+        return self._c.call_unary(SERVICE + method, request.SerializeToString(), timeout_ms=CALL_TIMEOUT_MS).message
+
+
+class Watch:
+    """A Watch call: ``send(prefix)``, ``receive()`` (a WatchEvent, or None at the end), ``close_send()``."""
+
+    def __init__(self, stream: connectplugin.ClientStream) -> None:
+        self._s = stream
+
+    def __enter__(self) -> "Watch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._s.close()
+
+    def send(self, prefix: str) -> None:
+        self._s.send(kv_pb2.WatchRequest(prefix=prefix).SerializeToString())
+
+    def receive(self) -> Optional[kv_pb2.WatchEvent]:
+        data = self._s.receive()
+        return None if data is None else kv_pb2.WatchEvent.FromString(data)
+
+    def close_send(self) -> None:
+        self._s.close_send()
 
 
 def script(kv: KV) -> list[str]:
@@ -54,11 +104,37 @@ def script(kv: KV) -> list[str]:
     out.append(f"delete greeting existed={str(kv.delete('greeting')).lower()}")
     found, _ = kv.get("greeting")
     out.append(f"get greeting found={str(found).lower()}")
+
+    out.append(f"putmany count={kv.put_many([('s/a', b'1'), ('s/b', b'2')])}")
+    out.append("list s/" + "".join(f" {r.key}={r.value.decode()}" for r in kv.list("s/")))
+    events = []
+    with kv.watch() as w:
+        def receive() -> None:
+            ev = w.receive()
+            if ev is None:
+                raise ScriptError(f"watch: the stream ended after {len(events)} events")
+            events.append(f" deleted:{ev.key}" if ev.deleted else f" {ev.key}={ev.value.decode()}")
+
+        w.send("s/")
+        receive()
+        receive()  # the replays of s/a and s/b
+        kv.put("s/c", b"3")
+        receive()
+        kv.delete("s/a")
+        receive()
+        w.close_send()
+        extra = w.receive()
+        if extra is not None:
+            raise ScriptError(f"watch: an event after the half-close: {extra.key}")
+    out.append("watch s/" + "".join(events))
+    kv.delete("s/b")
+    kv.delete("s/c")
     return out
 
 
 EXPECTED = ["put greeting ok", "get greeting found=true value=hello", "delete greeting existed=true",
-            "get greeting found=false"]
+            "get greeting found=false", "putmany count=2", "list s/ s/a=1 s/b=2",
+            "watch s/ s/a=1 s/b=2 s/c=3 deleted:s/a"]
 
 
 def main(argv=None) -> int:
@@ -118,6 +194,9 @@ def main(argv=None) -> int:
         return 0 if ok and plugin.exit_status == ("exited", 0) else 1
     except connectplugin.ConnectPluginError as e:
         print(f"error: {e.code.wire_name}: {e.message}", file=sys.stderr)
+        return 1
+    except ScriptError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
 
 
