@@ -1,7 +1,8 @@
 /*
  * kv-host-c — a plugin host in C on libconnectplugin: it launches a KV plugin (a connectplugin plugin
  * in any language, or an unmodified HashiCorp go-plugin gRPC plugin), dispenses "kv", runs the
- * scripted Put/Get/Delete sequence, prints the results and stops the plugin.
+ * scripted Put/Get/Delete sequence and then the streaming methods (PutMany = client streaming, List =
+ * server streaming, Watch = bidi, full duplex), prints the results and stops the plugin.
  *
  *   kv-host-c [--repeat N] [--logs] [--automtls] --plugin PATH [ARGS...]
  *   kv-host-c [--repeat N] --url URL      a plugin in remote mode (kv-plugin --listen); kill only
@@ -16,12 +17,16 @@
  *
  * KV handshake: cookie KV_PLUGIN=connectplugin-kv, app protocol version 1, plugin name "kv".
  * Exit 0 when every step gave the expected answer and the plugin exited with status 0; 2 for a
- * usage error. The typed client is the struct kv_plugin below: functions taking the dispensed client.
+ * usage error. The typed client is the struct kv_plugin below: functions taking the dispensed client
+ * (kv_put, kv_get, kv_delete, kv_put_many, kv_list, and kv_watch_* on an open Watch call). Every call,
+ * streaming ones as a whole, has a deadline of KV_CALL_TIMEOUT_MS: a plugin that never answers (or
+ * never sends an awaited Watch event) fails the host with deadline_exceeded instead of hanging it.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <connectplugin.h>
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +47,20 @@ typedef struct kv_plugin {
     connectplugin_client *client; /* dispensed; freed by kv_plugin_close */
 } kv_plugin;
 
+#define KV_CALL_TIMEOUT_MS 20000 /* the deadline of each call (of a streaming call: the whole call) */
+
+/* Call options with the deadline; NULL (and a message on stderr) when they cannot be made. */
+static connectplugin_call_options *call_options(const char *procedure) {
+    connectplugin_call_options *options = connectplugin_call_options_new();
+    connectplugin_error *error = NULL;
+    connectplugin_status status = options ? connectplugin_call_options_set_timeout_ms(options, KV_CALL_TIMEOUT_MS, &error)
+                                          : CONNECTPLUGIN_ERR_RESOURCE;
+    if (status == CONNECTPLUGIN_OK) return options;
+    report(procedure, status, error);
+    connectplugin_call_options_free(options);
+    return NULL;
+}
+
 /* One unary call: encode @p req as @p req_type, decode the answer as @p resp_type into @p resp. */
 static bool kv_call(kv_plugin *kv, const char *procedure, kv_type req_type, const kv_message *req, kv_type resp_type,
                     kv_message *resp) {
@@ -50,13 +69,15 @@ static bool kv_call(kv_plugin *kv, const char *procedure, kv_type req_type, cons
         fprintf(stderr, "kv-host-c: out of memory\n");
         return false;
     }
-    connectplugin_call_options *options = connectplugin_call_options_new();
+    connectplugin_call_options *options = call_options(procedure);
+    if (!options) {
+        kv_buffer_free(&body);
+        return false;
+    }
     connectplugin_error *error = NULL;
-    connectplugin_status status = options ? connectplugin_call_options_set_timeout_ms(options, 20000, &error)
-                                          : CONNECTPLUGIN_ERR_RESOURCE;
     connectplugin_response *response = NULL;
-    if (status == CONNECTPLUGIN_OK)
-        status = connectplugin_client_call_unary(kv->client, procedure, body.data, body.len, options, &response, &error);
+    connectplugin_status status =
+        connectplugin_client_call_unary(kv->client, procedure, body.data, body.len, options, &response, &error);
     connectplugin_call_options_free(options);
     kv_buffer_free(&body);
     if (status != CONNECTPLUGIN_OK) {
@@ -108,9 +129,313 @@ static bool kv_delete(kv_plugin *kv, const char *key, bool *existed) {
     return ok;
 }
 
+/* ---- Streaming calls: an open call of one procedure, with its messages encoded as kv_common.c's. ---- */
+
+typedef struct kv_stream {
+    const char *procedure;
+    connectplugin_client_stream *stream;
+} kv_stream;
+
+static bool stream_open(kv_plugin *kv, const char *procedure, connectplugin_method_kind kind, kv_stream *out) {
+    out->procedure = procedure;
+    out->stream = NULL;
+    connectplugin_call_options *options = call_options(procedure);
+    if (!options) return false;
+    connectplugin_error *error = NULL;
+    connectplugin_status status = connectplugin_client_open_stream(kv->client, procedure, kind, options, &out->stream, &error);
+    connectplugin_call_options_free(options);
+    if (status != CONNECTPLUGIN_OK) report(procedure, status, error);
+    return status == CONNECTPLUGIN_OK;
+}
+
+/* Sends @p m as @p type. (A call the plugin already ended takes the message and reports on receive.) */
+static bool stream_send(kv_stream *st, kv_type type, const kv_message *m) {
+    kv_buffer body = {0};
+    if (!kv_encode(type, KV_CODEC_PROTO, m, &body)) {
+        kv_buffer_free(&body);
+        fprintf(stderr, "kv-host-c: out of memory\n");
+        return false;
+    }
+    connectplugin_error *error = NULL;
+    connectplugin_status status = connectplugin_client_stream_send(st->stream, body.data, body.len, &error);
+    kv_buffer_free(&body);
+    if (status != CONNECTPLUGIN_OK) report(st->procedure, status, error);
+    return status == CONNECTPLUGIN_OK;
+}
+
+static bool stream_close_send(kv_stream *st) {
+    connectplugin_error *error = NULL;
+    connectplugin_status status = connectplugin_client_stream_close_send(st->stream, &error);
+    if (status != CONNECTPLUGIN_OK) report(st->procedure, status, error);
+    return status == CONNECTPLUGIN_OK;
+}
+
+/* The next message, decoded as @p type into @p out: 1 = a message, 0 = the call ended OK, -1 = failed (reported). */
+static int stream_receive(kv_stream *st, kv_type type, kv_message *out) {
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    connectplugin_error *error = NULL;
+    connectplugin_status status = connectplugin_client_stream_receive(st->stream, &data, &len, &error);
+    if (status == CONNECTPLUGIN_EOF) return 0;
+    if (status != CONNECTPLUGIN_OK) {
+        report(st->procedure, status, error);
+        return -1;
+    }
+    char why[128];
+    if (!kv_decode(type, KV_CODEC_PROTO, data, len, out, why, sizeof why)) {
+        fprintf(stderr, "kv-host-c: %s: bad response: %s\n", st->procedure, why);
+        return -1;
+    }
+    return 1;
+}
+
+/* Frees the call (cancelling it if it still runs). */
+static void stream_free(kv_stream *st) {
+    connectplugin_client_stream_free(st->stream);
+    st->stream = NULL;
+}
+
+/* A key and a value, as PutMany takes them. */
+typedef struct kv_pair {
+    const char *key;
+    const char *value;
+} kv_pair;
+
+/* Received messages (ListResponse or WatchEvent), owned. */
+typedef struct kv_items {
+    kv_message *v;
+    size_t n, cap;
+} kv_items;
+
+/* Moves *m to the end of @p items (and zeroes *m); false when out of memory (*m untouched). */
+static bool kv_items_push(kv_items *items, kv_message *m) {
+    if (items->n == items->cap) {
+        size_t cap = items->cap ? items->cap * 2 : 8;
+        kv_message *v = realloc(items->v, cap * sizeof *v);
+        if (!v) {
+            fprintf(stderr, "kv-host-c: out of memory\n");
+            return false;
+        }
+        items->v = v;
+        items->cap = cap;
+    }
+    items->v[items->n++] = *m;
+    memset(m, 0, sizeof *m);
+    return true;
+}
+
+static void kv_items_free(kv_items *items) {
+    for (size_t i = 0; i < items->n; i++) kv_message_clear(&items->v[i]);
+    free(items->v);
+    memset(items, 0, sizeof *items);
+}
+
+/* PutMany: stores the @p n pairs in order; *count is the number the plugin stored. */
+static bool kv_put_many(kv_plugin *kv, const kv_pair *pairs, size_t n, int64_t *count) {
+    kv_stream st;
+    if (!stream_open(kv, KV_PROCEDURE_PUT_MANY, CONNECTPLUGIN_CLIENT_STREAM, &st)) return false;
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        kv_message req = {0};
+        ok = kv_message_set_key(&req, pairs[i].key, strlen(pairs[i].key)) &&
+             kv_message_set_value(&req, (const uint8_t *)pairs[i].value, strlen(pairs[i].value));
+        if (!ok) fprintf(stderr, "kv-host-c: out of memory\n");
+        ok = ok && stream_send(&st, KV_PUT_REQUEST, &req);
+        kv_message_clear(&req);
+    }
+    kv_message resp = {0};
+    int rc = ok && stream_close_send(&st) ? stream_receive(&st, KV_PUT_MANY_RESPONSE, &resp) : -1;
+    if (rc == 0) fprintf(stderr, "kv-host-c: %s: the call ended without a response\n", st.procedure);
+    if (rc == 1) {
+        *count = resp.count;
+        kv_message_clear(&resp);
+        rc = stream_receive(&st, KV_PUT_MANY_RESPONSE, &resp); /* exactly one response, then the end */
+        if (rc == 1) {
+            fprintf(stderr, "kv-host-c: %s: a second response\n", st.procedure);
+            kv_message_clear(&resp);
+            rc = -1;
+        } else if (rc == 0) {
+            rc = 1;
+        }
+    }
+    stream_free(&st);
+    return rc == 1;
+}
+
+/* List: every stored key that starts with @p prefix, with its value, in order, appended to @p out. */
+static bool kv_list(kv_plugin *kv, const char *prefix, kv_items *out) {
+    kv_stream st;
+    if (!stream_open(kv, KV_PROCEDURE_LIST, CONNECTPLUGIN_SERVER_STREAM, &st)) return false;
+    kv_message req = {0};
+    bool ok = kv_message_set_key(&req, prefix, strlen(prefix));
+    if (!ok) fprintf(stderr, "kv-host-c: out of memory\n");
+    ok = ok && stream_send(&st, KV_LIST_REQUEST, &req) && stream_close_send(&st);
+    kv_message_clear(&req);
+    int rc = ok ? 1 : -1;
+    while (rc == 1) {
+        kv_message item = {0};
+        rc = stream_receive(&st, KV_LIST_RESPONSE, &item);
+        if (rc == 1 && !kv_items_push(out, &item)) rc = -1;
+        kv_message_clear(&item);
+    }
+    stream_free(&st);
+    return rc == 0;
+}
+
+/* Watch: an open bidi call. kv_watch_open, then kv_watch_send / kv_watch_receive / kv_watch_close_send
+   in any order (full duplex), then kv_watch_free (also after a failure). */
+typedef struct kv_watch {
+    kv_stream st;
+} kv_watch;
+
+static bool kv_watch_open(kv_plugin *kv, kv_watch *out) {
+    return stream_open(kv, KV_PROCEDURE_WATCH, CONNECTPLUGIN_BIDI_STREAM, &out->st);
+}
+
+/* Adds a watched prefix: the plugin replays the keys it matches, then sends their changes. */
+static bool kv_watch_send(kv_watch *w, const char *prefix) {
+    kv_message req = {0};
+    bool ok = kv_message_set_key(&req, prefix, strlen(prefix));
+    if (!ok) fprintf(stderr, "kv-host-c: out of memory\n");
+    ok = ok && stream_send(&w->st, KV_WATCH_REQUEST, &req);
+    kv_message_clear(&req);
+    return ok;
+}
+
+/* The next event into *event: 1 = an event, 0 = the call ended OK, -1 = failed (reported). */
+static int kv_watch_receive(kv_watch *w, kv_message *event) { return stream_receive(&w->st, KV_WATCH_EVENT, event); }
+
+/* No more prefixes: the plugin sends the events already queued and ends the call. */
+static bool kv_watch_close_send(kv_watch *w) { return stream_close_send(&w->st); }
+
+static void kv_watch_free(kv_watch *w) { stream_free(&w->st); }
+
 static void kv_plugin_close(kv_plugin *kv) {
     connectplugin_client_free(kv->client);
     kv->client = NULL;
+}
+
+/* Appends the printf-formatted text to the line (cut short when it does not fit). */
+static void line_add(char *line, size_t cap, const char *fmt, ...) {
+    size_t len = strlen(line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+/* " KEY=VALUE" for an item or a stored-key event, " deleted:KEY" for a deleted-key event. */
+static void line_add_item(char *line, size_t cap, const kv_message *m) {
+    if (m->deleted) {
+        line_add(line, cap, " deleted:%.*s", (int)m->key_len, m->key ? m->key : "");
+    } else {
+        line_add(line, cap, " %.*s=%.*s", (int)m->key_len, m->key ? m->key : "", (int)m->value_len,
+                 m->value ? (const char *)m->value : "");
+    }
+}
+
+/* Whether @p m is the item (or event) KEY=VALUE, or the deleted event of KEY when @p value is NULL. */
+static bool item_is(const kv_message *m, const char *key, const char *value) {
+    size_t value_len = value ? strlen(value) : 0;
+    return m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0 && m->deleted == (value == NULL) &&
+           m->value_len == value_len && (value_len == 0 || memcmp(m->value, value, value_len) == 0);
+}
+
+/* Receives exactly one Watch event into @p events; the end of the call is a failure here. */
+static bool watch_receive_one(kv_watch *w, kv_items *events) {
+    kv_message event = {0};
+    int rc = kv_watch_receive(w, &event);
+    if (rc == 0) fprintf(stderr, "kv-host-c: %s: the call ended after %zu events\n", KV_PROCEDURE_WATCH, events->n);
+    bool ok = rc == 1 && kv_items_push(events, &event);
+    kv_message_clear(&event);
+    return ok;
+}
+
+/*
+ * Watch s/ (full duplex): the 2 replayed events, then Put s/c (another call) and its event, then Delete
+ * s/a and its event; then half-close, and the call must end OK with no further event.
+ */
+static bool watch_script(kv_plugin *kv, kv_items *events) {
+    kv_watch w;
+    if (!kv_watch_open(kv, &w)) return false;
+    bool existed = false;
+    bool ok = kv_watch_send(&w, "s/") && watch_receive_one(&w, events) && watch_receive_one(&w, events) &&
+              kv_put(kv, "s/c", "3") && watch_receive_one(&w, events) && kv_delete(kv, "s/a", &existed) &&
+              watch_receive_one(&w, events) && kv_watch_close_send(&w);
+    if (ok && !existed) {
+        fprintf(stderr, "kv-host-c: delete s/a: the key did not exist\n");
+        ok = false;
+    }
+    if (ok) {
+        kv_message extra = {0};
+        int rc = kv_watch_receive(&w, &extra);
+        if (rc == 1) {
+            fprintf(stderr, "kv-host-c: %s: an event after half-close:", KV_PROCEDURE_WATCH);
+            char line[256] = "";
+            line_add_item(line, sizeof line, &extra);
+            fprintf(stderr, "%s\n", line);
+            kv_message_clear(&extra);
+        }
+        ok = rc == 0;
+    }
+    kv_watch_free(&w);
+    return ok;
+}
+
+/* @p answered_as_expected, saying on stderr which step's answer was wrong when it is false. */
+static bool expect(bool answered_as_expected, const char *step) {
+    if (!answered_as_expected) fprintf(stderr, "kv-host-c: %s: not the expected answer\n", step);
+    return answered_as_expected;
+}
+
+/* The streaming part of the script: PutMany, List, Watch, cleanup. */
+static bool stream_script(kv_plugin *kv, bool print) {
+    static const kv_pair pairs[] = {{"s/a", "1"}, {"s/b", "2"}};
+    int64_t count = 0;
+    if (!kv_put_many(kv, pairs, 2, &count)) return false;
+    if (print) printf("putmany count=%lld\n", (long long)count);
+    bool ok = expect(count == 2, "putmany");
+
+    char line[512];
+    kv_items items = {0};
+    if (!kv_list(kv, "s/", &items)) {
+        kv_items_free(&items);
+        return false;
+    }
+    if (print) {
+        snprintf(line, sizeof line, "list s/");
+        for (size_t i = 0; i < items.n; i++) line_add_item(line, sizeof line, &items.v[i]);
+        printf("%s\n", line);
+    }
+    ok = expect(items.n == 2 && item_is(&items.v[0], "s/a", "1") && item_is(&items.v[1], "s/b", "2"), "list s/") && ok;
+    kv_items_free(&items);
+
+    if (!watch_script(kv, &items)) {
+        kv_items_free(&items);
+        return false;
+    }
+    if (print) {
+        snprintf(line, sizeof line, "watch s/");
+        for (size_t i = 0; i < items.n; i++) line_add_item(line, sizeof line, &items.v[i]);
+        printf("%s\n", line);
+    }
+    ok = expect(items.n == 4 && item_is(&items.v[0], "s/a", "1") && item_is(&items.v[1], "s/b", "2") &&
+                    item_is(&items.v[2], "s/c", "3") && item_is(&items.v[3], "s/a", NULL),
+                "watch s/") &&
+         ok;
+    kv_items_free(&items);
+
+    /* Cleanup, so that the next repetition starts empty. */
+    static const char *const leftovers[] = {"s/b", "s/c"};
+    for (size_t i = 0; i < 2; i++) {
+        bool existed = false;
+        if (!kv_delete(kv, leftovers[i], &existed)) return false;
+        if (!existed) {
+            fprintf(stderr, "kv-host-c: delete %s: the key did not exist\n", leftovers[i]);
+            return false;
+        }
+    }
+    return ok;
 }
 
 /* The scripted sequence; prints its lines when @p print. Returns true when every answer matched. */
@@ -127,7 +452,8 @@ static bool script(kv_plugin *kv, bool print) {
     ok = ok && existed;
     if (!kv_get(kv, "greeting", &found, value, sizeof value)) return false;
     if (print) printf("get greeting found=%s\n", found ? "true" : "false");
-    return ok && !found;
+    ok = ok && !found;
+    return stream_script(kv, print) && ok;
 }
 
 /* --logs: the plugin's log records, one line each on stdout (one fputs: lines never interleave). */
