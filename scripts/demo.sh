@@ -57,6 +57,19 @@ for lang in "${LANGS[@]}"; do
   fi
 done
 echo
+echo "== A host in each language, each loading the plugin of another language (the tests run the whole 4x4)"
+hosts=(c go swift python)
+plugins=(swift c python go)
+for i in "${!hosts[@]}"; do
+  echo
+  echo " kv-host-${hosts[$i]} --plugin $BIN/kv-plugin-${plugins[$i]}"
+  if out=$("$BIN/kv-host-${hosts[$i]}" --plugin "$BIN/kv-plugin-${plugins[$i]}" 2>&1); then
+    echo "$out" | sed 's/^/    /'
+  else
+    echo "    FAILED"; echo "$out" | sed 's/^/      /'; failures=$((failures+1))
+  fi
+done
+echo
 echo "== One KV service, servers and clients in C, Go, Python and Swift"
 for server in "${LANGS[@]}"; do
   start_server "$server" 127.0.0.1:0
