@@ -1442,6 +1442,8 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_config_set_logger(co
 
 typedef struct connectplugin_plugin_client_config connectplugin_plugin_client_config;
 typedef struct connectplugin_plugin_client connectplugin_plugin_client;
+/** What a plugin says about itself (connectplugin_plugin_client_info). Immutable: any thread may read it. */
+typedef struct connectplugin_plugin_info connectplugin_plugin_info;
 
 /**
  * @brief A host configuration for the plugin binary at @p path, with the handshake's magic cookie.
@@ -1602,6 +1604,39 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_dispense(conn
 CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_ping(connectplugin_plugin_client *plugin,
                                                                         int64_t timeout_ms,
                                                                         connectplugin_error **out_error);
+/**
+ * @brief The plugin's own description: connect-plugin-go's connectplugin.v1.PluginIdentity/GetPluginInfo
+ *        (@p timeout_ms <= 0: 10 s). A connectplugin plugin reports its first plugin's name and version,
+ *        and the metadata "app_protocol_version" and "runtime". Any thread.
+ * @param out_info  Receives the info (free with connectplugin_plugin_info_free); NULL on failure.
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p plugin or @p out_info is NULL.
+ * @retval CONNECTPLUGIN_ERR_RPC with the call's code: unimplemented for a plugin that does not serve
+ *         PluginIdentity (go-plugin plugins do not; the error says so), unavailable when the plugin is
+ *         unreachable, deadline_exceeded after @p timeout_ms, internal if the answer does not decode.
+ * @retval CONNECTPLUGIN_ERR_STATE if the plugin was never started.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_client_info(connectplugin_plugin_client *plugin,
+                                                                        int64_t timeout_ms,
+                                                                        connectplugin_plugin_info **out_info,
+                                                                        connectplugin_error **out_error);
+/** @brief The plugin's id (self_id). Borrowed, valid until the info is freed; "" for NULL. */
+CONNECTPLUGIN_API const char *connectplugin_plugin_info_id(const connectplugin_plugin_info *info);
+/** @brief The plugin's version (self_version). Borrowed like _id; "" for NULL. */
+CONNECTPLUGIN_API const char *connectplugin_plugin_info_version(const connectplugin_plugin_info *info);
+/** @brief The number of metadata entries, in the order the plugin sent them. NULL gives 0. */
+CONNECTPLUGIN_API size_t connectplugin_plugin_info_metadata_count(const connectplugin_plugin_info *info);
+/**
+ * @brief Metadata entry @p index: key and value, NUL-terminated, borrowed like _id. Each out pointer
+ *        may be NULL. No error object is made (this function has no out_error).
+ * @retval CONNECTPLUGIN_OK on success.
+ * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p info is NULL or @p index is out of range.
+ */
+CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_info_metadata_get(const connectplugin_plugin_info *info,
+                                                                              size_t index, const char **out_key,
+                                                                              const char **out_value);
+/** @brief Frees the info. NULL is a no-op. */
+CONNECTPLUGIN_API void connectplugin_plugin_info_free(connectplugin_plugin_info *info);
 /**
  * @brief Stops the plugin: plugin.GRPCController/Shutdown, the kill grace, SIGTERM, the grace
  *        again, SIGKILL; blocks until the process ended. Calling it again is OK.

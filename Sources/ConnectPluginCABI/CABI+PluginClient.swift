@@ -1,5 +1,5 @@
 // C ABI: the host side of the runtime (connectplugin_plugin_client_*): launch a plugin binary,
-// handshake, dispense a connectplugin_client, ping, kill; exit notification, SecureConfig, restart
+// handshake, dispense a connectplugin_client, ping, info, kill; exit notification, SecureConfig, restart
 // policy, managed-mode cleanup. All logic is in ConnectPluginRuntime's
 // PluginClient.
 import CConnectPluginABI
@@ -193,6 +193,59 @@ public func connectplugin_plugin_client_ping(_ p: OpaquePointer?, _ timeoutMs: I
                                              _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
     guarded(err) { try pluginClientArg(p).ping(timeoutMs: timeoutMs > 0 ? timeoutMs : 10_000) }
 }
+
+/// connectplugin_plugin_info: GetPluginInfoResponse with its strings as C strings.
+final class PluginInfoBox {
+    let id: CBytes
+    let version: CBytes
+    let metadata: [(key: CBytes, value: CBytes)]
+
+    init(_ r: GetPluginInfoResponse) {
+        id = CBytes(r.selfID)
+        version = CBytes(r.selfVersion)
+        metadata = r.metadata.map { (CBytes($0.0), CBytes($0.1)) }
+    }
+}
+
+@_cdecl("connectplugin_plugin_client_info")
+public func connectplugin_plugin_client_info(_ p: OpaquePointer?, _ timeoutMs: Int64, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                                             _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {
+    out?.pointee = nil
+    return guarded(err) {
+        guard let out else { throw ConnectError.local(.invalidArgument, "out_info is NULL") }
+        let r = try pluginClientArg(p).info(timeoutMs: timeoutMs > 0 ? timeoutMs : 10_000)
+        out.pointee = box(PluginInfoBox(r))
+    }
+}
+
+@_cdecl("connectplugin_plugin_info_id")
+public func connectplugin_plugin_info_id(_ i: OpaquePointer?) -> UnsafePointer<CChar>? {
+    unbox(i, as: PluginInfoBox.self)?.id.cString ?? staticCString("")
+}
+
+@_cdecl("connectplugin_plugin_info_version")
+public func connectplugin_plugin_info_version(_ i: OpaquePointer?) -> UnsafePointer<CChar>? {
+    unbox(i, as: PluginInfoBox.self)?.version.cString ?? staticCString("")
+}
+
+@_cdecl("connectplugin_plugin_info_metadata_count")
+public func connectplugin_plugin_info_metadata_count(_ i: OpaquePointer?) -> Int {
+    unbox(i, as: PluginInfoBox.self)?.metadata.count ?? 0
+}
+
+@_cdecl("connectplugin_plugin_info_metadata_get")
+public func connectplugin_plugin_info_metadata_get(_ i: OpaquePointer?, _ index: Int, _ outKey: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+                                                   _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> connectplugin_status {
+    outKey?.pointee = nil
+    outValue?.pointee = nil
+    guard let b = unbox(i, as: PluginInfoBox.self), index >= 0, index < b.metadata.count else { return CONNECTPLUGIN_ERR_INVALID_ARGUMENT }
+    outKey?.pointee = b.metadata[index].key.cString
+    outValue?.pointee = b.metadata[index].value.cString
+    return CONNECTPLUGIN_OK
+}
+
+@_cdecl("connectplugin_plugin_info_free")
+public func connectplugin_plugin_info_free(_ i: OpaquePointer?) { release(i, as: PluginInfoBox.self) }
 
 @_cdecl("connectplugin_plugin_client_kill")
 public func connectplugin_plugin_client_kill(_ p: OpaquePointer?, _ err: UnsafeMutablePointer<OpaquePointer?>?) -> connectplugin_status {

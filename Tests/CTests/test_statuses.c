@@ -389,6 +389,54 @@ static void test_plugin_lifecycle(void) {
     connectplugin_plugin_client_config_free(c);
 }
 
+/* connectplugin_plugin_client_info against an in-process plugin (PluginIdentity/GetPluginInfo), and its
+   NULL arguments. */
+static void test_plugin_info(void) {
+    const char *key = "x", *value = "x";
+    EXPECT_INVALID("plugin_client_info NULL plugin", connectplugin_plugin_client_info(NULL, 0, NULL, &err));
+    CHECK(strcmp(connectplugin_plugin_info_id(NULL), "") == 0 && strcmp(connectplugin_plugin_info_version(NULL), "") == 0,
+          "plugin_info_id/_version(NULL) are \"\"");
+    CHECK(connectplugin_plugin_info_metadata_count(NULL) == 0, "plugin_info_metadata_count(NULL) is 0");
+    CHECK(connectplugin_plugin_info_metadata_get(NULL, 0, &key, &value) == CONNECTPLUGIN_ERR_INVALID_ARGUMENT && key == NULL &&
+              value == NULL,
+          "plugin_info_metadata_get(NULL) is invalid_argument and clears the out pointers");
+    connectplugin_plugin_info_free(NULL);
+
+    connectplugin_server *s = NULL;
+    connectplugin_plugin_config *pc = NULL;
+    connectplugin_plugin_client_config *cc = NULL;
+    connectplugin_plugin_client *p = NULL;
+    connectplugin_plugin_info *info = NULL;
+    EXPECT_OK("server_new", connectplugin_server_new(NULL, &s, &err));
+    EXPECT_OK("plugin_config_new", connectplugin_plugin_config_new("K", "V", &pc, &err));
+    EXPECT_OK("plugin_config_add_plugin", connectplugin_plugin_config_add_plugin(pc, 3, "greeter", "1.2.3", "/t.Greeter/", &err));
+    EXPECT_OK("plugin_serve_in_process", connectplugin_plugin_serve_in_process(s, pc, "test-statuses-info", &err));
+    EXPECT_OK("plugin_client_config_new_url",
+              connectplugin_plugin_client_config_new_url("K", "V", "inproc://test-statuses-info", &cc, &err));
+    EXPECT_OK("client config_add_plugin", connectplugin_plugin_client_config_add_plugin(cc, 3, "greeter", &err));
+    EXPECT_OK("plugin_client_start", connectplugin_plugin_client_start(cc, &p, &err));
+    EXPECT_INVALID("plugin_client_info NULL out_info", connectplugin_plugin_client_info(p, 0, NULL, &err));
+    EXPECT_OK("plugin_client_info", connectplugin_plugin_client_info(p, 0, &info, &err));
+    CHECK(info != NULL && strcmp(connectplugin_plugin_info_id(info), "greeter") == 0 &&
+              strcmp(connectplugin_plugin_info_version(info), "1.2.3") == 0,
+          "plugin_info has the plugin's name and version");
+    bool app_version = false, runtime = false;
+    for (size_t i = 0; i < connectplugin_plugin_info_metadata_count(info); i++) {
+        if (connectplugin_plugin_info_metadata_get(info, i, &key, &value) != CONNECTPLUGIN_OK) break;
+        app_version = app_version || (strcmp(key, "app_protocol_version") == 0 && strcmp(value, "3") == 0);
+        runtime = runtime || (strcmp(key, "runtime") == 0 && strncmp(value, "connectplugin ", 14) == 0);
+    }
+    CHECK(app_version && runtime, "plugin_info metadata has app_protocol_version=3 and runtime=connectplugin VERSION");
+    CHECK(connectplugin_plugin_info_metadata_get(info, connectplugin_plugin_info_metadata_count(info), &key, NULL) ==
+              CONNECTPLUGIN_ERR_INVALID_ARGUMENT,
+          "plugin_info_metadata_get past the end is invalid_argument");
+    connectplugin_plugin_info_free(info);
+    connectplugin_plugin_client_free(p);
+    connectplugin_plugin_client_config_free(cc);
+    connectplugin_plugin_config_free(pc);
+    connectplugin_server_free(s);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     alarm(300); /* A hang fails the run (SIGALRM) instead of blocking it. */
@@ -398,6 +446,7 @@ int main(void) {
     test_client_options();
     test_calls();
     test_plugin_lifecycle();
+    test_plugin_info();
     printf("c-tests: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 && g_passed > 0 ? 0 : 1;
 }

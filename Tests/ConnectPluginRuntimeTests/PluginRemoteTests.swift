@@ -60,6 +60,10 @@ private func host(_ versions: [Int: [String]], url: String, cookie: String = "co
         let c = try p.dispense("kv")
         #expect(try c.unary("/test.Echo/Echo", request: [7]).message == [2, 7])
         try p.ping()
+        let info = try p.info()
+        #expect(info.selfID == "kv" && info.selfVersion == "1.0.0")
+        #expect(info.metadata.contains { $0.0 == "app_protocol_version" && $0.1 == "2" })
+        #expect(info.metadata.contains { $0.0 == "runtime" && $0.1.hasPrefix("connectplugin ") })
         p.kill()  // disconnects only
         let again = host([2: ["kv"]], url: url)
         try again.start()

@@ -52,6 +52,9 @@ def test_python_host_loads_a_goplugin_plugin(goplugin_kv_plugin):
     pid = p.pid
     assert p.negotiated_version == 1
     kv_round_trip(p)
+    with pytest.raises(connectplugin.RPCError) as e:
+        p.info()  # go-plugin plugins do not serve connectplugin.v1.PluginIdentity
+    assert e.value.code == connectplugin.Code.UNIMPLEMENTED and "does not serve" in e.value.message, e.value
     p.kill()
     assert p.exit_status == ("exited", 0)
     assert not alive(pid)
@@ -62,6 +65,10 @@ def test_python_host_loads_connectplugin_plugins(lang):
     p = launch(binary(f"kv-plugin-{lang}"))
     pid = p.pid
     kv_round_trip(p)
+    info = p.info()  # connectplugin.v1.PluginIdentity/GetPluginInfo
+    assert info.id == "kv" and info.version, info
+    assert info.metadata["app_protocol_version"] == "1", info
+    assert info.metadata["runtime"] == f"connectplugin {connectplugin.version()}", info
     p.kill()
     assert p.exit_status == ("exited", 0), p.exit_status
     assert not alive(pid)

@@ -336,6 +336,45 @@ func (p *PluginClient) Ping(timeout time.Duration) error {
 	return check(C.connectplugin_plugin_client_ping(p._ptr, C.int64_t(durationToMs(timeout)), &cerr), &cerr)
 }
 
+// PluginIdentity is what a plugin says about itself (PluginClient.Info): connect-plugin-go's
+// connectplugin.v1.PluginIdentity/GetPluginInfo. A connectplugin plugin reports its first plugin's
+// name and version, and the metadata "app_protocol_version" and "runtime".
+type PluginIdentity struct {
+	ID       string
+	Version  string
+	Metadata map[string]string
+}
+
+// Info asks the plugin for its id, version and metadata (timeout 0: 10 s). A plugin that does not
+// serve connectplugin.v1.PluginIdentity (go-plugin plugins do not) gives an *Error with
+// CodeUnimplemented; its NegotiatedVersion and Pid are known without it.
+func (p *PluginClient) Info(timeout time.Duration) (PluginIdentity, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p._ptr == nil {
+		return PluginIdentity{}, errClosed("plugin client")
+	}
+	var info *C.connectplugin_plugin_info
+	var cerr *C.connectplugin_error
+	if err := check(C.connectplugin_plugin_client_info(p._ptr, C.int64_t(durationToMs(timeout)), &info, &cerr), &cerr); err != nil {
+		return PluginIdentity{}, err
+	}
+	defer C.connectplugin_plugin_info_free(info)
+	id := PluginIdentity{
+		ID:       C.GoString(C.connectplugin_plugin_info_id(info)),
+		Version:  C.GoString(C.connectplugin_plugin_info_version(info)),
+		Metadata: map[string]string{},
+	}
+	n := C.connectplugin_plugin_info_metadata_count(info)
+	for i := C.size_t(0); i < n; i++ {
+		var k, v *C.char
+		if C.connectplugin_plugin_info_metadata_get(info, i, &k, &v) == C.CONNECTPLUGIN_OK {
+			id.Metadata[C.GoString(k)] = C.GoString(v)
+		}
+	}
+	return id, nil
+}
+
 // Exited reports how the plugin process ended: ok is false while it runs; otherwise status is its
 // exit status, or the signal that ended it when signaled is true.
 func (p *PluginClient) Exited() (status int, signaled bool, ok bool) {

@@ -102,6 +102,11 @@ func TestPluginInProcessByURL(t *testing.T) {
 	if err := p.Ping(0); err != nil {
 		t.Fatal(err)
 	}
+	info, err := p.Info(0)
+	if err != nil || info.ID != "t" || info.Metadata["app_protocol_version"] != "3" ||
+		info.Metadata["runtime"] != "connectplugin "+Version() {
+		t.Fatalf("info: %+v %v", info, err)
+	}
 	_, err = StartPlugin(PluginClientConfig{CookieKey: "K", CookieValue: "v", Plugins: map[int][]string{1: {"t"}}, URL: url})
 	if err == nil || !strings.Contains(err.Error(), "the plugin serves version 3, this host supports [1]") {
 		t.Fatalf("no common version: %v", err)

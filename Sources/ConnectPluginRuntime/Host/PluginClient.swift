@@ -539,6 +539,23 @@ public final class PluginClient: @unchecked Sendable {
         if s != .serving { throw ConnectError(.unavailable, "plugin \(name) is \(s.map { "\($0)" } ?? "in an unknown state")") }
     }
 
+    /// The plugin's own description: connect-plugin-go's `connectplugin.v1.PluginIdentity/GetPluginInfo`
+    /// (its id, version and metadata; a connectplugin plugin reports its first plugin's name and
+    /// version, `app_protocol_version` and `runtime`). A go-plugin plugin does not serve it: the
+    /// error is `unimplemented` and says so (its negotiated version and pid are on this client).
+    public func info(timeoutMs: Int64 = 10_000) throws -> GetPluginInfoResponse {
+        guard let c = cond.withLock({ client }) else { throw ConnectError.local(.state, "plugin \(name) is not started") }
+        let r: UnaryResponse
+        do {
+            r = try c.unary("/connectplugin.v1.PluginIdentity/GetPluginInfo", request: EmptyMessage().serialized(),
+                            timeoutMs: timeoutMs)
+        } catch let e as ConnectError where e.kind == .rpc && e.code == .unimplemented {
+            throw ConnectError(.unimplemented, "plugin \(name) does not serve connectplugin.v1.PluginIdentity/GetPluginInfo "
+                + "(go-plugin plugins do not); its negotiated version and pid are known without it")
+        }
+        return try GetPluginInfoResponse(serialized: r.message)
+    }
+
     /// Stops the plugin: Shutdown, grace, SIGTERM, grace, SIGKILL; waits until it ended. Idempotent.
     public func kill() {
         if let r = config.reattach {

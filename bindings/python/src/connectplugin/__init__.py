@@ -116,7 +116,7 @@ from ._interceptor import DIRECTION_REQUEST, DIRECTION_RESPONSE, Interceptor, In
 from ._metadata import Metadata, Peer
 from ._log import TRACE, PluginLogHandler, plugin_log
 from ._log import LogRecord as PluginLogRecord
-from ._plugin import PluginClient, cleanup_plugins
+from ._plugin import PluginClient, PluginIdentity, cleanup_plugins
 from ._server import CallContext, Server, ServerStream
 from ._tls import TLSOptions
 
@@ -140,6 +140,7 @@ __all__ = [
     "MethodKind",
     "Peer",
     "PluginClient",
+    "PluginIdentity",
     "PluginLogHandler",
     "PluginLogRecord",
     "RPCError",

@@ -124,6 +124,10 @@ class connectplugin_plugin_client(ctypes.Structure):
     pass
 
 
+class connectplugin_plugin_info(ctypes.Structure):
+    pass
+
+
 class connectplugin_server(ctypes.Structure):
     pass
 
@@ -708,6 +712,18 @@ _DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
         connectplugin_status,
         [POINTER(connectplugin_plugin_client), c_int64, _errpp],
     ),
+    "connectplugin_plugin_client_info": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_client), c_int64, POINTER(POINTER(connectplugin_plugin_info)), _errpp],
+    ),
+    "connectplugin_plugin_info_id": (c_char_p, [POINTER(connectplugin_plugin_info)]),
+    "connectplugin_plugin_info_version": (c_char_p, [POINTER(connectplugin_plugin_info)]),
+    "connectplugin_plugin_info_metadata_count": (c_size_t, [POINTER(connectplugin_plugin_info)]),
+    "connectplugin_plugin_info_metadata_get": (
+        connectplugin_status,
+        [POINTER(connectplugin_plugin_info), c_size_t, _charpp, _charpp],
+    ),
+    "connectplugin_plugin_info_free": (None, [POINTER(connectplugin_plugin_info)]),
     "connectplugin_plugin_client_kill": (connectplugin_status, [POINTER(connectplugin_plugin_client), _errpp]),
     "connectplugin_plugin_client_exit_status": (
         c_int32,

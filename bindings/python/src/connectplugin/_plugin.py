@@ -11,13 +11,23 @@ from __future__ import annotations
 import atexit
 import itertools
 import threading
-from ctypes import POINTER, byref, c_int32, c_void_p
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from ctypes import POINTER, byref, c_char_p, c_int32, c_void_p
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from . import _ffi, _log
 from ._client import Client
 from ._error import check
 from ._tls import TLSOptions
+
+
+class PluginIdentity(NamedTuple):
+    """What a plugin says about itself (:meth:`PluginClient.info`): connect-plugin-go's
+    ``connectplugin.v1.PluginIdentity/GetPluginInfo``. A connectplugin plugin reports its first
+    plugin's name and version, and the metadata ``app_protocol_version`` and ``runtime``."""
+
+    id: str
+    version: str
+    metadata: Dict[str, str]
 
 
 class PluginClient(_ffi.Managed):
@@ -190,6 +200,24 @@ class PluginClient(_ffi.Managed):
         """go-plugin's Ping: grpc.health.v1.Health/Check for "plugin"; raises when not serving."""
         err = _ffi.new_error_out()
         check(_ffi.connectplugin_plugin_client_ping(self._ptr(), int(timeout_ms), byref(err)), err, "ping")
+
+    def info(self, timeout_ms: int = 10_000) -> PluginIdentity:
+        """The plugin's id, version and metadata (``connectplugin.v1.PluginIdentity/GetPluginInfo``).
+        Raises :class:`RPCError` ``unimplemented`` for a plugin that does not serve it (go-plugin
+        plugins do not; :attr:`negotiated_version` and :attr:`pid` are known without it)."""
+        out = POINTER(_ffi.connectplugin_plugin_info)()
+        err = _ffi.new_error_out()
+        check(_ffi.connectplugin_plugin_client_info(self._ptr(), int(timeout_ms), byref(out), byref(err)), err, "info")
+        try:
+            metadata = {}
+            for i in range(_ffi.connectplugin_plugin_info_metadata_count(out)):
+                k, v = c_char_p(), c_char_p()
+                if _ffi.connectplugin_plugin_info_metadata_get(out, i, byref(k), byref(v)) == 0:
+                    metadata[(k.value or b"").decode("utf-8", "replace")] = (v.value or b"").decode("utf-8", "replace")
+            return PluginIdentity((_ffi.connectplugin_plugin_info_id(out) or b"").decode("utf-8", "replace"),
+                              (_ffi.connectplugin_plugin_info_version(out) or b"").decode("utf-8", "replace"), metadata)
+        finally:
+            _ffi.connectplugin_plugin_info_free(out)
 
     @property
     def restarts(self) -> int:
