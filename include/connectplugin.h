@@ -1348,7 +1348,9 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_plugin_set_health(connectpl
  *        address, "unix:PATH" for a socket) is printed on stdout instead of the handshake line; the
  *        same control services are served until Shutdown, SIGTERM or SIGINT. NULL or "" turns it
  *        off; without this call the CONNECTPLUGIN_LISTEN environment variable, if set, gives the
- *        address. Copied.
+ *        address. Copied. TLS: connectplugin_plugin_config_set_tls, or else the PEM files named by
+ *        CONNECTPLUGIN_TLS_CERT and CONNECTPLUGIN_TLS_KEY (with CONNECTPLUGIN_TLS_CLIENT_CA: mutual
+ *        TLS, clients need a certificate signed by those CAs); hosts then use an https:// URL.
  * @retval CONNECTPLUGIN_OK on success.
  * @retval CONNECTPLUGIN_ERR_INVALID_ARGUMENT if @p config is NULL.
  */

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KV_HOST_LINES, REPO, binary
+from conftest import KV_HOST_LINES, REPO, binary, tls_files  # noqa: F401  (fixture)
 
 sys.path.insert(0, str(REPO / "bindings" / "python" / "src"))
 import connectplugin  # noqa: E402
@@ -34,8 +34,9 @@ EXPECTED = KV_HOST_LINES + ["stopped: disconnected"]
 class RemotePlugin:
     """kv-plugin-LANG --listen ADDR, started without the plugin cookie in its environment."""
 
-    def __init__(self, lang: str, listen: str, tmp: Path) -> None:
+    def __init__(self, lang: str, listen: str, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if k != COOKIE[0] and not k.startswith("PLUGIN_")}
+        env.update(extra_env or {})
         self.stderr_path = tmp / f"kv-plugin-{lang}.stderr"
         self.cmd = [str(binary(f"kv-plugin-{lang}")), "--listen", listen]
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=open(self.stderr_path, "wb"),
@@ -54,7 +55,8 @@ class RemotePlugin:
         text = line.decode().strip()
         assert text.startswith("listening on "), text
         self.address = text[len("listening on "):]
-        self.url = "unix://" + self.address[5:] if self.address.startswith("unix:") else "http://" + self.address
+        scheme = "https://" if "CONNECTPLUGIN_TLS_CERT" in (extra_env or {}) else "http://"
+        self.url = "unix://" + self.address[5:] if self.address.startswith("unix:") else scheme + self.address
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")[-2000:]
@@ -275,3 +277,70 @@ def test_reattach_errors_say_what_to_do():
         connectplugin.PluginClient(None, cookie=COOKIE, plugins={2: ["kv"]},
                                    reattach='{"ProtocolVersion":1,"Addr":{"Network":"unix","String":"/nonexistent"},"Pid":0}')
     assert "the plugin chose version 1, this host supports [2]" in e.value.message, e.value.message
+
+
+def tls_env(files, mutual: bool) -> dict[str, str]:
+    env = {"CONNECTPLUGIN_TLS_CERT": str(files.server_cert), "CONNECTPLUGIN_TLS_KEY": str(files.server_key)}
+    if mutual:
+        env["CONNECTPLUGIN_TLS_CLIENT_CA"] = str(files.ca)
+    return env
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])
+@pytest.mark.parametrize("lang", PLUGIN_LANGS)
+def test_remote_plugin_over_tls(lang, mutual, tls_files, tmp_path):
+    """kv-plugin-LANG --listen with CONNECTPLUGIN_TLS_CERT/_KEY (and _CLIENT_CA: mutual TLS) serves
+    TLS only: a Python host reaches it by https:// URL with its TLS options (KV calls, ping, info);
+    grpcio, an independent TLS peer, gets SERVING from its grpc.health.v1.Health; a plaintext URL and
+    (mutual TLS) a host without a client certificate cannot start."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from test_plugin_hosts import kv_round_trip
+
+    plugin = RemotePlugin(lang, "127.0.0.1:0", tmp_path, tls_env(tls_files, mutual))
+    try:
+        assert plugin.url.startswith("https://127.0.0.1:"), plugin.url
+        client_cert = {"cert_file": str(tls_files.client_cert), "key_file": str(tls_files.client_key)} if mutual else {}
+        tls = connectplugin.TLSOptions(ca_file=str(tls_files.ca), **client_cert)
+        with connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, url=plugin.url, tls=tls) as p:
+            kv_round_trip(p)
+            assert p.info().id == "kv"
+
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=tls_files.ca.read_bytes(),
+            private_key=tls_files.client_key.read_bytes() if mutual else None,
+            certificate_chain=tls_files.client_cert.read_bytes() if mutual else None)
+        with grpc.secure_channel(plugin.address, creds) as ch:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=10)
+            assert r.status == health_pb2.HealthCheckResponse.SERVING
+
+        with pytest.raises(connectplugin.ConnectPluginError) as e:
+            connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, url="http://" + plugin.address,
+                                       start_timeout_ms=5_000)
+        assert e.value.code == connectplugin.Code.UNAVAILABLE, e.value
+        if mutual:
+            with pytest.raises(connectplugin.ConnectPluginError) as e:
+                connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, url=plugin.url,
+                                           tls=connectplugin.TLSOptions(ca_file=str(tls_files.ca)), start_timeout_ms=5_000)
+            assert e.value.code == connectplugin.Code.UNAVAILABLE, e.value
+    finally:
+        assert plugin.stop() == 0, plugin.stderr()
+    assert '"tls":"' + ("mutual" if mutual else "server") + '"' in plugin.stderr(), plugin.stderr()
+
+
+def test_remote_tls_errors_say_what_to_do(tls_files, tmp_path):
+    """Half a TLS configuration in the environment stops the plugin with a message naming what is
+    missing; a host with TLS options and a plain http:// URL is told to use https://."""
+    env = {k: v for k, v in os.environ.items() if k != COOKIE[0] and not k.startswith("PLUGIN_")}
+    env["CONNECTPLUGIN_TLS_CERT"] = str(tls_files.server_cert)
+    r = subprocess.run([str(binary("kv-plugin-python")), "--listen", "127.0.0.1:0"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and "CONNECTPLUGIN_TLS_KEY" in r.stderr and "listening on" not in r.stdout, r
+    env["CONNECTPLUGIN_TLS_KEY"] = str(tmp_path / "missing.key")
+    r = subprocess.run([str(binary("kv-plugin-go")), "--listen", "127.0.0.1:0"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and "missing.key" in r.stderr, r
+    with pytest.raises(connectplugin.ConnectPluginError) as e:
+        connectplugin.PluginClient(None, cookie=COOKIE, plugins={1: ["kv"]}, url="http://127.0.0.1:1",
+                                   tls=connectplugin.TLSOptions(ca_file=str(tls_files.ca)))
+    assert "not https://" in e.value.message, e.value.message

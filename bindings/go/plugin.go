@@ -44,7 +44,9 @@ type PluginConfig struct {
 	// serves as a standalone network service that hosts reach by URL (PluginClientConfig.URL),
 	// prints "listening on ADDR" instead of the handshake line and needs no cookie in its
 	// environment (the Handshake RPC checks it). Empty: the CONNECTPLUGIN_LISTEN environment
-	// variable, if set, gives the address.
+	// variable, if set, gives the address. TLS: the TLS field, or else the PEM files named by
+	// CONNECTPLUGIN_TLS_CERT and CONNECTPLUGIN_TLS_KEY (with CONNECTPLUGIN_TLS_CLIENT_CA: mutual
+	// TLS); hosts then use an https:// URL.
 	Listen string
 }
 

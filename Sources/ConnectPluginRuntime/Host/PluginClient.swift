@@ -366,6 +366,15 @@ public final class PluginClient: @unchecked Sendable {
         var o = RPCClient.Options()
         o.rpcProtocol = .grpc
         o.maxMessageBytes = 0
+        if let t = config.tls {
+            // The host's TLS (trusted CAs, client certificate for mutual TLS, server name) for an
+            // https:// plugin; without it https:// uses the system's roots.
+            guard url.hasPrefix("https://") else {
+                throw ConnectError.local(.invalidArgument, "plugin \(name): a TLS config was given but the URL \(url) is not https://; "
+                    + "use https://HOST:PORT for a plugin serving TLS in remote mode")
+            }
+            o.tls = t
+        }
         let c = try RPCClient(baseURL: url, options: o)
         let hostVersions = config.versionedPlugins.keys.sorted(by: >)
         var pluginVersion: String?

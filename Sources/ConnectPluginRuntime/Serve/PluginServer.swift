@@ -20,7 +20,9 @@
 // 0 picks one, "unix:PATH", or "inproc:NAME" for an in-process plugin: see PluginClient's
 // in-process mode), prints `listening on ADDR` (the bound address) instead of the
 // handshake line, keeps fd 1 and 2 as they are, does not watch its parent, and serves the same
-// control services until Shutdown, SIGTERM or SIGINT.
+// control services until Shutdown, SIGTERM or SIGINT. Over TLS with `tls`, or with the PEM files
+// named by CONNECTPLUGIN_TLS_CERT and CONNECTPLUGIN_TLS_KEY (plus CONNECTPLUGIN_TLS_CLIENT_CA: mutual
+// TLS); hosts then use an https:// URL.
 
 import CConnectPluginPosix
 import ConnectPluginHTTP
@@ -74,6 +76,12 @@ public struct PluginServeConfig: Sendable {
 
     /// The environment variable that turns on remote mode with its address.
     public static let listenEnvironmentKey = "CONNECTPLUGIN_LISTEN"
+    /// Remote mode without `tls`: the server certificate chain and key (PEM files) from these
+    /// variables turn on TLS; with `tlsClientCAEnvironmentKey` too, clients must present a
+    /// certificate signed by those CAs (mutual TLS).
+    public static let tlsCertEnvironmentKey = "CONNECTPLUGIN_TLS_CERT"
+    public static let tlsKeyEnvironmentKey = "CONNECTPLUGIN_TLS_KEY"
+    public static let tlsClientCAEnvironmentKey = "CONNECTPLUGIN_TLS_CLIENT_CA"
 
     public init(handshake: HandshakeConfig, versionedPlugins: [Int: [String: PluginRegistration]]) {
         self.handshake = handshake
@@ -240,6 +248,7 @@ public final class PluginServer: @unchecked Sendable {
             throw PluginServeError.misconfigured("cannot register the plugin's services: \(e.message)")
         }
         self.health = health
+        let tls = listen.hasPrefix("inproc:") ? nil : try remoteTLS()
         let network: PluginNetwork
         let address: String
         do {
@@ -254,13 +263,13 @@ public final class PluginServer: @unchecked Sendable {
                 if path.utf8.count > 107 {
                     throw PluginServeError.misconfigured("the socket path \(path) is \(path.utf8.count) bytes, over the kernel's 107-byte limit; choose a shorter path")
                 }
-                _ = try server.listenUnix(path)
+                _ = try server.listenUnix(path, tls: tls)
                 socketPath = path
                 network = .unix
                 address = path
             } else {
                 network = .tcp
-                address = try server.listenTCP(listen)
+                address = try server.listenTCP(listen, tls: tls)
             }
         } catch let e as ConnectError {
             throw PluginServeError.listen("cannot listen on \(listen) (\(PluginServerConfigKeys.listen) or --listen): \(e.message)")
@@ -277,8 +286,38 @@ public final class PluginServer: @unchecked Sendable {
         remoteAddress = shown
         let line = HandshakeLine(appVersion: version, network: network, address: address, multiplexSupported: nil)
         handshakeLine = line
-        log(.info, listen.hasPrefix("inproc:") ? "plugin serving in process" : "plugin serving in remote mode", [("address", shown), ("version", String(version))])
+        var fields = [("address", shown), ("version", String(version))]
+        if let t = tls { fields.append(("tls", t.requireClientCert ? "mutual" : "server")) }
+        log(.info, listen.hasPrefix("inproc:") ? "plugin serving in process" : "plugin serving in remote mode", fields)
         return line
+    }
+
+    /// Remote mode's TLS: the config's, else CONNECTPLUGIN_TLS_CERT/_KEY (and _CLIENT_CA for mutual
+    /// TLS) from the environment, else none. Loaded once here so that a bad file is named as such.
+    private func remoteTLS() throws -> TLSConfig? {
+        typealias K = PluginServeConfig
+        var tls = config.tls
+        if tls == nil {
+            let cert = env[K.tlsCertEnvironmentKey] ?? "", key = env[K.tlsKeyEnvironmentKey] ?? "", ca = env[K.tlsClientCAEnvironmentKey] ?? ""
+            if cert.isEmpty != key.isEmpty {
+                throw PluginServeError.misconfigured("remote-mode TLS needs both \(K.tlsCertEnvironmentKey) and \(K.tlsKeyEnvironmentKey) "
+                    + "(PEM files); only \(cert.isEmpty ? K.tlsKeyEnvironmentKey : K.tlsCertEnvironmentKey) is set")
+            }
+            if cert.isEmpty && !ca.isEmpty {
+                throw PluginServeError.misconfigured("\(K.tlsClientCAEnvironmentKey) needs \(K.tlsCertEnvironmentKey) and \(K.tlsKeyEnvironmentKey) "
+                    + "(the plugin's own certificate and key)")
+            }
+            if !cert.isEmpty {
+                tls = .server(certificateChain: .file(cert), privateKey: .file(key), clientCAs: ca.isEmpty ? nil : .file(ca),
+                              requireClientCert: !ca.isEmpty)
+            }
+        }
+        if let t = tls {
+            do { _ = try TLSContext(config: t, isServer: true) } catch let e as HTTPError {
+                throw PluginServeError.misconfigured("the plugin's TLS config is unusable: \(e.message)")
+            }
+        }
+        return tls
     }
 
     /// In-process plugin: serves the plugin (its highest plugin set, with the control services)

@@ -827,7 +827,9 @@ class Server(_ffi.Managed):
         network service that hosts reach by URL (``PluginClient(url=...)``); it prints "listening on
         ADDR" instead of the handshake line and needs no cookie in its environment (the Handshake RPC
         checks it). Without it, the CONNECTPLUGIN_LISTEN environment variable, if set, gives the
-        address."""
+        address. TLS: ``tls``, or else the PEM files named by CONNECTPLUGIN_TLS_CERT and
+        CONNECTPLUGIN_TLS_KEY (with CONNECTPLUGIN_TLS_CLIENT_CA: mutual TLS); hosts then use an
+        https:// URL."""
         return self._serve_plugin(cookie_key, cookie_value, plugins, network, grace_ms, listen, None,
                                   tls=tls, logger=logger, log_level=log_level)  # type: ignore[return-value]
 
