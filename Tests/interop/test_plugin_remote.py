@@ -212,7 +212,7 @@ import connectplugin
 p = connectplugin.PluginClient([sys.argv[2]], cookie=("KV_PLUGIN", "connectplugin-kv"), plugins={1: ["kv"]})
 print(p.reattach_info, flush=True)
 sys.stdin.readline()      # the test reattached, called and killed the plugin from its own process
-status = p.exit_status
+status = p.wait_exit(10_000)  # the exit is seen asynchronously (the child watcher), so wait for it
 p.kill()
 print(status, flush=True)
 """
