@@ -30,6 +30,29 @@ func kvConfig(path string) PluginClientConfig {
 	}
 }
 
+// startAndPut launches the KV plugin with cfg and makes one Put (key "k", 2 bytes), which the
+// plugin logs at debug; the caller kills the plugin.
+func startAndPut(t *testing.T, cfg PluginClientConfig) *PluginClient {
+	t.Helper()
+	p, err := StartPlugin(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := p.Dispense("kv")
+	if err != nil {
+		p.Kill()
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := kv.CallUnary(ctx, "/connectplugin.examples.kv.v1.KVService/Put", []byte{0x0A, 0x01, 'k', 0x12, 0x02, 1, 2}); err != nil {
+		p.Kill()
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestPluginClientLaunchesDispensesAndKills(t *testing.T) {
 	p, err := StartPlugin(kvConfig(kvPluginPath(t)))
 	if err != nil {

@@ -7,7 +7,6 @@ package connectplugin
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -71,20 +70,8 @@ func TestSlogPluginLoggerReceivesPluginLogs(t *testing.T) {
 	}), &slog.HandlerOptions{Level: slog.LevelDebug - 4})
 	cfg := kvConfig(kvPluginPath(t))
 	cfg.Logger = SlogPluginLogger(slog.New(h))
-	p, err := StartPlugin(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := startAndPut(t, cfg)
 	defer p.Kill()
-	kv, err := p.Dispense("kv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := kv.CallUnary(ctx, "/connectplugin.examples.kv.v1.KVService/Put", []byte{0x0A, 0x01, 'k', 0x12, 0x02, 1, 2}); err != nil {
-		t.Fatal(err)
-	}
 	want := "level=DEBUG msg=put plugin=kv-plugin-swift key=k bytes=2"
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		mu.Lock()

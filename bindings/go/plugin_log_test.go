@@ -2,7 +2,6 @@ package connectplugin
 
 import (
 	"bytes"
-	"context"
 	"log"
 	"strings"
 	"sync"
@@ -23,19 +22,7 @@ func TestPluginClientLoggerReceivesPluginLogs(t *testing.T) {
 		names[plugin] = true
 		got = append(got, r)
 	}
-	p, err := StartPlugin(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := p.Dispense("kv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := kv.CallUnary(ctx, "/connectplugin.examples.kv.v1.KVService/Put", []byte{0x0A, 0x01, 'k', 0x12, 0x02, 1, 2}); err != nil {
-		t.Fatal(err)
-	}
+	p := startAndPut(t, cfg)
 	// The line is on the plugin's stderr before its answer; the host's reader delivers it soon after.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
