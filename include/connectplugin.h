@@ -1252,7 +1252,7 @@ CONNECTPLUGIN_API connectplugin_status connectplugin_interceptor_call_add_respon
  * fd 1 and 2 onto pipes forwarded to the host through plugin.GRPCStdio, prints the handshake line
  * `1|APP|NETWORK|ADDR|grpc|` on the real stdout, logs hclog JSON lines on the real stderr, and
  * serves until the host calls Shutdown, SIGTERM or SIGINT arrives, or the host that launched it is
- * gone; then it stops gracefully. Wire details: docs/plugins.md.
+ * gone; then it stops gracefully. Wire details: docs/plugins.md; plugin authors: docs/plugin-authors.md.
  */
 
 typedef struct connectplugin_plugin_config connectplugin_plugin_config;
