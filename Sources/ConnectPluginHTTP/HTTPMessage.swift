@@ -118,7 +118,10 @@ protocol HTTPServerStreamTransport: AnyObject {
 /// one `respond`, or sends a head, writes body pieces (`write` blocks while `highWater` bytes are
 /// waiting for the peer: a slow reader slows the writer) and finishes with trailers.
 /// Every outbound call may be made from any thread; `read` and `write` block, so never call them
-/// on a loop thread.
+/// on a loop thread. `respond`, `sendHead`, `finish` and `reset` that end the loop's only open
+/// exchange, called from a handler thread while the loop is idle, do their loop work on that
+/// thread (`EventLoop.executeOrTakeOver`): the answer is written without waking the loop. With
+/// other exchanges open the loop does it, batching the answers of one iteration into one write.
 public final class HTTPServerStream: @unchecked Sendable {
     public let request: HTTPRequest
     public let loop: EventLoop
@@ -146,12 +149,32 @@ public final class HTTPServerStream: @unchecked Sendable {
     private var outstanding = 0
     private var cancelHandlers: [() -> Void] = []
     private var endHandlers: [() -> Void] = []
+    /// Counted in the loop's open exchanges until finished or canceled (`closeExchange`).
+    private var open = true
 
     init(request: HTTPRequest, loop: EventLoop, transport: HTTPServerStreamTransport, tag: Int32 = 0) {
         self.request = request
         self.loop = loop
         self.transport = transport
         self.tag = tag
+        loop.exchangeOpened()
+    }
+
+    deinit {
+        if open { _ = loop.exchangeClosed() }
+    }
+
+    /// The exchange is over (lock held): true if it was the loop's last open one, so that its
+    /// answer is best written by the answering thread itself (`EventLoop.executeOrTakeOver`).
+    private func closeExchange() -> Bool {
+        guard open else { return false }
+        open = false
+        return loop.exchangeClosed() == 0
+    }
+
+    /// Runs the loop work of an answer: taken over when this was the loop's only open exchange.
+    private func runAnswer(alone: Bool, _ work: @escaping () -> Void) {
+        if alone { loop.executeOrTakeOver(work) } else { loop.executeOrRun(work) }
     }
 
     // MARK: inbound (handler side)
@@ -340,8 +363,9 @@ public final class HTTPServerStream: @unchecked Sendable {
         headSent = true
         cancelHandlers = []
         let ends = takeEndHandlers()
+        let alone = closeExchange()
         cond.unlock()
-        loop.executeOrRun { [self] in
+        runAnswer(alone: alone) { [self] in
             transport?.streamRespond(self, response)
             for h in ends { h() }
         }
@@ -359,13 +383,15 @@ public final class HTTPServerStream: @unchecked Sendable {
         }
         headSent = true
         var ends: [() -> Void] = []
+        var alone = false
         if endStream {
             finished = true
             cancelHandlers = []
             ends = takeEndHandlers()
+            alone = closeExchange()
         }
         cond.unlock()
-        loop.executeOrRun { [self] in
+        runAnswer(alone: alone) { [self] in
             transport?.streamSendHead(self, status: status, headers: headers, endStream: endStream)
             for h in ends { h() }
         }
@@ -388,6 +414,8 @@ public final class HTTPServerStream: @unchecked Sendable {
         }
         outstanding += bytes.count
         cond.unlock()
+        // Body writes stay loop work (not taken over): the loop batches a stream's messages into one
+        // write per iteration, where a take-over would make one syscall per message.
         loop.executeOrRun { [self] in transport?.streamWrite(self, bytes) }
         return nil
     }
@@ -403,8 +431,9 @@ public final class HTTPServerStream: @unchecked Sendable {
         finished = true
         cancelHandlers = []
         let ends = takeEndHandlers()
+        let alone = closeExchange()
         cond.unlock()
-        loop.executeOrRun { [self] in
+        runAnswer(alone: alone) { [self] in
             transport?.streamFinish(self, trailers: trailers)
             for h in ends { h() }
         }
@@ -421,9 +450,10 @@ public final class HTTPServerStream: @unchecked Sendable {
         finished = true
         cancelHandlers = []
         let ends = takeEndHandlers()
+        let alone = closeExchange()
         cond.broadcast()
         cond.unlock()
-        loop.executeOrRun { [self] in
+        runAnswer(alone: alone) { [self] in
             transport?.streamReset(self)
             for h in ends { h() }
         }
@@ -491,6 +521,7 @@ public final class HTTPServerStream: @unchecked Sendable {
         }
         let wasFinished = finished
         canceled = error
+        _ = closeExchange()
         let hs = cancelHandlers
         cancelHandlers = []
         let ends = takeEndHandlers()
@@ -499,7 +530,11 @@ public final class HTTPServerStream: @unchecked Sendable {
         cond.broadcast()
         cond.unlock()
         _ = done
-        if !wasFinished { for h in hs { h() } }
+        if !wasFinished && !hs.isEmpty {
+            // Cancel handlers reach the application (on_done hooks, interceptors): on the loop
+            // thread, not inside a handler thread that took the loop over to write its answer.
+            if loop.inTakeOver { loop.execute { for h in hs { h() } } } else { for h in hs { h() } }
+        }
         for h in ends { h() }
     }
 }

@@ -32,6 +32,51 @@ import Testing
         #expect(steps.wait { $0.count == 4 } == ["inline", "after", "end", "deferred"])
     }
 
+    @Test func executeOrTakeOverRunsOnTheCallerWhileTheLoopIsIdle() throws {
+        let loop = try EventLoop(name: "test-loop")
+        // Let the loop go idle (its thread waits in epoll_wait with nothing pending).
+        let idle = Box<Bool>(false)
+        loop.execute { idle.update { $0 = true } }
+        _ = idle.wait { $0 }
+        usleep(20_000)
+        let caller = pthread_self()
+        let ran = Box<[String]>([])
+        loop.executeOrTakeOver {
+            let here = pthread_equal(pthread_self(), caller) != 0
+            ran.update { $0.append("task here=\(here) loop=\(loop.inEventLoop) takeover=\(loop.inTakeOver)") }
+            loop.executeAtEndOfIteration { ran.update { $0.append("end of iteration") } }
+        }
+        // Taken over: done when it returns, on this thread, as loop work; the flag is gone after.
+        #expect(ran.current == ["task here=true loop=true takeover=true", "end of iteration"])
+        #expect(!loop.inEventLoop && !loop.inTakeOver)
+        // A timer scheduled by a take-over that is earlier than the loop's wait wakes the loop.
+        let fired = Box<Bool>(false)
+        let start = monotonicNowNs()
+        loop.executeOrTakeOver { _ = loop.schedule(afterNs: 10_000_000) { fired.update { $0 = true } } }
+        _ = fired.wait { $0 }
+        #expect(monotonicNowNs() - start < 5_000_000_000)
+    }
+
+    @Test func executeOrTakeOverKeepsTheOrderOfQueuedWork() throws {
+        let loop = try EventLoop(name: "test-loop")
+        let seen = Box<[Int]>([])
+        // From a loop task: inline. From here, with work queued or the loop busy: queued or run
+        // after what is queued, never before it.
+        let open = Box<Bool>(false), busy = Box<Bool>(false)
+        loop.execute {  // the loop is busy until the gate opens
+            busy.update { $0 = true }
+            _ = open.wait { $0 }
+        }
+        _ = busy.wait { $0 }
+        for i in 0..<50 { loop.execute { seen.update { $0.append(i) } } }
+        loop.executeOrTakeOver { seen.update { $0.append(50) } }
+        open.update { $0 = true }
+        for i in 51..<100 {
+            if i % 2 == 0 { loop.execute { seen.update { $0.append(i) } } } else { loop.executeOrTakeOver { seen.update { $0.append(i) } } }
+        }
+        #expect(seen.wait { $0.count == 100 } == Array(0..<100))
+    }
+
     @Test func timersFireInDeadlineOrderAndNotEarly() throws {
         let loop = try EventLoop(name: "test-loop")
         let fired = Box<[(Int, UInt64)]>([])
