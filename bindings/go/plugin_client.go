@@ -388,7 +388,12 @@ func (p *PluginClient) Exited() (status int, signaled bool, ok bool) {
 
 func (p *PluginClient) exited() (status int, signaled bool, ok bool) {
 	var v C.int32_t
-	switch C.connectplugin_plugin_client_exit_status(p._ptr, &v) {
+	return exitResult(C.connectplugin_plugin_client_exit_status(p._ptr, &v), v)
+}
+
+// exitResult reads the C ABI's exit kind (1 exited, 2 signaled, 3 unknown, 0 still running).
+func exitResult(kind C.int32_t, v C.int32_t) (status int, signaled bool, ok bool) {
+	switch kind {
 	case 1:
 		return int(v), false, true
 	case 2:
@@ -459,13 +464,8 @@ func (p *PluginClient) WaitExit(timeout time.Duration) (status int, signaled boo
 		var v C.int32_t
 		kind := C.connectplugin_plugin_client_wait_exit(p._ptr, C.int64_t(durationToMs(slice)), &v)
 		p.mu.RUnlock()
-		switch kind {
-		case 1:
-			return int(v), false, true
-		case 2:
-			return int(v), true, true
-		case 3:
-			return -1, false, true
+		if st, sig, ok := exitResult(kind, v); ok {
+			return st, sig, ok
 		}
 		if timeout >= 0 && !time.Now().Before(deadline) {
 			return 0, false, false
