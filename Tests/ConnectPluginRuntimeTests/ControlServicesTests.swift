@@ -7,10 +7,25 @@ import ConnectPluginRPC
 @testable import ConnectPluginRuntime
 
 final class ShutdownLog: @unchecked Sendable {
-    let lock = Lock()
+    let lock = ConditionLock()
     var reasons: [String] = []
-    func add(_ r: String) { lock.withLock { reasons.append(r) } }
+    func add(_ r: String) {
+        lock.lock()
+        reasons.append(r)
+        lock.broadcast()
+        lock.unlock()
+    }
     var all: [String] { lock.withLock { reasons } }
+
+    /// The reasons once there are `n` of them (or after 10 s): the handler reports a shutdown just
+    /// after answering, so the caller may see the answer first.
+    func wait(for n: Int) -> [String] {
+        let deadline = monotonicNowNs() &+ 10_000_000_000
+        lock.lock()
+        defer { lock.unlock() }
+        while reasons.count < n && lock.wait(untilNs: deadline) {}
+        return reasons
+    }
 }
 
 private func fixture(_ name: String) throws -> (RPCServer, ControlServices, ShutdownLog, String) {
@@ -98,8 +113,9 @@ private func client(_ url: String, _ proto: RPCProtocol) throws -> RPCClient {
         req.reason = "plugin removed"
         let r = try c.unary("/connectplugin.v1.PluginControl/Shutdown", request: req.serialized())
         #expect(try ShutdownResponse(serialized: r.message).acknowledged)
-        #expect(log.all == ["the host called plugin.GRPCController/Shutdown",
-                            "the host called connectplugin.v1.PluginControl/Shutdown (plugin removed)"])
+        // Each handler reports after answering, so the two reports may come in either order.
+        #expect(log.wait(for: 2).sorted() == ["the host called connectplugin.v1.PluginControl/Shutdown (plugin removed)",
+                                              "the host called plugin.GRPCController/Shutdown"])
     }
 
     @Test func connectPluginHandshake() throws {

@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from typing import Iterable, Iterator, Optional
 
 import connectplugin
@@ -137,6 +138,23 @@ EXPECTED = ["put greeting ok", "get greeting found=true value=hello", "delete gr
             "watch s/ s/a=1 s/b=2 s/c=3 deleted:s/a"]
 
 
+_stdout = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One line on stdout, whole: plugin log records arrive on another thread (--logs)."""
+    with _stdout:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+class Lines(logging.Handler):
+    """--logs: each record as one `say` line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        say(self.format(record))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="connectplugin KV plugin host (Python)")
     parser.add_argument("--url", help="a plugin serving in remote mode")
@@ -155,7 +173,7 @@ def main(argv=None) -> int:
                          logging.WARNING: "warn"}.get(r.levelno, "error")
                 return f"log {r.plugin} {level} {r.getMessage()}"
 
-        h = logging.StreamHandler(sys.stdout)
+        h = Lines()
         h.setFormatter(Line())
         log = logging.getLogger("connectplugin.plugin")
         log.addHandler(h)
@@ -175,22 +193,22 @@ def main(argv=None) -> int:
         with connectplugin.PluginClient(None if url else args.plugin, cookie=("KV_PLUGIN", "connectplugin-kv"),
                                         plugins={1: ["kv"]}, url=url,
                                         auto_mtls=args.automtls) as plugin:
-            print(f"started {url or args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
+            say(f"started {url or args.plugin[0]} pid={plugin.pid} version={plugin.negotiated_version}")
             kv = KV(plugin.dispense("kv"))
             ok = True
             for _ in range(max(1, args.repeat)):
                 lines = script(kv)
                 ok = ok and lines == EXPECTED
             for line in lines:
-                print(line)
+                say(line)
             plugin.ping()
-            print("ping ok")
+            say("ping ok")
         if url:
             if in_process is not None:
                 in_process.close()
-            print("stopped: disconnected")
+            say("stopped: disconnected")
             return 0 if ok else 1
-        print(f"stopped: {plugin.exit_status[0]} {plugin.exit_status[1]}")
+        say(f"stopped: {plugin.exit_status[0]} {plugin.exit_status[1]}")
         return 0 if ok and plugin.exit_status == ("exited", 0) else 1
     except connectplugin.ConnectPluginError as e:
         print(f"error: {e.code.wire_name}: {e.message}", file=sys.stderr)
