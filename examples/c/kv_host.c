@@ -334,6 +334,14 @@ static void line_add_item(char *line, size_t cap, const kv_message *m) {
     }
 }
 
+/* Prints "@p head KEY=VALUE ..." (deleted events as "deleted:KEY") on one line. */
+static void print_items(const char *head, const kv_items *items) {
+    char line[512];
+    snprintf(line, sizeof line, "%s", head);
+    for (size_t i = 0; i < items->n; i++) line_add_item(line, sizeof line, &items->v[i]);
+    printf("%s\n", line);
+}
+
 /* Whether @p m is the item (or event) KEY=VALUE, or the deleted event of KEY when @p value is NULL. */
 static bool item_is(const kv_message *m, const char *key, const char *value) {
     size_t value_len = value ? strlen(value) : 0;
@@ -396,17 +404,12 @@ static bool stream_script(kv_plugin *kv, bool print) {
     if (print) printf("putmany count=%lld\n", (long long)count);
     bool ok = expect(count == 2, "putmany");
 
-    char line[512];
     kv_items items = {0};
     if (!kv_list(kv, "s/", &items)) {
         kv_items_free(&items);
         return false;
     }
-    if (print) {
-        snprintf(line, sizeof line, "list s/");
-        for (size_t i = 0; i < items.n; i++) line_add_item(line, sizeof line, &items.v[i]);
-        printf("%s\n", line);
-    }
+    if (print) print_items("list s/", &items);
     ok = expect(items.n == 2 && item_is(&items.v[0], "s/a", "1") && item_is(&items.v[1], "s/b", "2"), "list s/") && ok;
     kv_items_free(&items);
 
@@ -414,11 +417,7 @@ static bool stream_script(kv_plugin *kv, bool print) {
         kv_items_free(&items);
         return false;
     }
-    if (print) {
-        snprintf(line, sizeof line, "watch s/");
-        for (size_t i = 0; i < items.n; i++) line_add_item(line, sizeof line, &items.v[i]);
-        printf("%s\n", line);
-    }
+    if (print) print_items("watch s/", &items);
     ok = expect(items.n == 4 && item_is(&items.v[0], "s/a", "1") && item_is(&items.v[1], "s/b", "2") &&
                     item_is(&items.v[2], "s/c", "3") && item_is(&items.v[3], "s/a", NULL),
                 "watch s/") &&
